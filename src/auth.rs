@@ -1,0 +1,542 @@
+//! JWT authentication (spec: websocket.md §Auth, http.md §Auth/§Errors).
+//!
+//! HMAC only: HS256/HS384/HS512 with the raw secret bytes. We read the header's `alg`
+//! ourselves first, so `none`/RS*/ES*/PS*/EdDSA are refused before the key is touched, and
+//! jsonwebtoken is then told to accept exactly that one algorithm (the list is ours, never
+//! the token's). `exp`/`nbf` are checked here against the caller's `now` with no leeway:
+//! jsonwebtoken's own checks read the system clock and default to 60 s of leeway.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The only algorithms we accept, by their exact (case-sensitive) header names.
+const ALGS: [(&str, Algorithm); 3] = [
+    ("HS256", Algorithm::HS256),
+    ("HS384", Algorithm::HS384),
+    ("HS512", Algorithm::HS512),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    /// `exp` in unix seconds (a fractional `exp` is rounded up: valid strictly before it).
+    pub expires_at: Option<u64>,
+}
+
+impl Identity {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin" || r == "chat_admin")
+    }
+}
+
+/// Why authentication failed. The variant is for logs only; clients get
+/// [`AuthError::http_code`] / [`AuthError::http_message`], which never say why.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// `Authorization` is missing or not `Bearer <token>`.
+    MalformedHeader,
+    /// Not a JWT, or a claim has the wrong JSON type (e.g. `roles` not an array of
+    /// strings, `exp` not a number): present-but-mistyped is malformed, not missing.
+    Malformed,
+    AlgorithmNotAllowed,
+    BadSignature,
+    /// Required claim absent, `null`, or (for `user_id`) empty.
+    MissingClaim(&'static str),
+    Expired,
+    NotYetValid,
+    /// No `exp` while `REQUIRE_EXP` is on.
+    MissingExp,
+    Mint(String),
+}
+
+impl AuthError {
+    /// `code` of the 401 body (http.md §Errors).
+    pub fn http_code(&self) -> &'static str {
+        match self {
+            AuthError::MalformedHeader => "UNAUTHORIZED",
+            _ => "INVALID_TOKEN",
+        }
+    }
+
+    /// Generic client-facing `error` text matching [`AuthError::http_code`].
+    pub fn http_message(&self) -> &'static str {
+        match self {
+            AuthError::MalformedHeader => "Invalid authorization header",
+            _ => "Invalid or expired authentication token",
+        }
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::MalformedHeader => {
+                f.write_str("authorization header is not `Bearer <token>`")
+            }
+            AuthError::Malformed => f.write_str("token is not a well-formed JWT with typed claims"),
+            AuthError::AlgorithmNotAllowed => f.write_str("token alg is not HS256/HS384/HS512"),
+            AuthError::BadSignature => f.write_str("token signature does not verify"),
+            AuthError::MissingClaim(c) => write!(f, "token lacks required claim `{c}`"),
+            AuthError::Expired => f.write_str("token expired"),
+            AuthError::NotYetValid => f.write_str("token not yet valid (nbf)"),
+            AuthError::MissingExp => f.write_str("token has no exp and REQUIRE_EXP is on"),
+            AuthError::Mint(e) => write!(f, "cannot mint token: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Verifies tokens; build once at start-up and share (it is `Send + Sync`).
+#[derive(Clone, Debug)] // DecodingKey's Debug redacts the secret.
+pub struct Verifier {
+    /// `None` for an empty secret: HMAC with an empty key is forgeable by anyone, so we
+    /// fail closed (every token → `BadSignature`) even if start-up forgot to refuse it.
+    key: Option<DecodingKey>,
+    /// One pinned `Validation` per entry of `ALGS`, same index.
+    validations: [Validation; 3],
+    require_exp: bool,
+}
+
+impl Verifier {
+    pub fn new(secret: &[u8], require_exp: bool) -> Verifier {
+        let pinned = |(_, alg): (&str, Algorithm)| {
+            let mut v = Validation::new(alg);
+            v.leeway = 0;
+            // Time claims are ours (caller's clock); exp presence is ours (MissingExp).
+            v.validate_exp = false;
+            v.validate_nbf = false;
+            v.required_spec_claims.clear();
+            // We configure no audience; left on, jsonwebtoken would reject every token
+            // that merely carries an `aud` claim, which the spec does not ask for.
+            v.validate_aud = false;
+            v
+        };
+        Verifier {
+            key: (!secret.is_empty()).then(|| DecodingKey::from_secret(secret)),
+            validations: ALGS.map(pinned),
+            require_exp,
+        }
+    }
+
+    /// `now` = unix seconds. `exp` is valid strictly before it (RFC 7519; also matches
+    /// closing the socket "at exp"); `nbf` is valid from it on.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        let idx = pinned_alg_index(token)?;
+        let key = self.key.as_ref().ok_or(AuthError::BadSignature)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validations[idx])
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed,
+                // Base64/JSON/shape errors; its claim and time checks are switched off.
+                _ => AuthError::Malformed,
+            })?
+            .claims;
+
+        let user_id = claims
+            .user_id
+            .filter(|u| !u.is_empty())
+            .ok_or(AuthError::MissingClaim("user_id"))?;
+        let roles = claims.roles.ok_or(AuthError::MissingClaim("roles"))?;
+        let expires_at = claims.exp.map(numeric_date);
+        match expires_at {
+            None if self.require_exp => return Err(AuthError::MissingExp),
+            Some(exp) if now >= exp => return Err(AuthError::Expired),
+            _ => {}
+        }
+        if claims.nbf.map(numeric_date).is_some_and(|nbf| now < nbf) {
+            return Err(AuthError::NotYetValid);
+        }
+        // An empty name would render as nothing in the UI; treat it like an absent one.
+        let name = claims
+            .name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| user_id.clone());
+        Ok(Identity {
+            user_id,
+            name,
+            roles,
+            expires_at,
+        })
+    }
+}
+
+/// Claims we read. Unknown claims are ignored; a duplicated key is a serde error (Malformed),
+/// so a token cannot carry two different `user_id`s.
+#[derive(Deserialize)]
+struct Claims {
+    user_id: Option<String>,
+    roles: Option<Vec<String>>,
+    name: Option<String>,
+    // NumericDate may be fractional (RFC 7519 §2).
+    exp: Option<f64>,
+    nbf: Option<f64>,
+}
+
+/// Round up so a fractional time is never treated as earlier than it is; `as` saturates
+/// (negative → 0, huge → u64::MAX).
+fn numeric_date(t: f64) -> u64 {
+    t.ceil() as u64
+}
+
+/// Index into `ALGS` of the header's `alg`, read without touching the key. jsonwebtoken's
+/// `decode_header` cannot do this: an `alg` outside its enum (e.g. `none`) is just a JSON
+/// error there, indistinguishable from garbage.
+fn pinned_alg_index(token: &str) -> Result<usize, AuthError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
+    let header: serde_json::Map<String, serde_json::Value> = URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .ok_or(AuthError::Malformed)?;
+    // RFC 7515 §4.1.11: extensions listed in `crit` must be understood; we understand none.
+    if header.contains_key("crit") {
+        return Err(AuthError::Malformed);
+    }
+    let alg = header
+        .get("alg")
+        .and_then(|a| a.as_str())
+        .ok_or(AuthError::Malformed)?;
+    ALGS.iter()
+        .position(|(name, _)| *name == alg)
+        .ok_or(AuthError::AlgorithmNotAllowed)
+}
+
+#[derive(Serialize)]
+struct MintClaims<'a> {
+    user_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    roles: &'a [String],
+    iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<u64>,
+}
+
+/// HS256 token for `chatbox token` and `--dev`. `ttl_secs: None` mints a token without
+/// `exp`, which a `REQUIRE_EXP=true` server refuses.
+pub fn mint(
+    secret: &[u8],
+    user_id: &str,
+    name: Option<&str>,
+    roles: &[String],
+    issued_at: u64,
+    ttl_secs: Option<u64>,
+) -> Result<String, AuthError> {
+    // Refuse to mint what `Verifier` would refuse, or what anyone could forge.
+    if secret.is_empty() {
+        return Err(AuthError::Mint("empty secret".into()));
+    }
+    if user_id.is_empty() {
+        return Err(AuthError::Mint("empty user_id".into()));
+    }
+    let exp = match ttl_secs {
+        Some(ttl) => Some(
+            issued_at
+                .checked_add(ttl)
+                .ok_or_else(|| AuthError::Mint("issued_at + ttl overflows".into()))?,
+        ),
+        None => None,
+    };
+    let claims = MintClaims {
+        user_id,
+        name,
+        roles,
+        iat: issued_at,
+        exp,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| AuthError::Mint(e.to_string()))
+}
+
+/// `Authorization` value → token. The scheme is the exact, case-sensitive `Bearer `
+/// (as the old service); surrounding spaces around the token are dropped (RFC 6750 allows
+/// `1*SP` after the scheme, HTTP allows trailing OWS).
+pub fn bearer_token(header_value: &str) -> Result<&str, AuthError> {
+    match header_value.strip_prefix("Bearer ").map(str::trim) {
+        Some(token) if !token.is_empty() => Ok(token),
+        _ => Err(AuthError::MalformedHeader),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use AuthError::*;
+
+    const SECRET: &[u8] = b"test-secret-0123456789";
+    const NOW: u64 = 1_700_000_000;
+
+    fn b64url(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Token with arbitrary header and payload JSON and a given signature segment.
+    fn raw(header: &Value, claims: &Value, sig: &str) -> String {
+        let enc = |v: &Value| b64url(v.to_string().as_bytes());
+        format!("{}.{}.{sig}", enc(header), enc(claims))
+    }
+
+    fn sign(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
+        let key = EncodingKey::from_secret(secret);
+        jsonwebtoken::encode(&Header::new(alg), claims, &key).unwrap()
+    }
+
+    fn verifier() -> Verifier {
+        Verifier::new(SECRET, true)
+    }
+
+    /// Verify an HS256 token with these claims at `now`.
+    fn at(claims: Value, now: u64) -> Result<Identity, AuthError> {
+        verifier().verify(&sign(Algorithm::HS256, SECRET, &claims), now)
+    }
+
+    fn ok_claims() -> Value {
+        json!({"user_id": "u1", "roles": ["user"], "exp": NOW + 60})
+    }
+
+    #[test]
+    fn mint_round_trip() {
+        let roles = vec!["user".to_string()];
+        let t = mint(SECRET, "u1", None, &roles, NOW, Some(60)).unwrap();
+        let id = verifier().verify(&t, NOW).unwrap();
+        let want = Identity {
+            user_id: "u1".into(),
+            name: "u1".into(),
+            roles,
+            expires_at: Some(NOW + 60),
+        };
+        assert_eq!(id, want);
+        assert!(!id.is_admin());
+
+        let roles = vec!["admin".to_string()];
+        let t = mint(SECRET, "a1", Some("Ada"), &roles, NOW, Some(60)).unwrap();
+        let id = verifier().verify(&t, NOW).unwrap();
+        assert_eq!(id.name, "Ada");
+        assert!(id.is_admin());
+
+        // No ttl → no exp: refused under REQUIRE_EXP, fine without it.
+        let t = mint(SECRET, "u1", None, &[], NOW, None).unwrap();
+        assert_eq!(verifier().verify(&t, NOW), Err(MissingExp));
+        let id = Verifier::new(SECRET, false).verify(&t, NOW).unwrap();
+        assert_eq!((id.roles.len(), id.expires_at), (0, None));
+    }
+
+    #[test]
+    fn mint_refuses_bad_input() {
+        for r in [
+            mint(b"", "u", None, &[], NOW, None),
+            mint(SECRET, "", None, &[], NOW, None),
+            mint(SECRET, "u", None, &[], u64::MAX, Some(1)),
+        ] {
+            assert!(matches!(r, Err(Mint(_))), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn hs384_and_hs512_accepted() {
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let t = sign(alg, SECRET, &ok_claims());
+            assert_eq!(verifier().verify(&t, NOW).unwrap().user_id, "u1");
+        }
+    }
+
+    #[test]
+    fn alg_none_rejected() {
+        for hdr in [json!({"alg": "none", "typ": "JWT"}), json!({"alg": "None"})] {
+            let t = raw(&hdr, &ok_claims(), "");
+            assert_eq!(verifier().verify(&t, NOW), Err(AlgorithmNotAllowed));
+        }
+    }
+
+    #[test]
+    fn asymmetric_and_misspelled_algs_rejected_before_key() {
+        // Garbage signature, and a verifier with no usable key: touching either would
+        // give Malformed or BadSignature instead.
+        let keyless = Verifier::new(b"", true);
+        for alg in ["RS256", "ES256", "PS256", "EdDSA", "hs256", "HS256 "] {
+            let t = raw(&json!({"alg": alg}), &ok_claims(), "not*base64");
+            assert_eq!(
+                verifier().verify(&t, NOW),
+                Err(AlgorithmNotAllowed),
+                "{alg}"
+            );
+            assert_eq!(keyless.verify(&t, NOW), Err(AlgorithmNotAllowed), "{alg}");
+        }
+    }
+
+    #[test]
+    fn empty_secret_fails_closed() {
+        let t = sign(Algorithm::HS256, b"", &ok_claims());
+        assert_eq!(Verifier::new(b"", true).verify(&t, NOW), Err(BadSignature));
+    }
+
+    #[test]
+    fn wrong_secret_or_tampering_is_bad_signature() {
+        let t = sign(Algorithm::HS256, b"other-secret", &ok_claims());
+        assert_eq!(verifier().verify(&t, NOW), Err(BadSignature));
+
+        // Swap in an admin payload, keep the signature.
+        let t = sign(Algorithm::HS256, SECRET, &ok_claims());
+        let sig = t.rsplit('.').next().unwrap();
+        let hdr = json!({"alg": "HS256", "typ": "JWT"});
+        let admin = json!({"user_id": "u1", "roles": ["admin"], "exp": NOW + 60});
+        assert_eq!(
+            verifier().verify(&raw(&hdr, &admin, sig), NOW),
+            Err(BadSignature)
+        );
+
+        // HS512 signature relabelled as HS256.
+        let t = sign(Algorithm::HS512, SECRET, &ok_claims());
+        let (_, rest) = t.split_once('.').unwrap();
+        let relabelled = format!("{}.{rest}", b64url(hdr.to_string().as_bytes()));
+        assert_eq!(verifier().verify(&relabelled, NOW), Err(BadSignature));
+    }
+
+    #[test]
+    fn exp_and_nbf_without_leeway() {
+        let with = |k: &str, t: Value| json!({"user_id": "u", "roles": [], "exp": NOW + 9, k: t});
+        assert_eq!(at(with("exp", json!(NOW - 1)), NOW), Err(Expired));
+        assert_eq!(at(with("exp", json!(NOW)), NOW), Err(Expired));
+        assert!(at(with("exp", json!(NOW + 1)), NOW).is_ok());
+        // Fractional exp rounds up: valid strictly before 100.5.
+        let frac = at(with("exp", json!(100.5)), 100);
+        assert_eq!(frac.unwrap().expires_at, Some(101));
+        assert_eq!(at(with("exp", json!(100.5)), 101), Err(Expired));
+        assert_eq!(at(with("exp", json!("soon")), NOW), Err(Malformed));
+
+        assert_eq!(at(with("nbf", json!(NOW + 1)), NOW), Err(NotYetValid));
+        assert!(at(with("nbf", json!(NOW)), NOW).is_ok());
+    }
+
+    #[test]
+    fn missing_exp_depends_on_require_exp() {
+        let t = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"user_id": "u", "roles": []}),
+        );
+        assert_eq!(verifier().verify(&t, NOW), Err(MissingExp));
+        let id = Verifier::new(SECRET, false).verify(&t, NOW).unwrap();
+        assert_eq!(id.expires_at, None);
+    }
+
+    #[test]
+    fn claim_presence_and_types() {
+        let exp = NOW + 60;
+        let cases = [
+            (json!({"roles": [], "exp": exp}), MissingClaim("user_id")),
+            (
+                json!({"user_id": "", "roles": [], "exp": exp}),
+                MissingClaim("user_id"),
+            ),
+            (
+                json!({"user_id": null, "roles": [], "exp": exp}),
+                MissingClaim("user_id"),
+            ),
+            (json!({"user_id": "u", "exp": exp}), MissingClaim("roles")),
+            // Present but mistyped → Malformed (documented on the variant).
+            (
+                json!({"user_id": "u", "roles": "admin", "exp": exp}),
+                Malformed,
+            ),
+            (json!({"user_id": "u", "roles": [1], "exp": exp}), Malformed),
+            (json!({"user_id": 7, "roles": [], "exp": exp}), Malformed),
+            (json!(["not", "an", "object"]), Malformed),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(at(claims.clone(), NOW), Err(want), "{claims}");
+        }
+        // Empty name defaults too; unknown claims and `aud` are ignored.
+        let c = json!({"user_id": "u", "name": "", "roles": [], "exp": exp, "aud": "x", "x": 1});
+        assert_eq!(at(c, NOW).unwrap().name, "u");
+    }
+
+    #[test]
+    fn not_a_jwt_is_malformed() {
+        let good = sign(Algorithm::HS256, SECRET, &ok_claims());
+        let mut h = Header::new(Algorithm::HS256);
+        h.crit = Some(vec!["b64".into()]);
+        let crit = jsonwebtoken::encode(&h, &ok_claims(), &EncodingKey::from_secret(SECRET));
+        let no_alg = raw(&json!({"typ": "JWT"}), &ok_claims(), "");
+        let extra = format!("{good}.x");
+        for t in [
+            "",
+            "abc",
+            "a.b",
+            "a.b.c",
+            "..",
+            &extra,
+            &crit.unwrap(),
+            &no_alg,
+        ] {
+            assert_eq!(verifier().verify(t, NOW), Err(Malformed), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_token_cases() {
+        assert_eq!(bearer_token("Bearer abc.def.ghi"), Ok("abc.def.ghi"));
+        assert_eq!(bearer_token("Bearer  abc "), Ok("abc"));
+        let bad = [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Bearer  ",
+            "bearer x",
+            "BEARER x",
+            "Basic dTpw",
+            "x",
+        ];
+        for b in bad {
+            assert_eq!(bearer_token(b), Err(MalformedHeader), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn admin_roles() {
+        let id = |r: &[&str]| Identity {
+            user_id: "u".into(),
+            name: "u".into(),
+            roles: r.iter().map(|s| s.to_string()).collect(),
+            expires_at: None,
+        };
+        assert!(id(&["user", "chat_admin"]).is_admin());
+        assert!(id(&["admin"]).is_admin());
+        assert!(!id(&["Admin", "administrator", "user"]).is_admin());
+        assert!(!id(&[]).is_admin());
+    }
+
+    #[test]
+    fn http_codes_are_generic() {
+        assert_eq!(MalformedHeader.http_code(), "UNAUTHORIZED");
+        for e in [Malformed, BadSignature, Expired, MissingClaim("roles")] {
+            assert_eq!(e.http_code(), "INVALID_TOKEN");
+            assert_eq!(e.http_message(), "Invalid or expired authentication token");
+        }
+    }
+
+    #[test]
+    fn verifier_is_shareable_and_hides_secret() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Verifier>();
+        assert!(!format!("{:?}", verifier()).contains("test-secret"));
+    }
+}

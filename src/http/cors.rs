@@ -1,0 +1,104 @@
+//! CORS (spec/http.md §CORS): off unless `CORS_ALLOWED_ORIGINS` is set; then listed
+//! origins are echoed back with credentials, unlisted ones are refused, and requests
+//! without `Origin` (same-origin, curl, probes) pass untouched.
+
+use crate::net::http::{Method, RequestHead, Response};
+
+pub struct Cors {
+    allowed: Option<Vec<String>>,
+}
+
+pub enum Verdict {
+    /// No CORS handling applies.
+    Pass,
+    /// A listed origin: answer normally and decorate the response.
+    Allowed(String),
+    /// A preflight from a listed origin: answer with this response.
+    Preflight(Response),
+    Forbidden,
+}
+
+const ALLOW_METHODS: &str = "GET,POST,PUT,PATCH,DELETE,OPTIONS";
+const ALLOW_HEADERS: &str = "Origin,Content-Type,Accept,Authorization";
+const MAX_AGE_SECS: &str = "43200";
+
+impl Cors {
+    pub fn new(allowed: Option<Vec<String>>) -> Cors {
+        Cors { allowed }
+    }
+
+    pub fn check(&self, head: &RequestHead) -> Verdict {
+        let (Some(allowed), Some(origin)) = (&self.allowed, head.header("origin")) else {
+            return Verdict::Pass;
+        };
+        if !allowed.iter().any(|entry| entry == origin) {
+            return Verdict::Forbidden;
+        }
+        if head.method == Method::Options && head.header("access-control-request-method").is_some()
+        {
+            return Verdict::Preflight(
+                Self::decorate(Response::empty(204), origin)
+                    .with_header("Access-Control-Allow-Methods", ALLOW_METHODS)
+                    .with_header("Access-Control-Allow-Headers", ALLOW_HEADERS)
+                    .with_header("Access-Control-Max-Age", MAX_AGE_SECS),
+            );
+        }
+        Verdict::Allowed(origin.to_owned())
+    }
+
+    pub fn decorate(response: Response, origin: &str) -> Response {
+        response
+            .with_header("Access-Control-Allow-Origin", origin)
+            .with_header("Access-Control-Allow-Credentials", "true")
+            .with_header("Vary", "Origin")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::http::parse_head;
+
+    fn head(raw: &str) -> RequestHead {
+        parse_head(raw.as_bytes())
+            .expect("valid")
+            .expect("complete")
+            .0
+    }
+
+    #[test]
+    fn off_when_unconfigured_and_for_requests_without_origin() {
+        let off = Cors::new(None);
+        assert!(matches!(
+            off.check(&head("GET / HTTP/1.1\r\nOrigin: https://a\r\n\r\n")),
+            Verdict::Pass
+        ));
+        let on = Cors::new(Some(vec!["https://a".into()]));
+        assert!(matches!(
+            on.check(&head("GET / HTTP/1.1\r\n\r\n")),
+            Verdict::Pass
+        ));
+    }
+
+    #[test]
+    fn listed_origin_preflight_and_unlisted_refusal() {
+        let cors = Cors::new(Some(vec!["https://a".into()]));
+        let preflight =
+            head("OPTIONS /x HTTP/1.1\r\nOrigin: https://a\r\nAccess-Control-Request-Method: POST\r\n\r\n");
+        let Verdict::Preflight(response) = cors.check(&preflight) else {
+            panic!("preflight expected");
+        };
+        assert_eq!(response.status, 204);
+        assert!(response
+            .headers
+            .contains(&("Access-Control-Allow-Origin", "https://a".to_owned())));
+        assert!(matches!(
+            cors.check(&head("GET / HTTP/1.1\r\nOrigin: https://a\r\n\r\n")),
+            Verdict::Allowed(origin) if origin == "https://a"
+        ));
+        assert!(matches!(
+            cors.check(&head("GET / HTTP/1.1\r\nOrigin: https://evil\r\n\r\n")),
+            Verdict::Forbidden
+        ));
+    }
+}

@@ -1,0 +1,133 @@
+//! Liveness and readiness (spec/http.md, spec/integrations.md §Health and shutdown).
+//!
+//! `healthz` answers whenever the loop runs and is never rate limited. `readyz` reports a
+//! registry of named checks that other parts keep current (the store, the LLM providers);
+//! the loop's drain turns it 503 the moment SIGTERM arrives. Checks are cached states,
+//! never probes run here: a blocking ping on the loop would stall every connection.
+
+use serde_json::{json, Map, Value};
+
+use crate::http::error;
+use crate::net::http::Response;
+use crate::time;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub ready: bool,
+    /// Extra fields shown next to `status` (`reason`, `providers_count`, …).
+    pub detail: Map<String, Value>,
+}
+
+impl Check {
+    pub fn ready() -> Check {
+        Check {
+            ready: true,
+            detail: Map::new(),
+        }
+    }
+
+    pub fn not_ready(reason: impl Into<String>) -> Check {
+        let mut detail = Map::new();
+        detail.insert("reason".into(), Value::String(reason.into()));
+        Check {
+            ready: false,
+            detail,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Check {
+        self.detail.insert(key.into(), value.into());
+        self
+    }
+
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        let status = if self.ready { "ready" } else { "not ready" };
+        object.insert("status".into(), Value::String(status.into()));
+        object.extend(self.detail.clone());
+        Value::Object(object)
+    }
+}
+
+/// Named readiness checks, in registration order.
+#[derive(Default)]
+pub struct Readiness {
+    checks: Vec<(&'static str, Check)>,
+}
+
+impl Readiness {
+    pub fn set(&mut self, name: &'static str, check: Check) {
+        match self.checks.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, slot)) => *slot = check,
+            None => self.checks.push((name, check)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|(n, _)| *n == name).map(|(_, c)| c)
+    }
+
+    pub fn is_ready(&self, draining: bool) -> bool {
+        !draining && self.checks.iter().all(|(_, check)| check.ready)
+    }
+
+    pub fn respond(&self, draining: bool, unix: u64) -> Response {
+        let mut checks = Map::new();
+        for (name, check) in &self.checks {
+            checks.insert((*name).into(), check.to_json());
+        }
+        if draining {
+            checks.insert("shutdown".into(), json!({"status": "draining"}));
+        }
+        let ready = self.is_ready(draining);
+        let body = json!({
+            "status": if ready { "ready" } else { "not ready" },
+            "timestamp": time::rfc3339(unix),
+            "checks": checks,
+        });
+        let response = error::json(if ready { 200 } else { 503 }, &body);
+        if ready {
+            response
+        } else {
+            response.with_header("Retry-After", "5")
+        }
+    }
+}
+
+pub fn healthz(unix: u64) -> Response {
+    error::json(
+        200,
+        &json!({"status": "healthy", "timestamp": time::rfc3339(unix)}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(response: &Response) -> Value {
+        serde_json::from_slice(&response.body).expect("json")
+    }
+
+    #[test]
+    fn ready_until_a_check_fails_or_the_drain_starts() {
+        let mut readiness = Readiness::default();
+        readiness.set("llm", Check::ready().with("providers_count", 1));
+        let ok = readiness.respond(false, 0);
+        assert_eq!(ok.status, 200);
+        assert_eq!(body(&ok)["checks"]["llm"]["providers_count"], 1);
+
+        let draining = readiness.respond(true, 0);
+        assert_eq!(draining.status, 503);
+        assert_eq!(body(&draining)["checks"]["shutdown"]["status"], "draining");
+
+        readiness.set("store", Check::not_ready("connection refused"));
+        let down = readiness.respond(false, 0);
+        assert_eq!(down.status, 503);
+        assert_eq!(body(&down)["status"], "not ready");
+        assert_eq!(
+            body(&down)["checks"]["store"]["reason"],
+            "connection refused"
+        );
+    }
+}

@@ -1,0 +1,617 @@
+//! Bounded worker lanes: where blocking work (database, LLM streams, S3, SMTP) runs.
+//!
+//! The event loop must never block, so every blocking call is a job on a lane: a fixed
+//! set of threads behind a bounded queue. Kinds of work get separate lanes so that slow
+//! LLM streams cannot starve short store writes. A full queue is answered at once with
+//! [`LaneError::Busy`] (the client gets a clear error, not a hang) instead of spawning
+//! more threads or queueing without bound.
+//!
+//! Results travel back through one bounded completion channel shared by all lanes, and
+//! one `mio::Waker` tells the loop to look at it. The channel being bounded is the
+//! back-pressure: a job streaming faster than the loop drains blocks on its own thread,
+//! and so stops reading its upstream.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::fmt;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+/// The sending half of the completion channel; every lane worker holds a clone.
+///
+/// The waker is shared and guarded by a "wake pending" flag because a streaming job can
+/// send thousands of chunks per second: only the first completion after the loop's last
+/// drain writes to the eventfd, the rest ride on that wake-up since the loop drains
+/// everything that is there.
+pub struct Completions<T> {
+    tx: SyncSender<T>,
+    waker: Arc<mio::Waker>,
+    wake_pending: Arc<AtomicBool>,
+}
+
+// Manual impl: cloning the sender must not require `T: Clone`.
+impl<T> Clone for Completions<T> {
+    fn clone(&self) -> Self {
+        Completions {
+            tx: self.tx.clone(),
+            waker: Arc::clone(&self.waker),
+            wake_pending: Arc::clone(&self.wake_pending),
+        }
+    }
+}
+
+impl<T> Completions<T> {
+    /// Queues `value` for the loop, blocking the calling thread while the channel is full.
+    /// Must never be called from the loop thread itself: it would wait on its own drain.
+    pub fn send(&self, value: T) -> Result<(), LoopGone> {
+        self.tx.send(value).map_err(|_| LoopGone)?;
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            wake(&self.waker, &self.wake_pending);
+        }
+        Ok(())
+    }
+}
+
+/// Wakes the loop. On failure the pending flag is cleared again so that the next
+/// completion retries; a flag stuck at `true` would silence the loop for good.
+fn wake(waker: &mio::Waker, wake_pending: &AtomicBool) {
+    if let Err(err) = waker.wake() {
+        wake_pending.store(false, Ordering::Release);
+        log::error!("lanes: waking the event loop failed: {err}");
+    }
+}
+
+/// The loop's end of the completion channel.
+pub struct CompletionQueue<T> {
+    rx: Receiver<T>,
+    waker: Arc<mio::Waker>,
+    wake_pending: Arc<AtomicBool>,
+    capacity: usize,
+}
+
+/// Creates the completion channel. `waker` must be registered with the loop's `Poll`;
+/// `capacity` bounds the completions in flight (0 is treated as 1).
+pub fn completion_channel<T>(
+    waker: Arc<mio::Waker>,
+    capacity: usize,
+) -> (Completions<T>, CompletionQueue<T>) {
+    let capacity = capacity.max(1);
+    let (tx, rx) = sync_channel(capacity);
+    let wake_pending = Arc::new(AtomicBool::new(false));
+    let completions = Completions {
+        tx,
+        waker: Arc::clone(&waker),
+        wake_pending: Arc::clone(&wake_pending),
+    };
+    let queue = CompletionQueue {
+        rx,
+        waker,
+        wake_pending,
+        capacity,
+    };
+    (completions, queue)
+}
+
+impl<T> CompletionQueue<T> {
+    /// Moves waiting completions into `out`; call it whenever the waker's token fires.
+    ///
+    /// The pending flag is cleared *before* receiving: a completion sent after that point
+    /// either is received below or sets the flag again and wakes the loop, so none can
+    /// be stranded. At most `capacity` completions are taken per call so that producers
+    /// refilling as fast as the loop drains cannot starve the sockets; if the limit is
+    /// reached the waker is re-armed and the rest arrive on the next poll.
+    pub fn drain_into(&self, out: &mut Vec<T>) {
+        self.wake_pending.swap(false, Ordering::AcqRel);
+        for _ in 0..self.capacity {
+            match self.rx.try_recv() {
+                Ok(value) => out.push(value),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            wake(&self.waker, &self.wake_pending);
+        }
+    }
+}
+
+/// A job's cancel flag, shared between the requester (the loop) and the running job.
+/// Cancelling is advisory: jobs check it between upstream reads and stop early.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What a running job sees: its cancel flag and the way back to the loop.
+pub struct JobContext<T> {
+    completions: Completions<T>,
+    cancel: CancelToken,
+}
+
+impl<T> JobContext<T> {
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Sends one completion (a job may send many, e.g. one per LLM chunk). Blocks this
+    /// worker, never the loop, while the completion channel is full: that is what slows
+    /// a stream down to the pace the loop can deliver it.
+    pub fn complete(&self, value: T) -> Result<(), LoopGone> {
+        self.completions.send(value)
+    }
+
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
+    }
+}
+
+/// Why a job could not be submitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LaneError {
+    /// The queue is full: shed the request now rather than let the client hang.
+    Busy,
+    /// The lane is shutting down and takes no new work.
+    Closed,
+}
+
+impl fmt::Display for LaneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LaneError::Busy => "lane busy: its queue is full",
+            LaneError::Closed => "lane closed: shutting down",
+        })
+    }
+}
+
+impl std::error::Error for LaneError {}
+
+/// The completion queue was dropped: the loop has exited and nobody awaits results.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LoopGone;
+
+impl fmt::Display for LoopGone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("event loop gone: completion queue dropped")
+    }
+}
+
+impl std::error::Error for LoopGone {}
+
+type Work<T> = Box<dyn FnOnce(&JobContext<T>) + Send>;
+
+struct Job<T> {
+    work: Work<T>,
+    if_lost: T,
+    cancel: CancelToken,
+}
+
+#[derive(Default)]
+struct Stats {
+    queued: AtomicUsize,
+    busy: AtomicUsize,
+    rejected: AtomicU64,
+}
+
+/// N worker threads behind a bounded queue.
+///
+/// Dropping a lane without [`Lane::shutdown`] still lets its workers finish the queued
+/// jobs, but nobody waits for them.
+pub struct Lane<T> {
+    name: &'static str,
+    /// `None` once shutdown began; dropping the only sender is what tells idle workers
+    /// to exit after the queue is empty.
+    jobs: Option<SyncSender<Job<T>>>,
+    workers: Vec<JoinHandle<()>>,
+    /// Never carries a message: every worker holds a sender and drops it on exit, so
+    /// "disconnected" means all workers are done. This gives shutdown a join with a
+    /// deadline, which `JoinHandle` lacks.
+    exited: Receiver<Infallible>,
+    stats: Arc<Stats>,
+}
+
+impl<T: Send + 'static> Lane<T> {
+    /// Starts `threads` workers named `lane-{name}-{i}`. `queue_capacity` counts jobs
+    /// waiting for a worker (0 means a job is accepted only when a worker is idle).
+    pub fn new(
+        name: &'static str,
+        threads: usize,
+        queue_capacity: usize,
+        completions: Completions<T>,
+    ) -> io::Result<Lane<T>> {
+        if threads == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("lane {name}: needs at least one thread"),
+            ));
+        }
+        let (jobs, rx) = sync_channel(queue_capacity);
+        let rx = Arc::new(Mutex::new(rx));
+        let (exit_tx, exited) = sync_channel(0);
+        let stats = Arc::new(Stats::default());
+        // On a spawn error `jobs` is dropped on return, so workers already started exit.
+        let workers = (0..threads)
+            .map(|i| {
+                let worker = Worker {
+                    lane: name,
+                    jobs: Arc::clone(&rx),
+                    ctx: JobContext {
+                        completions: completions.clone(),
+                        cancel: CancelToken::default(),
+                    },
+                    stats: Arc::clone(&stats),
+                    _alive: exit_tx.clone(),
+                };
+                thread::Builder::new()
+                    .name(format!("lane-{name}-{i}"))
+                    .spawn(move || worker.run())
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Lane {
+            name,
+            jobs: Some(jobs),
+            workers,
+            exited,
+            stats,
+        })
+    }
+
+    /// Queues `work` without ever blocking.
+    ///
+    /// `if_lost` is delivered as the job's completion if the job panics, so that the
+    /// requester (a client waiting for an answer, a stream waiting for its end) is
+    /// always told something and never waits forever.
+    pub fn try_submit<F>(&self, work: F, if_lost: T) -> Result<CancelToken, LaneError>
+    where
+        F: FnOnce(&JobContext<T>) + Send + 'static,
+    {
+        let jobs = self.jobs.as_ref().ok_or(LaneError::Closed)?;
+        let cancel = CancelToken::default();
+        let job = Job {
+            work: Box::new(work),
+            if_lost,
+            cancel: cancel.clone(),
+        };
+        // Counted before sending: a worker may dequeue (and decrement) before we return.
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        match jobs.try_send(job) {
+            Ok(()) => Ok(cancel),
+            Err(err) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                match err {
+                    TrySendError::Full(_) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        Err(LaneError::Busy)
+                    }
+                    TrySendError::Disconnected(_) => Err(LaneError::Closed),
+                }
+            }
+        }
+    }
+
+    /// Jobs accepted but not yet started; with the two below, what `/metrics` shows.
+    pub fn queue_depth(&self) -> usize {
+        self.stats.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn busy_workers(&self) -> usize {
+        self.stats.busy.load(Ordering::Relaxed)
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.stats.rejected.load(Ordering::Relaxed)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Stops taking jobs; the workers run every job already queued, then exit. Returns
+    /// true once all workers have exited, false if `deadline` passed first.
+    ///
+    /// Workers may be blocked in [`JobContext::complete`] until the loop drains the
+    /// completion queue, so the loop should call this with short deadlines and drain
+    /// between calls rather than block here for the whole drain period. Calling it again
+    /// after `false` keeps waiting.
+    pub fn shutdown(&mut self, deadline: Instant) -> bool {
+        self.jobs = None;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if let Err(RecvTimeoutError::Timeout) = self.exited.recv_timeout(wait) {
+            return false;
+        }
+        for worker in self.workers.drain(..) {
+            // Every worker has dropped its exit sender, so these joins return at once.
+            if worker.join().is_err() {
+                log::error!("lane {}: a worker thread panicked outside a job", self.name);
+            }
+        }
+        true
+    }
+}
+
+struct Worker<T> {
+    lane: &'static str,
+    jobs: Arc<Mutex<Receiver<Job<T>>>>,
+    /// One context per worker, re-pointed at each job's cancel token.
+    ctx: JobContext<T>,
+    stats: Arc<Stats>,
+    /// Dropped when the thread ends, however it ends; see `Lane::exited`.
+    _alive: SyncSender<Infallible>,
+}
+
+impl<T> Worker<T> {
+    fn run(mut self) {
+        loop {
+            // The lock is held only while receiving; idle workers sleep on the mutex or
+            // in `recv`, never spin. Nothing panics while holding it, so a poisoned lock
+            // still guards a sound receiver.
+            let next = self
+                .jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv();
+            // Disconnected: shutdown began and the queue is empty.
+            let Ok(Job {
+                work,
+                if_lost,
+                cancel,
+            }) = next
+            else {
+                return;
+            };
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            self.ctx.cancel = cancel;
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(&self.ctx))) {
+                log::error!(
+                    "lane {}: job panicked: {}",
+                    self.lane,
+                    panic_message(&*panic)
+                );
+                // If the loop is gone nobody is waiting for this answer anyway.
+                let _ = self.ctx.complete(if_lost);
+            }
+            self.stats.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Token};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    const WAKE: Token = Token(7);
+    /// Failure guard only: no test waits this long when it passes.
+    const GUARD: Duration = Duration::from_secs(10);
+
+    struct TestLoop {
+        poll: Poll,
+        events: Events,
+        queue: CompletionQueue<i32>,
+    }
+
+    fn test_loop(capacity: usize) -> (TestLoop, Completions<i32>) {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE).unwrap());
+        let (completions, queue) = completion_channel(waker, capacity);
+        let events = Events::with_capacity(8);
+        (
+            TestLoop {
+                poll,
+                events,
+                queue,
+            },
+            completions,
+        )
+    }
+
+    impl TestLoop {
+        /// Polls like the real loop: drains only when the waker token fires, so a lost
+        /// wake-up shows up as a timeout.
+        fn collect(&mut self, n: usize) -> Vec<i32> {
+            let deadline = Instant::now() + GUARD;
+            let mut got = Vec::new();
+            while got.len() < n {
+                let left = deadline
+                    .checked_duration_since(Instant::now())
+                    .expect("timed out waiting for completions: lost wake-up?");
+                self.poll.poll(&mut self.events, Some(left)).unwrap();
+                if self.events.iter().any(|e| e.token() == WAKE) {
+                    self.queue.drain_into(&mut got);
+                }
+            }
+            got
+        }
+    }
+
+    #[test]
+    fn full_lane_returns_busy() {
+        let (mut test, completions) = test_loop(16);
+        let mut lane = Lane::new("busy", 1, 2, completions).unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (release, gate) = mpsc::channel::<()>();
+        lane.try_submit(
+            move |ctx| {
+                started_tx.send(()).unwrap();
+                gate.recv().unwrap();
+                ctx.complete(0).unwrap();
+            },
+            -1,
+        )
+        .unwrap();
+        started.recv_timeout(GUARD).unwrap();
+        for i in 1..=2 {
+            lane.try_submit(move |ctx| ctx.complete(i).unwrap(), -1)
+                .unwrap();
+        }
+        assert_eq!(lane.queue_depth(), 2);
+        assert_eq!(lane.busy_workers(), 1);
+        for _ in 0..3 {
+            let err = lane.try_submit(|_| unreachable!(), -1).unwrap_err();
+            assert_eq!(err, LaneError::Busy);
+        }
+        assert_eq!(lane.rejected_total(), 3);
+        release.send(()).unwrap();
+        assert_eq!(test.collect(3), vec![0, 1, 2]);
+        assert!(lane.shutdown(Instant::now() + GUARD));
+        assert_eq!((lane.queue_depth(), lane.busy_workers()), (0, 0));
+    }
+
+    #[test]
+    fn completion_wakes_the_poll() {
+        let (mut test, completions) = test_loop(4);
+        let mut lane = Lane::new("wake", 2, 4, completions).unwrap();
+        assert_eq!(lane.name(), "wake");
+        lane.try_submit(|ctx| ctx.complete(42).unwrap(), -1)
+            .unwrap();
+        test.poll.poll(&mut test.events, Some(GUARD)).unwrap();
+        assert!(test.events.iter().any(|e| e.token() == WAKE));
+        let mut got = Vec::new();
+        test.queue.drain_into(&mut got);
+        assert_eq!(got, vec![42]);
+        assert!(lane.shutdown(Instant::now() + GUARD));
+    }
+
+    #[test]
+    fn burst_is_drained_after_one_wake() {
+        let (mut test, completions) = test_loop(64);
+        let mut lane = Lane::new("burst", 1, 1, completions).unwrap();
+        let (done_tx, done) = mpsc::channel();
+        lane.try_submit(
+            move |ctx| {
+                (0..50).for_each(|i| ctx.complete(i).unwrap());
+                done_tx.send(()).unwrap();
+            },
+            -1,
+        )
+        .unwrap();
+        done.recv_timeout(GUARD).unwrap();
+        test.poll.poll(&mut test.events, Some(GUARD)).unwrap();
+        assert!(test.events.iter().any(|e| e.token() == WAKE));
+        let mut got = Vec::new();
+        test.queue.drain_into(&mut got);
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+        assert!(lane.shutdown(Instant::now() + GUARD));
+    }
+
+    #[test]
+    fn full_completion_channel_slows_the_job_and_loses_nothing() {
+        let (mut test, completions) = test_loop(4);
+        let mut lane = Lane::new("stream", 2, 2, completions).unwrap();
+        for base in [0, 1000] {
+            lane.try_submit(
+                move |ctx| (base..base + 500).for_each(|i| ctx.complete(i).unwrap()),
+                -1,
+            )
+            .unwrap();
+        }
+        let mut got = test.collect(1000);
+        got.sort_unstable();
+        let want: Vec<i32> = (0..500).chain(1000..1500).collect();
+        assert_eq!(got, want);
+        assert!(lane.shutdown(Instant::now() + GUARD));
+    }
+
+    #[test]
+    fn panicking_job_delivers_if_lost_and_lane_keeps_working() {
+        let (mut test, completions) = test_loop(4);
+        let mut lane = Lane::new("panic", 1, 4, completions).unwrap();
+        lane.try_submit(|_| panic!("deliberate test panic"), -1)
+            .unwrap();
+        lane.try_submit(|ctx| ctx.complete(7).unwrap(), -2).unwrap();
+        assert_eq!(test.collect(2), vec![-1, 7]);
+        assert!(lane.shutdown(Instant::now() + GUARD));
+    }
+
+    #[test]
+    fn running_job_observes_cancel() {
+        let (mut test, completions) = test_loop(4);
+        let mut lane = Lane::new("cancel", 1, 1, completions).unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (release, gate) = mpsc::channel::<()>();
+        let token = lane
+            .try_submit(
+                move |ctx| {
+                    started_tx.send(ctx.is_cancelled()).unwrap();
+                    gate.recv().unwrap();
+                    ctx.complete(i32::from(ctx.cancel_token().is_cancelled()))
+                        .unwrap();
+                },
+                -1,
+            )
+            .unwrap();
+        assert!(!started.recv_timeout(GUARD).unwrap());
+        token.cancel();
+        release.send(()).unwrap();
+        assert_eq!(test.collect(1), vec![1]);
+        assert!(lane.shutdown(Instant::now() + GUARD));
+    }
+
+    #[test]
+    fn shutdown_runs_every_queued_job() {
+        let (mut test, completions) = test_loop(16);
+        let mut lane = Lane::new("drain", 1, 8, completions).unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (release, gate) = mpsc::channel::<()>();
+        lane.try_submit(
+            move |ctx| {
+                started_tx.send(()).unwrap();
+                gate.recv().unwrap();
+                ctx.complete(0).unwrap();
+            },
+            -1,
+        )
+        .unwrap();
+        started.recv_timeout(GUARD).unwrap();
+        for i in 1..=8 {
+            lane.try_submit(move |ctx| ctx.complete(i).unwrap(), -1)
+                .unwrap();
+        }
+        // The first job is still blocked: shutdown begins but cannot finish yet.
+        assert!(!lane.shutdown(Instant::now()));
+        assert_eq!(
+            lane.try_submit(|_| unreachable!(), -1).unwrap_err(),
+            LaneError::Closed
+        );
+        assert_eq!(lane.queue_depth(), 8);
+        release.send(()).unwrap();
+        assert!(lane.shutdown(Instant::now() + GUARD));
+        assert_eq!(test.collect(9), (0..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn complete_reports_loop_gone() {
+        let (test, completions) = test_loop(4);
+        let mut lane = Lane::new("gone", 1, 1, completions).unwrap();
+        drop(test);
+        let (result_tx, result) = mpsc::channel();
+        lane.try_submit(move |ctx| result_tx.send(ctx.complete(1)).unwrap(), -1)
+            .unwrap();
+        assert_eq!(result.recv_timeout(GUARD).unwrap(), Err(LoopGone));
+        assert!(lane.shutdown(Instant::now() + GUARD));
+    }
+}

@@ -1,0 +1,10 @@
+//! The reactor: sockets, protocols and timing; nothing about chat.
+
+pub mod conn;
+pub mod http;
+pub mod lanes;
+pub mod reactor;
+pub mod reject;
+pub mod signals;
+pub mod slab;
+pub mod timers;

@@ -1,0 +1,694 @@
+//! The event loop: one `mio::Poll`, a fixed slab of connections, one timer wheel, and the
+//! drain state machine. It knows sockets and HTTP framing; what a request means is the
+//! [`Handler`]'s business.
+//!
+//! Tokens: the two listeners, the lane waker and the signal pipe are reserved; every other
+//! token is a [`ConnId`] (slot + generation), so an event or completion for a connection
+//! that is gone cannot reach the one that reused its slot.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::conn::{Conn, ConnInfo, Limits, ListenerKind, Next, Parsed};
+use super::http::{self, Request, RequestHead, Response};
+use super::lanes::CompletionQueue;
+use super::reject::RejectPen;
+use super::signals::{Signal, SignalSource};
+use super::slab::{ConnId, Slab};
+use super::timers::TimerWheel;
+use crate::time;
+
+const PUBLIC_LISTENER: Token = Token(0);
+const INTERNAL_LISTENER: Token = Token(1);
+const WAKER: Token = Token(2);
+const SIGNALS: Token = Token(3);
+/// Tokens 4.. belong to the reject pen; slab tokens start after it.
+const REJECT_PEN_FIRST: usize = 4;
+const REJECT_PEN_SLOTS: usize = 64;
+const RESERVED_TOKENS: usize = REJECT_PEN_FIRST + REJECT_PEN_SLOTS;
+
+/// Wheel resolution: timeouts here are seconds long; 10 ms keeps them sharp without
+/// waking the loop more than needed.
+const TIMER_TICK: Duration = Duration::from_millis(10);
+const TIMER_SLOTS: usize = 1024;
+
+/// After `EMFILE`/`ENFILE` the pending connection stays in the backlog and, with
+/// edge-triggered readiness, no new event would come for it: retry on a timer instead
+/// of spinning.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// One read syscall's worth; shared by every connection, so idle ones hold no buffer.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// The application side of the loop.
+pub trait Handler {
+    /// What worker lanes send back to the loop.
+    type Completion: Send + 'static;
+
+    /// Asked once a request head is complete, before its body is read: the largest body
+    /// the route takes, or an answer that refuses the request outright.
+    fn body_limit(
+        &mut self,
+        head: &RequestHead,
+        conn: &ConnInfo,
+        ctx: &Ctx,
+    ) -> Result<usize, Response>;
+
+    /// Serves a complete request, now or later (via [`Ctx::reply`] from `completion`).
+    fn request(&mut self, request: Request, conn: &ConnInfo, ctx: &mut Ctx) -> Reply;
+
+    fn completion(&mut self, done: Self::Completion, ctx: &mut Ctx);
+
+    /// The body of a protocol-level refusal (400, 408, 411, 413, 431, 503).
+    fn error_response(&self, status: u16, message: &str) -> Response;
+
+    /// True once nothing the handler started is still running; the drain waits for it.
+    fn is_quiet(&self) -> bool {
+        true
+    }
+
+    /// Stops background work, waiting until `until` at most; true when all of it ended.
+    fn finish(&mut self, until: Instant) -> bool;
+}
+
+pub enum Reply {
+    Now(Response),
+    /// The handler will answer through [`Ctx::reply`]; until then the connection reads
+    /// no further requests.
+    Later,
+}
+
+/// What the handler may see and do during a call.
+pub struct Ctx {
+    pub now: Instant,
+    pub unix: u64,
+    pub draining: bool,
+    pub slots_used: usize,
+    pub slots_total: usize,
+    replies: Vec<(ConnId, Response)>,
+}
+
+impl Ctx {
+    pub fn reply(&mut self, conn: ConnId, response: Response) {
+        self.replies.push((conn, response));
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub max_connections: usize,
+    pub limits: Limits,
+    /// SIGTERM → listeners closed: the time the endpoints controller needs to stop
+    /// sending traffic here.
+    pub drain_delay: Duration,
+    /// SIGTERM → forced exit: the whole drain, delay included, so that the default
+    /// (25 s) ends inside Kubernetes' default 30 s grace period.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Every connection finished within the drain.
+    Drained,
+    /// The drain deadline passed with this many connections still open.
+    DeadlineReached { open: usize },
+    /// A second SIGTERM/SIGINT: exit at once.
+    Interrupted(Signal),
+}
+
+enum Lifecycle {
+    Running,
+    Draining {
+        since: Instant,
+        close_listeners_at: Instant,
+        deadline: Instant,
+        listeners_closed: bool,
+    },
+}
+
+struct Clock {
+    now: Instant,
+    unix: u64,
+    http_date: String,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let unix = time::unix_now();
+        Clock {
+            now: Instant::now(),
+            unix,
+            http_date: time::http_date(unix),
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now = Instant::now();
+        let unix = time::unix_now();
+        if unix != self.unix {
+            self.unix = unix;
+            self.http_date = time::http_date(unix);
+        }
+    }
+}
+
+pub struct Reactor<H: Handler> {
+    poll: Poll,
+    listeners: [Option<TcpListener>; 2],
+    accept_retry_at: Option<Instant>,
+    reject_pen: RejectPen,
+    signals: SignalSource,
+    slab: Slab<Box<Conn>>,
+    wheel: TimerWheel<ConnId>,
+    expired: Vec<(u64, ConnId)>,
+    /// Connections whose read budget ran out with input left: edge-triggered readiness
+    /// will not be reported again, so they are pumped on the next iteration.
+    yielded: VecDeque<ConnId>,
+    completions: CompletionQueue<H::Completion>,
+    done: Vec<H::Completion>,
+    handler: H,
+    scratch: Vec<u8>,
+    settings: Settings,
+    lifecycle: Lifecycle,
+    clock: Clock,
+    rejected_full: u64,
+}
+
+/// Registers the waker that lanes use to wake the loop; create it before the lanes.
+pub fn waker(poll: &Poll) -> io::Result<Arc<Waker>> {
+    Ok(Arc::new(Waker::new(poll.registry(), WAKER)?))
+}
+
+impl<H: Handler> Reactor<H> {
+    /// `signals` must have been installed before the listeners were bound: a SIGTERM
+    /// that finds no handler would kill the process outright.
+    pub fn new(
+        poll: Poll,
+        mut signals: SignalSource,
+        settings: Settings,
+        public: TcpListener,
+        internal: Option<TcpListener>,
+        completions: CompletionQueue<H::Completion>,
+        handler: H,
+    ) -> io::Result<Reactor<H>> {
+        let mut listeners = [Some(public), internal];
+        for (listener, token) in listeners
+            .iter_mut()
+            .zip([PUBLIC_LISTENER, INTERNAL_LISTENER])
+        {
+            if let Some(listener) = listener {
+                poll.registry()
+                    .register(listener, token, Interest::READABLE)?;
+            }
+        }
+        poll.registry()
+            .register(signals.source(), SIGNALS, Interest::READABLE)?;
+        let clock = Clock::new();
+        Ok(Reactor {
+            poll,
+            listeners,
+            accept_retry_at: None,
+            reject_pen: RejectPen::new(REJECT_PEN_FIRST, REJECT_PEN_SLOTS),
+            signals,
+            slab: Slab::with_capacity(settings.max_connections),
+            wheel: TimerWheel::new(clock.now, TIMER_TICK, TIMER_SLOTS),
+            expired: Vec::new(),
+            yielded: VecDeque::new(),
+            completions,
+            done: Vec::new(),
+            handler,
+            scratch: vec![0; SCRATCH_BYTES],
+            settings,
+            lifecycle: Lifecycle::Running,
+            clock,
+            rejected_full: 0,
+        })
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        match self.lifecycle {
+            Lifecycle::Running => None,
+            Lifecycle::Draining { deadline, .. } => Some(deadline),
+        }
+    }
+
+    /// After `run`: lets the handler's background work end by `deadline`. Completions keep
+    /// being drained (and dropped: their connections are gone) so that no worker stays
+    /// blocked on a full completion channel.
+    pub fn finish(&mut self, deadline: Instant) -> bool {
+        const STEP: Duration = Duration::from_millis(20);
+        loop {
+            let now = Instant::now();
+            if self.handler.finish((now + STEP).min(deadline)) {
+                return true;
+            }
+            self.completions.drain_into(&mut self.done);
+            self.done.clear();
+            if now >= deadline {
+                return false;
+            }
+        }
+    }
+
+    pub fn run(&mut self) -> io::Result<Exit> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+            self.clock.tick();
+            for event in events.iter() {
+                match event.token() {
+                    PUBLIC_LISTENER => self.accept(0),
+                    INTERNAL_LISTENER => self.accept(1),
+                    WAKER => self.deliver_completions(),
+                    SIGNALS => {
+                        if let Some(exit) = self.on_signals() {
+                            return Ok(exit);
+                        }
+                    }
+                    token if self.reject_pen.owns(token) => {
+                        self.reject_pen.readable(token, self.poll.registry())
+                    }
+                    token => {
+                        let Some(id) = ConnId::from_token(token, RESERVED_TOKENS) else {
+                            continue;
+                        };
+                        // Errors and hang-ups surface as a failed read or write.
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
+                        if let Some(conn) = self.slab.get_mut(id) {
+                            conn.mark_ready(readable, writable);
+                            self.pump(id);
+                        }
+                    }
+                }
+            }
+            for _ in 0..self.yielded.len() {
+                if let Some(id) = self.yielded.pop_front() {
+                    self.pump(id);
+                }
+            }
+            if self.accept_retry_at.is_some_and(|at| at <= self.clock.now) {
+                self.accept_retry_at = None;
+                self.accept(0);
+                self.accept(1);
+            }
+            self.expire_timers();
+            self.reject_pen.expire(self.clock.now, self.poll.registry());
+            if let Some(exit) = self.advance_lifecycle() {
+                return Ok(exit);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.yielded.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let lifecycle = match self.lifecycle {
+            Lifecycle::Running => None,
+            Lifecycle::Draining {
+                close_listeners_at,
+                deadline,
+                listeners_closed,
+                ..
+            } => Some(if listeners_closed {
+                deadline
+            } else {
+                close_listeners_at
+            }),
+        };
+        [
+            self.wheel.next_deadline(),
+            self.reject_pen.next_deadline(),
+            self.accept_retry_at,
+            lifecycle,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            now: self.clock.now,
+            unix: self.clock.unix,
+            draining: matches!(self.lifecycle, Lifecycle::Draining { .. }),
+            slots_used: self.slab.len(),
+            slots_total: self.slab.capacity(),
+            replies: Vec::new(),
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        let kind = if index == 0 {
+            ListenerKind::Public
+        } else {
+            ListenerKind::Internal
+        };
+        loop {
+            let Some(listener) = &self.listeners[index] else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.slab.is_full() {
+                        self.reject_full(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let accepted_at = self.clock.now;
+                    let inserted = self.slab.insert_with(|id| {
+                        Box::new(Conn::new(
+                            stream,
+                            ConnInfo {
+                                id,
+                                peer,
+                                listener: kind,
+                                accepted_at,
+                            },
+                        ))
+                    });
+                    let Some(id) = inserted else { continue };
+                    let registered = match self.slab.get_mut(id) {
+                        Some(conn) => self.poll.registry().register(
+                            conn.socket_mut(),
+                            id.to_token(RESERVED_TOKENS),
+                            Interest::READABLE | Interest::WRITABLE,
+                        ),
+                        None => continue,
+                    };
+                    if let Err(error) = registered {
+                        log::warn!("register {peer}: {error}");
+                        self.slab.remove(id);
+                        continue;
+                    }
+                    self.arm_timer(id);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_resource_exhaustion(&e) => {
+                    log::warn!("accept paused for {ACCEPT_RETRY:?}: {e}");
+                    self.accept_retry_at = Some(self.clock.now + ACCEPT_RETRY);
+                    return;
+                }
+                // Per-connection failures (ECONNABORTED, …) do not affect the listener.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    /// The slab is full: answer 503 straight away and let the pen close the socket.
+    fn reject_full(&mut self, stream: TcpStream) {
+        self.rejected_full += 1;
+        if self.rejected_full.is_power_of_two() {
+            log::warn!(
+                "connection slab full ({} slots): refused {} connection(s) so far",
+                self.slab.capacity(),
+                self.rejected_full
+            );
+        }
+        let response = self
+            .handler
+            .error_response(503, "Server at capacity, retry shortly")
+            .with_header("Retry-After", "1");
+        let mut out = Vec::with_capacity(320);
+        http::write_response(&mut out, &response, false, false, &self.clock.http_date);
+        self.reject_pen
+            .refuse(stream, &out, self.poll.registry(), self.clock.now);
+    }
+
+    pub fn rejected_full(&self) -> u64 {
+        self.rejected_full
+    }
+
+    /// Reads, parses, serves and writes one connection until it has nothing left to do
+    /// or its budget is spent.
+    fn pump(&mut self, id: ConnId) {
+        let mut ctx = self.ctx();
+        let keep_alive_allowed = !matches!(
+            self.lifecycle,
+            Lifecycle::Draining {
+                listeners_closed: true,
+                ..
+            }
+        );
+        let Reactor {
+            slab,
+            handler,
+            scratch,
+            settings,
+            clock,
+            ..
+        } = self;
+        let Some(conn) = slab.get_mut(id) else { return };
+        let now = clock.now;
+        let limits = settings.limits;
+        let outcome = (|| -> io::Result<Next> {
+            conn.flush(now)?;
+            let more = conn.fill(scratch, now, limits.max_outbound)?;
+            loop {
+                let info = conn.info;
+                match conn.parse(now, |head| handler.body_limit(head, &info, &ctx)) {
+                    Parsed::Nothing => break,
+                    Parsed::Request(request) => match handler.request(request, &info, &mut ctx) {
+                        Reply::Now(response) => {
+                            conn.respond(&response, keep_alive_allowed, &clock.http_date, now)
+                        }
+                        Reply::Later => break,
+                    },
+                    Parsed::Answer(response) => {
+                        conn.respond(&response, keep_alive_allowed, &clock.http_date, now)
+                    }
+                    Parsed::Refused(response, head_only) => {
+                        conn.reject(&response, head_only, &clock.http_date, now);
+                        break;
+                    }
+                    Parsed::TooLarge(head_only) => {
+                        let response = handler.error_response(413, "Request body too large");
+                        conn.reject(&response, head_only, &clock.http_date, now);
+                        break;
+                    }
+                    Parsed::Invalid(error) => {
+                        let response = handler.error_response(error.status(), error.message());
+                        conn.reject(&response, false, &clock.http_date, now);
+                        break;
+                    }
+                }
+                if conn.outbound_len() > limits.max_outbound {
+                    break;
+                }
+            }
+            conn.flush(now)?;
+            Ok(match conn.settle(now) {
+                Next::Keep if more => Next::Yield,
+                next => next,
+            })
+        })();
+        match outcome {
+            Ok(Next::Close) => self.close(id),
+            Err(error) => {
+                log::debug!("connection {id:?}: {error}");
+                self.close(id);
+            }
+            Ok(Next::Yield) => {
+                self.yielded.push_back(id);
+                self.arm_timer(id);
+            }
+            Ok(Next::Keep) => self.arm_timer(id),
+        }
+        self.apply_replies(ctx);
+    }
+
+    fn apply_replies(&mut self, ctx: Ctx) {
+        for (id, response) in ctx.replies {
+            let keep_alive_allowed = !matches!(
+                self.lifecycle,
+                Lifecycle::Draining {
+                    listeners_closed: true,
+                    ..
+                }
+            );
+            // A reply for a connection that is gone (or whose slot was reused) is dropped.
+            if let Some(conn) = self.slab.get_mut(id) {
+                conn.respond(
+                    &response,
+                    keep_alive_allowed,
+                    &self.clock.http_date,
+                    self.clock.now,
+                );
+                self.pump(id);
+            }
+        }
+    }
+
+    fn deliver_completions(&mut self) {
+        self.completions.drain_into(&mut self.done);
+        if self.done.is_empty() {
+            return;
+        }
+        let mut ctx = self.ctx();
+        for done in std::mem::take(&mut self.done) {
+            self.handler.completion(done, &mut ctx);
+        }
+        self.apply_replies(ctx);
+    }
+
+    /// Keeps one wheel entry per connection at its earliest deadline. A deadline that
+    /// moved later needs nothing: the earlier entry fires, finds nothing due and re-arms.
+    fn arm_timer(&mut self, id: ConnId) {
+        let Some(conn) = self.slab.get_mut(id) else {
+            return;
+        };
+        let Some(deadline) = conn.deadline(&self.settings.limits) else {
+            return;
+        };
+        if conn.timer_at.is_some_and(|armed| armed <= deadline) {
+            return;
+        }
+        conn.timer_tick = Some(self.wheel.schedule(deadline, id));
+        conn.timer_at = Some(deadline);
+    }
+
+    fn expire_timers(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.expire(self.clock.now, &mut expired);
+        for (tick, id) in expired.drain(..) {
+            let Some(conn) = self.slab.get_mut(id) else {
+                continue;
+            };
+            if conn.timer_tick != Some(tick) {
+                continue;
+            }
+            conn.timer_tick = None;
+            conn.timer_at = None;
+            match conn.deadline(&self.settings.limits) {
+                Some(deadline) if deadline > self.clock.now => self.arm_timer(id),
+                None => {}
+                Some(_) if conn.mid_request() && conn.outbound_len() == 0 => {
+                    log::debug!("connection {id:?}: request timed out");
+                    let response = self.handler.error_response(408, "Request timed out");
+                    conn.reject(&response, false, &self.clock.http_date, self.clock.now);
+                    self.pump(id);
+                }
+                Some(_) => self.close(id),
+            }
+        }
+        self.expired = expired;
+    }
+
+    fn close(&mut self, id: ConnId) {
+        if let Some(mut conn) = self.slab.remove(id) {
+            let _ = self.poll.registry().deregister(conn.socket_mut());
+        }
+    }
+
+    fn on_signals(&mut self) -> Option<Exit> {
+        for signal in self.signals.pending() {
+            match (signal, &self.lifecycle) {
+                (Signal::Hangup, _) => {
+                    log::info!("SIGHUP ignored: configuration is read at start-up")
+                }
+                (Signal::Terminate(_), Lifecycle::Draining { .. }) => {
+                    log::warn!("second {}: exiting now", signal.name());
+                    return Some(Exit::Interrupted(signal));
+                }
+                (Signal::Terminate(_), Lifecycle::Running) => {
+                    let now = self.clock.now;
+                    let close_listeners_at = now + self.settings.drain_delay;
+                    self.lifecycle = Lifecycle::Draining {
+                        since: now,
+                        close_listeners_at,
+                        deadline: now + self.settings.shutdown_timeout,
+                        listeners_closed: false,
+                    };
+                    log::info!(
+                        "drain 1/3: {} received; readiness off, serving {} connection(s) for {:?}",
+                        signal.name(),
+                        self.slab.len(),
+                        self.settings.drain_delay
+                    );
+                }
+            }
+        }
+        None
+    }
+
+    fn advance_lifecycle(&mut self) -> Option<Exit> {
+        let Lifecycle::Draining {
+            since,
+            close_listeners_at,
+            deadline,
+            listeners_closed,
+        } = &mut self.lifecycle
+        else {
+            return None;
+        };
+        let (since, deadline) = (*since, *deadline);
+        let now = self.clock.now;
+        if !*listeners_closed && now >= *close_listeners_at {
+            *listeners_closed = true;
+            for listener in self.listeners.iter_mut() {
+                if let Some(mut listener) = listener.take() {
+                    let _ = self.poll.registry().deregister(&mut listener);
+                }
+            }
+            let idle: Vec<ConnId> = self
+                .slab
+                .iter_mut()
+                .filter(|(_, conn)| conn.is_idle())
+                .map(|(id, _)| id)
+                .collect();
+            for &id in &idle {
+                self.close(id);
+            }
+            log::info!(
+                "drain 2/3: listeners closed; closed {} idle connection(s), waiting up to {:?} for {}",
+                idle.len(),
+                deadline.saturating_duration_since(now),
+                self.slab.len()
+            );
+        }
+        let listeners_closed = matches!(
+            self.lifecycle,
+            Lifecycle::Draining {
+                listeners_closed: true,
+                ..
+            }
+        );
+        if listeners_closed && self.slab.is_empty() && self.handler.is_quiet() {
+            log::info!("drain 3/3: complete after {:?}", now.duration_since(since));
+            return Some(Exit::Drained);
+        }
+        if now >= deadline {
+            let open = self.slab.len();
+            log::warn!("drain 3/3: deadline reached with {open} connection(s) open; closing them");
+            for id in self.slab.ids() {
+                self.close(id);
+            }
+            return Some(Exit::DeadlineReached { open });
+        }
+        None
+    }
+}
+
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM
+    matches!(error.raw_os_error(), Some(24 | 23 | 105 | 12))
+}

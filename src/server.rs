@@ -1,0 +1,127 @@
+//! Start-up and shutdown: bind, start the lanes, run the loop, let queued work finish.
+//! What runs where: the loop (and every socket) on the calling thread; blocking work on
+//! the lanes' threads (see `app::Lanes`).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::Poll;
+
+use crate::app::{App, Lanes};
+use crate::config::Config;
+use crate::net::conn::Limits;
+use crate::net::lanes::completion_channel;
+use crate::net::reactor::{self, Exit, Reactor, Settings};
+use crate::net::signals::SignalSource;
+
+/// Keep-alive connections idle this long are closed. Longer than the common proxy
+/// default (nginx upstream keepalive 60 s) so that the proxy, not us, closes first and
+/// never sends a request into a connection we are closing.
+const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// spec/http.md: a request head must be complete within 10 s (slowloris).
+const HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const HTTP_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Completions in flight between lanes and the loop; a full channel slows the workers
+/// (an LLM stream reads more slowly), never the loop.
+const COMPLETION_CAPACITY: usize = 4096;
+/// However the loop ended, queued store writes get at least this long to finish.
+const FLUSH_FLOOR: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+pub enum StartError {
+    Bind(SocketAddr, io::Error),
+    Io(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind(addr, error) => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Io(error) => write!(f, "start-up failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<io::Error> for StartError {
+    fn from(error: io::Error) -> Self {
+        StartError::Io(error)
+    }
+}
+
+pub struct Server {
+    reactor: Reactor<App>,
+    addr: SocketAddr,
+    internal_addr: Option<SocketAddr>,
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).map_err(|error| StartError::Bind(addr, error))
+}
+
+impl Server {
+    pub fn bind(config: &Config) -> Result<Server, StartError> {
+        // Before anything can be reached: once the port answers, a SIGTERM must drain.
+        let signals = SignalSource::new()?;
+        let public = bind(SocketAddr::new(config.server_host, config.server_port))?;
+        let internal = config
+            .metrics_port
+            .map(|port| bind(SocketAddr::new(config.server_host, port)))
+            .transpose()?;
+        let addr = public.local_addr()?;
+        let internal_addr = internal.as_ref().map(TcpListener::local_addr).transpose()?;
+
+        let poll = Poll::new()?;
+        let waker = reactor::waker(&poll)?;
+        let (completions, queue) = completion_channel(waker, COMPLETION_CAPACITY);
+        let app = App::new(config, Lanes::start(config, &completions)?);
+        let settings = Settings {
+            max_connections: config.max_connections,
+            limits: Limits {
+                head_timeout: HTTP_HEAD_TIMEOUT,
+                body_idle_timeout: HTTP_BODY_IDLE_TIMEOUT,
+                idle_timeout: HTTP_IDLE_TIMEOUT,
+                write_timeout: config.ws_write_wait,
+                max_outbound: config.ws_max_outbound_bytes,
+            },
+            drain_delay: config.shutdown_drain_delay,
+            shutdown_timeout: config.shutdown_timeout,
+        };
+        let reactor = Reactor::new(poll, signals, settings, public, internal, queue, app)?;
+        Ok(Server {
+            reactor,
+            addr,
+            internal_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal_addr
+    }
+
+    /// Runs until the drain completes (or a second signal), then gives the lanes what
+    /// is left of the drain (at least `FLUSH_FLOOR`) to finish queued work.
+    pub fn run(mut self) -> io::Result<Exit> {
+        let exit = self.reactor.run()?;
+        let floor = Instant::now() + FLUSH_FLOOR;
+        let deadline = match exit {
+            Exit::Interrupted(_) => floor,
+            Exit::Drained | Exit::DeadlineReached { .. } => self
+                .reactor
+                .drain_deadline()
+                .map_or(floor, |d| d.max(floor)),
+        };
+        if !self.reactor.finish(deadline) {
+            log::warn!("shutdown: worker lanes still busy at the deadline; exiting anyway");
+        }
+        Ok(exit)
+    }
+}

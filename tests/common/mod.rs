@@ -1,0 +1,302 @@
+//! Shared by the integration tests: start the real `chatbox` binary on a free port and
+//! talk to it over real sockets.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A signing secret that passes the weak-secret rules.
+pub const JWT_SECRET: &str = "q8Vn2xLr7TzKp4WmYc9HbEs6JdUf3GaN";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_chatbox")
+}
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    logs: Arc<Mutex<Vec<String>>>,
+    _data: TempDir,
+}
+
+impl Server {
+    /// Starts the server with a valid base configuration plus `env`, and waits until it
+    /// accepts connections.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        Self::start_with(binary(), env)
+    }
+
+    pub fn start_with(program: &str, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let data = TempDir::new();
+        let mut command = Command::new(program);
+        command
+            .env_clear()
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("SERVER_HOST", "127.0.0.1")
+            .env("SERVER_PORT", port.to_string())
+            .env("DATA_DIR", data.path())
+            .env("LOG_LEVEL", "debug");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Server::launch(command, port, data)
+    }
+
+    /// Spawns `command` (which must make the server listen on `port`), collecting its
+    /// output, and waits until the port accepts connections.
+    pub fn launch(mut command: Command, port: u16, data: TempDir) -> Server {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chatbox");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    logs.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let mut server = Server {
+            child,
+            port,
+            logs,
+            _data: data,
+        };
+        server.wait_until_listening(port);
+        server
+    }
+
+    pub fn wait_until_listening(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("chatbox exited with {status}:\n{}", self.logs().join("\n"));
+            }
+            assert!(Instant::now() < deadline, "chatbox did not start listening");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        stream
+    }
+
+    /// One request on a fresh connection.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        let mut stream = self.connect();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        read_response(&mut stream).expect("a response")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chatbox still running after {limit:?}:\n{}",
+                self.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("log lock").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Reads one response (head + `Content-Length` body; none for HEAD-like `no_body`).
+pub fn read_response(stream: &mut TcpStream) -> Option<HttpResponse> {
+    read_response_inner(stream, false)
+}
+
+pub fn read_head_only_response(stream: &mut TcpStream) -> Option<HttpResponse> {
+    read_response_inner(stream, true)
+}
+
+fn read_response_inner(stream: &mut TcpStream, no_body: bool) -> Option<HttpResponse> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte so that nothing of a following pipelined response is consumed.
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    parsed.parse(&buf).ok()?;
+    let status = parsed.code?;
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; if no_body { 0 } else { length }];
+    stream.read_exact(&mut body).ok()?;
+    Some(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// True when the peer has closed the connection (EOF or reset) within `limit`.
+pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Runs the binary to completion with a base environment plus `env` (`None` removes a
+/// variable), returning exit code and stderr.
+pub fn run_once(args: &[&str], env: &[(&str, Option<&str>)]) -> (Option<i32>, String, String) {
+    let data = TempDir::new();
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_clear()
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("DATA_DIR", data.path());
+    for (key, value) in env {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    let output = command.output().expect("run chatbox");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A directory removed on drop (no tempfile crate needed for this).
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("chatbox-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
