@@ -5,3 +5,4 @@ pub mod cors;
 pub mod error;
 pub mod health;
 pub mod router;
+pub mod upgrade;

@@ -9,20 +9,33 @@ use crate::net::http::Method;
 pub enum Route {
     Healthz,
     Readyz,
+    /// The chat WebSocket.
+    Ws,
+    /// The unauthenticated echo WebSocket (only when `CHATBOX_ECHO=true`).
+    Echo,
     NotFound,
 }
 
 impl Route {
-    pub fn resolve(listener: ListenerKind, prefix: &str, path: &str) -> Route {
-        let local = match listener {
-            ListenerKind::Internal => Some(path),
-            ListenerKind::Public => path.strip_prefix(prefix),
-        };
-        match local {
-            Some("/healthz") => Route::Healthz,
-            Some("/readyz") => Route::Readyz,
-            _ => Route::NotFound,
+    pub fn resolve(listener: ListenerKind, prefix: &str, path: &str, echo: bool) -> Route {
+        match listener {
+            ListenerKind::Internal => match path {
+                "/healthz" => Route::Healthz,
+                "/readyz" => Route::Readyz,
+                _ => Route::NotFound,
+            },
+            ListenerKind::Public => match path.strip_prefix(prefix) {
+                Some("/healthz") => Route::Healthz,
+                Some("/readyz") => Route::Readyz,
+                Some("/ws") => Route::Ws,
+                Some("/echo") if echo => Route::Echo,
+                _ => Route::NotFound,
+            },
         }
+    }
+
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Route::Ws | Route::Echo)
     }
 
     /// The `Allow` header value, and whether `method` is in it.
@@ -32,6 +45,8 @@ impl Route {
                 Ok(())
             }
             Route::Healthz | Route::Readyz => Err("GET, HEAD"),
+            Route::Ws | Route::Echo if method == Method::Get => Ok(()),
+            Route::Ws | Route::Echo => Err("GET"),
             Route::NotFound => Ok(()),
         }
     }
@@ -39,7 +54,7 @@ impl Route {
     /// Probes take no body; everything else is bounded per route as routes arrive.
     pub fn body_limit(self) -> usize {
         match self {
-            Route::Healthz | Route::Readyz | Route::NotFound => 0,
+            Route::Healthz | Route::Readyz | Route::Ws | Route::Echo | Route::NotFound => 0,
         }
     }
 
@@ -48,6 +63,8 @@ impl Route {
         match self {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
+            Route::Ws => "/ws",
+            Route::Echo => "/echo",
             Route::NotFound => "unmatched",
         }
     }
@@ -60,20 +77,33 @@ mod tests {
     #[test]
     fn prefix_applies_to_the_public_listener_only() {
         assert_eq!(
-            Route::resolve(ListenerKind::Public, "/chatbox", "/chatbox/healthz"),
+            Route::resolve(ListenerKind::Public, "/chatbox", "/chatbox/healthz", false),
             Route::Healthz
         );
         assert_eq!(
-            Route::resolve(ListenerKind::Public, "/chatbox", "/healthz"),
+            Route::resolve(ListenerKind::Public, "/chatbox", "/healthz", false),
             Route::NotFound
         );
         assert_eq!(
-            Route::resolve(ListenerKind::Public, "/chatbox", "/chatboxhealthz"),
+            Route::resolve(ListenerKind::Public, "/chatbox", "/chatboxhealthz", false),
             Route::NotFound
         );
         assert_eq!(
-            Route::resolve(ListenerKind::Internal, "/chatbox", "/readyz"),
+            Route::resolve(ListenerKind::Internal, "/chatbox", "/readyz", false),
             Route::Readyz
         );
+        assert_eq!(
+            Route::resolve(ListenerKind::Internal, "/chatbox", "/ws", true),
+            Route::NotFound,
+            "no WebSockets on the internal port"
+        );
+    }
+
+    #[test]
+    fn echo_exists_only_when_enabled() {
+        let resolve =
+            |echo| Route::resolve(ListenerKind::Public, "/chatbox", "/chatbox/echo", echo);
+        assert_eq!(resolve(false), Route::NotFound);
+        assert_eq!(resolve(true), Route::Echo);
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! Lifecycle (see docs/LIFECYCLE.md):
 //! ```text
-//!  accept ──► Http ──(Connection: close | error | drain)──► Closing ──► closed
-//!              │ ▲
-//!              └─┘ keep-alive: next request
+//!  accept ──► Http ──(Connection: close | error | drain)──────────► Closing ──► closed
+//!              │ ▲ └──(101 Switching Protocols)──► Ws ──(close handshake,  ▲
+//!              └─┘ keep-alive: next request              failure, slow)────┘
 //! ```
 //! The connection never blocks and never owns a thread. The reactor tells it what the
 //! socket reported; the connection reads and writes until `WouldBlock`, parses what is
@@ -18,6 +18,7 @@ use mio::net::TcpStream;
 
 use super::http::{self, HeadError, Request, RequestHead, Response};
 use super::slab::ConnId;
+use super::ws::{self, Wire};
 
 /// Which listener accepted the connection: the public one serves every route under the
 /// path prefix, the internal one (`METRICS_PORT`) only probes and metrics.
@@ -47,8 +48,15 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Queued output that the peer does not drain for this long closes the connection.
     pub write_timeout: Duration,
-    /// Above this many unsent bytes the connection stops reading (backpressure).
+    /// Above this many unsent bytes an HTTP connection stops reading (backpressure) and
+    /// a WebSocket is closed as a slow consumer.
     pub max_outbound: usize,
+    /// Protocol pings go out this often on an open WebSocket.
+    pub ping_period: Duration,
+    /// A WebSocket that sends nothing (not even a pong) for this long is dead.
+    pub pong_wait: Duration,
+    /// Largest WebSocket frame or message accepted (close 1009 above it).
+    pub max_message_size: usize,
 }
 
 /// How long a closing connection keeps draining the peer's input after our FIN, so
@@ -66,13 +74,24 @@ const READ_AHEAD: usize = 64 * 1024;
 /// an idle connection.
 const KEEP_CAPACITY: usize = 4 * 1024;
 
-#[derive(Debug)]
 enum Phase {
     Http(HttpState),
+    Ws(Box<WsState>),
     /// Flushing the last response; after it, our FIN, then reading until the peer's.
     Closing {
         linger_until: Option<Instant>,
     },
+}
+
+struct WsState {
+    socket: ws::Socket,
+    /// Any frame from the peer counts as a sign of life.
+    last_heard: Instant,
+    next_ping: Instant,
+    /// The token's `exp`: the socket is closed with 1008 then.
+    expires_at: Option<Instant>,
+    /// When we sent a close frame and began waiting for the peer's.
+    close_started: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +144,28 @@ pub struct Conn {
     pub timer_tick: Option<u64>,
     /// The deadline that entry stands for.
     pub timer_at: Option<Instant>,
+    /// Upgraded, and the handler has not yet been told the WebSocket ended.
+    ws_live: bool,
+}
+
+/// What a passed deadline means for the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Nothing was due (the deadline moved later).
+    NotYet,
+    /// Something was queued (a ping, a close frame, a 408): flush it.
+    Flush,
+    Close,
+}
+
+/// The fate of a message queued on a WebSocket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    Queued,
+    /// The queue passed its cap: the socket is being closed with 1013.
+    SlowConsumer,
+    /// The socket is closing or not a WebSocket; the message was dropped.
+    NotOpen,
 }
 
 /// What the reactor should do with a connection after pumping it.
@@ -151,6 +192,7 @@ impl Conn {
             phase: Phase::Http(HttpState::default()),
             timer_tick: None,
             timer_at: None,
+            ws_live: false,
         }
     }
 
@@ -168,11 +210,8 @@ impl Conn {
         self.out.len() - self.out_pos
     }
 
-    fn http(&mut self) -> Option<&mut HttpState> {
-        match &mut self.phase {
-            Phase::Http(state) => Some(state),
-            Phase::Closing { .. } => None,
-        }
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.phase, Phase::Ws(_))
     }
 
     /// An idle keep-alive connection: nothing received, nothing owed, nothing queued.
@@ -182,17 +221,11 @@ impl Conn {
             && matches!(&self.phase, Phase::Http(s) if s.started.is_none() && s.awaiting.is_none())
     }
 
-    /// Reads until `WouldBlock`, EOF, the budget, or backpressure. Returns whether the
-    /// socket may still have data (budget exhausted).
-    pub fn fill(
-        &mut self,
-        scratch: &mut [u8],
-        now: Instant,
-        max_outbound: usize,
-    ) -> io::Result<bool> {
+    /// Reads until `WouldBlock`, EOF, the budget, or backpressure.
+    pub fn fill(&mut self, scratch: &mut [u8], now: Instant, limits: &Limits) -> io::Result<()> {
         for _ in 0..READ_BUDGET {
-            if !self.readable || self.peer_closed || !self.wants_input(max_outbound) {
-                return Ok(false);
+            if !self.can_read(limits) {
+                return Ok(());
             }
             match self.socket.read(scratch) {
                 Ok(0) => {
@@ -201,32 +234,43 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.last_progress = now;
-                    if let Phase::Http(state) = &mut self.phase {
-                        state.started.get_or_insert(now);
+                    match &mut self.phase {
+                        Phase::Closing { .. } => continue,
+                        Phase::Http(state) => {
+                            state.started.get_or_insert(now);
+                        }
+                        Phase::Ws(ws) => ws.last_heard = now,
                     }
-                    if !matches!(self.phase, Phase::Closing { .. }) {
-                        self.inbuf.extend_from_slice(&scratch[..n]);
-                    }
+                    self.inbuf.extend_from_slice(&scratch[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(self.readable && !self.peer_closed && self.wants_input(max_outbound))
+        Ok(())
     }
 
-    /// Backpressure: stop taking input while output is piling up or a handler answer is
-    /// outstanding, and never buffer more than one body plus some read-ahead.
-    fn wants_input(&self, max_outbound: usize) -> bool {
+    /// Readiness ∩ interest: the socket may have input and we want it. Interest drops
+    /// while output piles up or a handler answer is outstanding, and never more than one
+    /// body plus some read-ahead is buffered (backpressure).
+    pub fn can_read(&self, limits: &Limits) -> bool {
+        if !self.readable || self.peer_closed {
+            return false;
+        }
         match &self.phase {
             Phase::Closing { linger_until } => linger_until.is_some(),
+            Phase::Ws(_) => {
+                self.outbound_len() <= limits.max_outbound && self.inbuf.len() < READ_AHEAD
+            }
             Phase::Http(state) => {
                 let cap = match &state.body {
                     Some((_, limit)) => limit.saturating_add(READ_AHEAD),
                     None => READ_AHEAD.max(http::MAX_HEAD_BYTES + 1),
                 };
-                self.outbound_len() <= max_outbound && self.inbuf.len() < cap
+                state.awaiting.is_none()
+                    && self.outbound_len() <= limits.max_outbound
+                    && self.inbuf.len() < cap
             }
         }
     }
@@ -300,19 +344,18 @@ impl Conn {
         date: &str,
         now: Instant,
     ) {
-        let pending = self.http().and_then(|state| {
-            state.started = None;
-            state.awaiting.take()
-        });
+        let pending = match &mut self.phase {
+            Phase::Http(state) => {
+                state.started = None;
+                state.awaiting.take()
+            }
+            Phase::Ws(_) | Phase::Closing { .. } => return,
+        };
         let (keep_alive, head_only) = match pending {
             Some(p) => (p.keep_alive && keep_alive_allowed, p.head_only),
             None => (false, false),
         };
-        if self.outbound_len() == 0 {
-            // Starting a fresh write: the write timeout counts from now.
-            self.last_progress = now;
-        }
-        http::write_response(&mut self.out, response, head_only, keep_alive, date);
+        self.queue_response(response, head_only, keep_alive, date, now);
         if !keep_alive {
             self.start_closing();
         }
@@ -321,11 +364,118 @@ impl Conn {
     /// Answers a request that will not be served (bad head, refused route, timeout):
     /// the rest of the input is unframed, so the connection closes after it.
     pub fn reject(&mut self, response: &Response, head_only: bool, date: &str, now: Instant) {
+        self.queue_response(response, head_only, false, date, now);
+        self.start_closing();
+    }
+
+    fn queue_response(
+        &mut self,
+        response: &Response,
+        head_only: bool,
+        keep_alive: bool,
+        date: &str,
+        now: Instant,
+    ) {
         if self.outbound_len() == 0 {
+            // Starting a fresh write: the write timeout counts from now.
             self.last_progress = now;
         }
-        http::write_response(&mut self.out, response, head_only, false, date);
-        self.start_closing();
+        http::write_response(&mut self.out, response, head_only, keep_alive, date);
+    }
+
+    /// Completes the upgrade of the request being served: `101`, then WebSocket framing
+    /// on the same buffers (bytes the client pipelined after the request are frames).
+    pub fn upgrade(
+        &mut self,
+        accept: &str,
+        expires_at: Option<Instant>,
+        limits: &Limits,
+        now: Instant,
+    ) {
+        if !matches!(&self.phase, Phase::Http(s) if s.awaiting.is_some()) {
+            return;
+        }
+        self.out.extend_from_slice(&ws::switching_protocols(accept));
+        self.last_progress = now;
+        self.ws_live = true;
+        self.phase = Phase::Ws(Box::new(WsState {
+            socket: ws::Socket::new(limits.max_message_size),
+            last_heard: now,
+            next_ping: now + limits.ping_period,
+            expires_at,
+            close_started: None,
+        }));
+    }
+
+    /// True once, when an upgraded connection is no longer an open WebSocket (or is
+    /// about to be dropped): the moment to tell the handler.
+    pub fn take_ws_ended(&mut self) -> bool {
+        let ended = self.ws_live && !matches!(&self.phase, Phase::Ws(ws) if ws.socket.is_open());
+        if ended {
+            self.ws_live = false;
+        }
+        ended
+    }
+
+    /// The next WebSocket event from buffered input.
+    pub fn ws_event(&mut self) -> ws::Event {
+        let Phase::Ws(state) = &mut self.phase else {
+            return ws::Event::NeedInput;
+        };
+        let mut wire = Wire::new(&self.inbuf, &mut self.out);
+        let event = state.socket.next_event(&mut wire);
+        let consumed = wire.consumed();
+        self.inbuf.drain(..consumed);
+        if matches!(event, ws::Event::Finished | ws::Event::Failed(_)) {
+            self.start_closing();
+        }
+        event
+    }
+
+    /// Queues a message; a queue over `max_outbound` closes the socket with 1013.
+    pub fn ws_send(
+        &mut self,
+        message: tungstenite::Message,
+        limits: &Limits,
+        now: Instant,
+    ) -> Sent {
+        let Phase::Ws(state) = &mut self.phase else {
+            return Sent::NotOpen;
+        };
+        if !state.socket.is_open() {
+            return Sent::NotOpen;
+        }
+        if self.out_pos == self.out.len() {
+            self.last_progress = now;
+        }
+        let mut wire = Wire::new(&[], &mut self.out);
+        if !state.socket.send(&mut wire, message) {
+            return Sent::NotOpen;
+        }
+        if self.out.len() - self.out_pos > limits.max_outbound {
+            // The close frame queues behind what the peer has not read; if it never
+            // reads, the write timeout ends the connection.
+            let mut wire = Wire::new(&[], &mut self.out);
+            state
+                .socket
+                .close(&mut wire, ws::code::TRY_AGAIN, "slow consumer");
+            self.start_closing();
+            return Sent::SlowConsumer;
+        }
+        Sent::Queued
+    }
+
+    /// Starts the close handshake; the peer has `CLOSE_HANDSHAKE_TIMEOUT` to answer.
+    pub fn ws_close(&mut self, code: u16, reason: &str, now: Instant) {
+        let Phase::Ws(state) = &mut self.phase else {
+            return;
+        };
+        if !state.socket.is_open() {
+            return;
+        }
+        let mut wire = Wire::new(&[], &mut self.out);
+        state.socket.close(&mut wire, code, reason);
+        state.close_started = Some(now);
     }
 
     pub fn start_closing(&mut self) {
@@ -356,6 +506,11 @@ impl Conn {
             } else {
                 self.out.clear();
             }
+        } else if self.out_pos > self.out.len() / 2 {
+            // A peer that keeps up only partly: reclaim the written half so the queue
+            // is bounded by what is unsent, not by everything ever sent.
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
         }
         if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_CAPACITY {
             self.inbuf = Vec::new();
@@ -366,9 +521,9 @@ impl Conn {
     /// After a flush: decide whether the connection lives on. A closing connection with
     /// everything written sends FIN and lingers for the peer's; a peer that closed its
     /// side with nothing left to answer is done.
-    pub fn settle(&mut self, now: Instant) -> Next {
+    pub fn settle(&mut self, now: Instant, limits: &Limits) -> Next {
         let flushed = self.outbound_len() == 0;
-        match &mut self.phase {
+        let next = match &mut self.phase {
             Phase::Closing { linger_until } => {
                 if !flushed {
                     return Next::Keep;
@@ -382,20 +537,21 @@ impl Conn {
                     }
                     *linger_until = Some(now + LINGER);
                 }
-                if self.readable {
-                    Next::Yield
-                } else {
-                    Next::Keep
-                }
-            }
-            Phase::Http(state) => {
-                if self.peer_closed && state.awaiting.is_none() && flushed {
-                    // A half-closed peer that sent a complete request has been answered;
-                    // anything left in the buffer can never become a request.
-                    return Next::Close;
-                }
                 Next::Keep
             }
+            // A peer that closed its side with everything answered is done; anything
+            // left in the buffer can never become a request.
+            Phase::Http(state) if self.peer_closed && state.awaiting.is_none() && flushed => {
+                Next::Close
+            }
+            // A WebSocket peer that vanished without a close frame.
+            Phase::Ws(_) if self.peer_closed && self.inbuf.is_empty() => Next::Close,
+            Phase::Http(_) | Phase::Ws(_) => Next::Keep,
+        };
+        if next == Next::Keep && self.can_read(limits) {
+            Next::Yield
+        } else {
+            next
         }
     }
 
@@ -405,6 +561,15 @@ impl Conn {
         let write = (self.outbound_len() > 0).then(|| self.last_progress + limits.write_timeout);
         let read = match &self.phase {
             Phase::Closing { linger_until } => *linger_until,
+            Phase::Ws(ws) => [
+                Some(ws.next_ping),
+                Some(ws.last_heard + limits.pong_wait),
+                ws.expires_at,
+                ws.close_started.map(|t| t + ws::CLOSE_HANDSHAKE_TIMEOUT),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             Phase::Http(state) if state.awaiting.is_some() => None,
             Phase::Http(state) => Some(match (&state.body, state.started) {
                 (Some(_), _) => self.last_progress + limits.body_idle_timeout,
@@ -423,10 +588,57 @@ impl Conn {
         }
     }
 
-    /// Whether the current request has started to arrive (a timeout then earns a 408
-    /// rather than a silent close).
-    pub fn mid_request(&self) -> bool {
-        matches!(&self.phase, Phase::Http(s) if s.started.is_some() && s.awaiting.is_none())
+    /// Acts on whatever deadline has passed at `now`.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        limits: &Limits,
+        error_408: impl FnOnce() -> Response,
+        date: &str,
+    ) -> Expiry {
+        match self.deadline(limits) {
+            None => return Expiry::NotYet,
+            Some(deadline) if deadline > now => return Expiry::NotYet,
+            Some(_) => {}
+        }
+        if self.outbound_len() > 0 && self.last_progress + limits.write_timeout <= now {
+            return Expiry::Close;
+        }
+        let Phase::Ws(ws) = &mut self.phase else {
+            if matches!(&self.phase, Phase::Http(s) if s.started.is_some()) {
+                // Mid-request: tell a slow (not malicious) client why.
+                self.reject(&error_408(), false, date, now);
+                return Expiry::Flush;
+            }
+            return Expiry::Close;
+        };
+        if ws
+            .close_started
+            .is_some_and(|t| t + ws::CLOSE_HANDSHAKE_TIMEOUT <= now)
+            || ws.last_heard + limits.pong_wait <= now
+        {
+            return Expiry::Close;
+        }
+        if ws.expires_at.is_some_and(|t| t <= now) {
+            ws.expires_at = None;
+            if ws.socket.is_open() {
+                let mut wire = Wire::new(&[], &mut self.out);
+                ws.socket
+                    .close(&mut wire, ws::code::POLICY, "token expired");
+                ws.close_started = Some(now);
+            }
+            return Expiry::Flush;
+        }
+        if ws.next_ping <= now {
+            ws.next_ping = now + limits.ping_period;
+            if ws.socket.is_open() {
+                let mut wire = Wire::new(&[], &mut self.out);
+                ws.socket
+                    .send(&mut wire, tungstenite::Message::Ping(Default::default()));
+            }
+            return Expiry::Flush;
+        }
+        Expiry::NotYet
     }
 }
 
@@ -434,6 +646,17 @@ impl Conn {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    const LIMITS: Limits = Limits {
+        head_timeout: Duration::from_secs(10),
+        body_idle_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(10),
+        write_timeout: Duration::from_secs(10),
+        max_outbound: 1 << 20,
+        ping_period: Duration::from_secs(54),
+        pong_wait: Duration::from_secs(60),
+        max_message_size: 1 << 20,
+    };
 
     fn pair() -> (Conn, std::net::TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -464,7 +687,7 @@ mod tests {
         // The peer's bytes may take a moment to show up on loopback.
         for _ in 0..100 {
             conn.readable = true;
-            conn.fill(&mut scratch, now, 1 << 20).expect("read");
+            conn.fill(&mut scratch, now, &LIMITS).expect("read");
             if conn.inbuf.len() >= 38 {
                 break;
             }
@@ -492,7 +715,7 @@ mod tests {
         let mut scratch = [0u8; 1024];
         for _ in 0..100 {
             conn.readable = true;
-            conn.fill(&mut scratch, now, 1 << 20).expect("read");
+            conn.fill(&mut scratch, now, &LIMITS).expect("read");
             if !conn.inbuf.is_empty() {
                 break;
             }

@@ -8,3 +8,4 @@ pub mod reject;
 pub mod signals;
 pub mod slab;
 pub mod timers;
+pub mod ws;

@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::conn::{Conn, ConnInfo, Limits, ListenerKind, Next, Parsed};
+use tungstenite::Message;
+
+use super::conn::{Conn, ConnInfo, Expiry, Limits, ListenerKind, Next, Parsed, Sent};
 use super::http::{self, Request, RequestHead, Response};
 use super::lanes::CompletionQueue;
 use super::reject::RejectPen;
 use super::signals::{Signal, SignalSource};
 use super::slab::{ConnId, Slab};
 use super::timers::TimerWheel;
+use super::ws::{self, Event, Incoming};
 use crate::time;
 
 const PUBLIC_LISTENER: Token = Token(0);
@@ -59,8 +62,16 @@ pub trait Handler {
         ctx: &Ctx,
     ) -> Result<usize, Response>;
 
-    /// Serves a complete request, now or later (via [`Ctx::reply`] from `completion`).
+    /// Serves a complete request: now, later (via [`Ctx::reply`]), or by upgrading it.
     fn request(&mut self, request: Request, conn: &ConnInfo, ctx: &mut Ctx) -> Reply;
+
+    /// The upgrade answered by [`Reply::Upgrade`] is done: the socket is a WebSocket.
+    fn ws_opened(&mut self, conn: &ConnInfo, ctx: &mut Ctx);
+
+    fn ws_message(&mut self, conn: &ConnInfo, message: Incoming, ctx: &mut Ctx);
+
+    /// Called exactly once for every socket `ws_opened` saw, however it ended.
+    fn ws_closed(&mut self, conn: ConnId, ctx: &mut Ctx);
 
     fn completion(&mut self, done: Self::Completion, ctx: &mut Ctx);
 
@@ -81,6 +92,19 @@ pub enum Reply {
     /// The handler will answer through [`Ctx::reply`]; until then the connection reads
     /// no further requests.
     Later,
+    /// Switch to WebSocket: `accept` is the handshake's `Sec-WebSocket-Accept`, and the
+    /// socket is closed with 1008 at `expires_at` (the token's `exp`).
+    Upgrade {
+        accept: String,
+        expires_at: Option<Instant>,
+    },
+}
+
+/// Something the handler asks the loop to do to a connection.
+enum Effect {
+    Reply(ConnId, Response),
+    Send(ConnId, Message),
+    Close(ConnId, u16, &'static str),
 }
 
 /// What the handler may see and do during a call.
@@ -90,12 +114,27 @@ pub struct Ctx {
     pub draining: bool,
     pub slots_used: usize,
     pub slots_total: usize,
-    replies: Vec<(ConnId, Response)>,
+    effects: Vec<Effect>,
 }
 
 impl Ctx {
+    /// Answers a request that was deferred with [`Reply::Later`].
     pub fn reply(&mut self, conn: ConnId, response: Response) {
-        self.replies.push((conn, response));
+        self.effects.push(Effect::Reply(conn, response));
+    }
+
+    /// Queues a text frame on a WebSocket (dropped if the socket is gone or closing).
+    pub fn send_text(&mut self, conn: ConnId, text: String) {
+        self.effects.push(Effect::Send(conn, Message::text(text)));
+    }
+
+    pub fn send_binary(&mut self, conn: ConnId, data: Vec<u8>) {
+        self.effects.push(Effect::Send(conn, Message::binary(data)));
+    }
+
+    /// Starts the close handshake with `code`.
+    pub fn close(&mut self, conn: ConnId, code: u16, reason: &'static str) {
+        self.effects.push(Effect::Close(conn, code, reason));
     }
 }
 
@@ -166,9 +205,10 @@ pub struct Reactor<H: Handler> {
     slab: Slab<Box<Conn>>,
     wheel: TimerWheel<ConnId>,
     expired: Vec<(u64, ConnId)>,
-    /// Connections whose read budget ran out with input left: edge-triggered readiness
-    /// will not be reported again, so they are pumped on the next iteration.
-    yielded: VecDeque<ConnId>,
+    /// Connections to pump on this loop turn without waiting for an event: their read
+    /// budget ran out with input left (edge-triggered readiness will not be reported
+    /// again), or the handler queued output for them.
+    pending: VecDeque<ConnId>,
     completions: CompletionQueue<H::Completion>,
     done: Vec<H::Completion>,
     handler: H,
@@ -176,7 +216,14 @@ pub struct Reactor<H: Handler> {
     settings: Settings,
     lifecycle: Lifecycle,
     clock: Clock,
-    rejected_full: u64,
+    stats: Stats,
+}
+
+/// Counters the loop keeps about itself (exported as metrics).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub rejected_full: u64,
+    pub slow_consumer_closes: u64,
 }
 
 /// Registers the waker that lanes use to wake the loop; create it before the lanes.
@@ -218,7 +265,7 @@ impl<H: Handler> Reactor<H> {
             slab: Slab::with_capacity(settings.max_connections),
             wheel: TimerWheel::new(clock.now, TIMER_TICK, TIMER_SLOTS),
             expired: Vec::new(),
-            yielded: VecDeque::new(),
+            pending: VecDeque::new(),
             completions,
             done: Vec::new(),
             handler,
@@ -226,7 +273,7 @@ impl<H: Handler> Reactor<H> {
             settings,
             lifecycle: Lifecycle::Running,
             clock,
-            rejected_full: 0,
+            stats: Stats::default(),
         })
     }
 
@@ -298,8 +345,10 @@ impl<H: Handler> Reactor<H> {
                     }
                 }
             }
-            for _ in 0..self.yielded.len() {
-                if let Some(id) = self.yielded.pop_front() {
+            // Pumping may queue more (effects on other connections); those wait for the
+            // next turn so that one busy connection cannot starve the poll.
+            for _ in 0..self.pending.len() {
+                if let Some(id) = self.pending.pop_front() {
                     self.pump(id);
                 }
             }
@@ -317,7 +366,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.yielded.is_empty() {
+        if !self.pending.is_empty() {
             return Some(Duration::ZERO);
         }
         let lifecycle = match self.lifecycle {
@@ -352,8 +401,18 @@ impl<H: Handler> Reactor<H> {
             draining: matches!(self.lifecycle, Lifecycle::Draining { .. }),
             slots_used: self.slab.len(),
             slots_total: self.slab.capacity(),
-            replies: Vec::new(),
+            effects: Vec::new(),
         }
+    }
+
+    fn listeners_closed(&self) -> bool {
+        matches!(
+            self.lifecycle,
+            Lifecycle::Draining {
+                listeners_closed: true,
+                ..
+            }
+        )
     }
 
     fn accept(&mut self, index: usize) {
@@ -416,12 +475,12 @@ impl<H: Handler> Reactor<H> {
 
     /// The slab is full: answer 503 straight away and let the pen close the socket.
     fn reject_full(&mut self, stream: TcpStream) {
-        self.rejected_full += 1;
-        if self.rejected_full.is_power_of_two() {
+        self.stats.rejected_full += 1;
+        if self.stats.rejected_full.is_power_of_two() {
             log::warn!(
                 "connection slab full ({} slots): refused {} connection(s) so far",
                 self.slab.capacity(),
-                self.rejected_full
+                self.stats.rejected_full
             );
         }
         let response = self
@@ -434,21 +493,42 @@ impl<H: Handler> Reactor<H> {
             .refuse(stream, &out, self.poll.registry(), self.clock.now);
     }
 
-    pub fn rejected_full(&self) -> u64 {
-        self.rejected_full
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
-    /// Reads, parses, serves and writes one connection until it has nothing left to do
-    /// or its budget is spent.
+    /// Reads, parses and serves one connection, applies what the handler asked for,
+    /// then writes and decides the connection's fate.
     fn pump(&mut self, id: ConnId) {
         let mut ctx = self.ctx();
-        let keep_alive_allowed = !matches!(
-            self.lifecycle,
-            Lifecycle::Draining {
-                listeners_closed: true,
-                ..
+        let served = self.serve_input(id, &mut ctx);
+        self.apply(ctx, Some(id));
+        let now = self.clock.now;
+        let limits = self.settings.limits;
+        let Some(conn) = self.slab.get_mut(id) else {
+            return;
+        };
+        let next = served
+            .and_then(|()| conn.flush(now))
+            .map(|()| conn.settle(now, &limits));
+        match next {
+            Ok(Next::Keep) => self.arm_timer(id),
+            Ok(Next::Yield) => {
+                self.pending.push_back(id);
+                self.arm_timer(id);
             }
-        );
+            Ok(Next::Close) => self.close(id),
+            Err(error) => {
+                log::debug!("connection {id:?}: {error}");
+                self.close(id);
+            }
+        }
+        self.notice_ws_end(id);
+    }
+
+    /// The input half of `pump`: everything that turns bytes into handler calls.
+    fn serve_input(&mut self, id: ConnId, ctx: &mut Ctx) -> io::Result<()> {
+        let keep_alive_allowed = !self.listeners_closed();
         let Reactor {
             slab,
             handler,
@@ -457,84 +537,99 @@ impl<H: Handler> Reactor<H> {
             clock,
             ..
         } = self;
-        let Some(conn) = slab.get_mut(id) else { return };
-        let now = clock.now;
-        let limits = settings.limits;
-        let outcome = (|| -> io::Result<Next> {
-            conn.flush(now)?;
-            let more = conn.fill(scratch, now, limits.max_outbound)?;
-            loop {
-                let info = conn.info;
-                match conn.parse(now, |head| handler.body_limit(head, &info, &ctx)) {
-                    Parsed::Nothing => break,
-                    Parsed::Request(request) => match handler.request(request, &info, &mut ctx) {
-                        Reply::Now(response) => {
-                            conn.respond(&response, keep_alive_allowed, &clock.http_date, now)
-                        }
-                        Reply::Later => break,
-                    },
-                    Parsed::Answer(response) => {
-                        conn.respond(&response, keep_alive_allowed, &clock.http_date, now)
-                    }
-                    Parsed::Refused(response, head_only) => {
-                        conn.reject(&response, head_only, &clock.http_date, now);
-                        break;
-                    }
-                    Parsed::TooLarge(head_only) => {
-                        let response = handler.error_response(413, "Request body too large");
-                        conn.reject(&response, head_only, &clock.http_date, now);
-                        break;
-                    }
-                    Parsed::Invalid(error) => {
-                        let response = handler.error_response(error.status(), error.message());
-                        conn.reject(&response, false, &clock.http_date, now);
-                        break;
-                    }
+        let Some(conn) = slab.get_mut(id) else {
+            return Ok(());
+        };
+        let (now, date, limits) = (clock.now, clock.http_date.as_str(), &settings.limits);
+        conn.flush(now)?;
+        conn.fill(scratch, now, limits)?;
+        loop {
+            let info = conn.info;
+            if conn.is_websocket() {
+                match conn.ws_event() {
+                    Event::Message(message) => handler.ws_message(&info, message, ctx),
+                    Event::Control => {}
+                    Event::NeedInput | Event::Finished | Event::Failed(_) => return Ok(()),
                 }
-                if conn.outbound_len() > limits.max_outbound {
-                    break;
+                continue;
+            }
+            match conn.parse(now, |head| handler.body_limit(head, &info, ctx)) {
+                Parsed::Nothing => return Ok(()),
+                Parsed::Request(request) => match handler.request(request, &info, ctx) {
+                    Reply::Now(response) => conn.respond(&response, keep_alive_allowed, date, now),
+                    Reply::Later => return Ok(()),
+                    Reply::Upgrade { accept, expires_at } => {
+                        conn.upgrade(&accept, expires_at, limits, now);
+                        handler.ws_opened(&info, ctx);
+                    }
+                },
+                Parsed::Answer(response) => conn.respond(&response, keep_alive_allowed, date, now),
+                Parsed::TooLarge(head_only) => {
+                    let response = handler.error_response(413, "Request body too large");
+                    conn.reject(&response, head_only, date, now);
+                    return Ok(());
+                }
+                Parsed::Refused(response, head_only) => {
+                    conn.reject(&response, head_only, date, now);
+                    return Ok(());
+                }
+                Parsed::Invalid(error) => {
+                    let response = handler.error_response(error.status(), error.message());
+                    conn.reject(&response, false, date, now);
+                    return Ok(());
                 }
             }
-            conn.flush(now)?;
-            Ok(match conn.settle(now) {
-                Next::Keep if more => Next::Yield,
-                next => next,
-            })
-        })();
-        match outcome {
-            Ok(Next::Close) => self.close(id),
-            Err(error) => {
-                log::debug!("connection {id:?}: {error}");
-                self.close(id);
+            if conn.outbound_len() > limits.max_outbound {
+                return Ok(());
             }
-            Ok(Next::Yield) => {
-                self.yielded.push_back(id);
-                self.arm_timer(id);
-            }
-            Ok(Next::Keep) => self.arm_timer(id),
         }
-        self.apply_replies(ctx);
     }
 
-    fn apply_replies(&mut self, ctx: Ctx) {
-        for (id, response) in ctx.replies {
-            let keep_alive_allowed = !matches!(
-                self.lifecycle,
-                Lifecycle::Draining {
-                    listeners_closed: true,
-                    ..
+    /// Carries out the handler's requests. Connections other than `current` (which its
+    /// caller flushes) are queued to be pumped on this loop turn.
+    fn apply(&mut self, ctx: Ctx, current: Option<ConnId>) {
+        let keep_alive_allowed = !self.listeners_closed();
+        let (now, limits) = (self.clock.now, self.settings.limits);
+        for effect in ctx.effects {
+            let id = match &effect {
+                Effect::Reply(id, _) | Effect::Send(id, _) | Effect::Close(id, _, _) => *id,
+            };
+            // An effect for a connection that is gone (or whose slot was reused) is dropped.
+            let Some(conn) = self.slab.get_mut(id) else {
+                continue;
+            };
+            match effect {
+                Effect::Reply(_, response) => {
+                    conn.respond(&response, keep_alive_allowed, &self.clock.http_date, now)
                 }
-            );
-            // A reply for a connection that is gone (or whose slot was reused) is dropped.
-            if let Some(conn) = self.slab.get_mut(id) {
-                conn.respond(
-                    &response,
-                    keep_alive_allowed,
-                    &self.clock.http_date,
-                    self.clock.now,
-                );
-                self.pump(id);
+                Effect::Send(_, message) => {
+                    if conn.ws_send(message, &limits, now) == Sent::SlowConsumer {
+                        self.stats.slow_consumer_closes += 1;
+                        log::info!(
+                            "connection {id:?}: slow consumer, closed with 1013 (over {} queued bytes)",
+                            limits.max_outbound
+                        );
+                    }
+                }
+                Effect::Close(_, code, reason) => conn.ws_close(code, reason, now),
             }
+            if Some(id) != current {
+                self.pending.push_back(id);
+            }
+        }
+    }
+
+    /// A WebSocket that stopped being one (close handshake, failure, slow consumer) is
+    /// reported to the handler once, as soon as it happens.
+    fn notice_ws_end(&mut self, id: ConnId) {
+        let ended = match self.slab.get_mut(id) {
+            Some(conn) => conn.take_ws_ended(),
+            None => false,
+        };
+        if ended {
+            let mut ctx = self.ctx();
+            self.handler.ws_closed(id, &mut ctx);
+            self.apply(ctx, None);
         }
     }
 
@@ -547,7 +642,7 @@ impl<H: Handler> Reactor<H> {
         for done in std::mem::take(&mut self.done) {
             self.handler.completion(done, &mut ctx);
         }
-        self.apply_replies(ctx);
+        self.apply(ctx, None);
     }
 
     /// Keeps one wheel entry per connection at its earliest deadline. A deadline that
@@ -578,22 +673,30 @@ impl<H: Handler> Reactor<H> {
             }
             conn.timer_tick = None;
             conn.timer_at = None;
-            match conn.deadline(&self.settings.limits) {
-                Some(deadline) if deadline > self.clock.now => self.arm_timer(id),
-                None => {}
-                Some(_) if conn.mid_request() && conn.outbound_len() == 0 => {
-                    log::debug!("connection {id:?}: request timed out");
-                    let response = self.handler.error_response(408, "Request timed out");
-                    conn.reject(&response, false, &self.clock.http_date, self.clock.now);
-                    self.pump(id);
+            let handler = &self.handler;
+            let error_408 = || handler.error_response(408, "Request timed out");
+            match conn.expire(
+                self.clock.now,
+                &self.settings.limits,
+                error_408,
+                &self.clock.http_date,
+            ) {
+                Expiry::NotYet => self.arm_timer(id),
+                Expiry::Flush => self.pump(id),
+                Expiry::Close => {
+                    log::debug!("connection {id:?}: timed out");
+                    self.close(id);
                 }
-                Some(_) => self.close(id),
             }
         }
         self.expired = expired;
     }
 
     fn close(&mut self, id: ConnId) {
+        if let Some(conn) = self.slab.get_mut(id) {
+            conn.start_closing();
+        }
+        self.notice_ws_end(id);
         if let Some(mut conn) = self.slab.remove(id) {
             let _ = self.poll.registry().deregister(conn.socket_mut());
         }
@@ -649,18 +752,22 @@ impl<H: Handler> Reactor<H> {
                     let _ = self.poll.registry().deregister(&mut listener);
                 }
             }
-            let idle: Vec<ConnId> = self
-                .slab
-                .iter_mut()
-                .filter(|(_, conn)| conn.is_idle())
-                .map(|(id, _)| id)
-                .collect();
-            for &id in &idle {
-                self.close(id);
+            let (mut idle, mut sockets) = (0, 0);
+            for id in self.slab.ids() {
+                let Some(conn) = self.slab.get_mut(id) else {
+                    continue;
+                };
+                if conn.is_idle() {
+                    idle += 1;
+                    self.close(id);
+                } else if conn.is_websocket() {
+                    sockets += 1;
+                    conn.ws_close(ws::code::GOING_AWAY, "Server shutting down", now);
+                    self.pending.push_back(id);
+                }
             }
             log::info!(
-                "drain 2/3: listeners closed; closed {} idle connection(s), waiting up to {:?} for {}",
-                idle.len(),
+                "drain 2/3: listeners closed; closed {idle} idle connection(s), sent 1001 to {sockets} WebSocket(s); waiting up to {:?} for {}",
                 deadline.saturating_duration_since(now),
                 self.slab.len()
             );

@@ -2,6 +2,8 @@
 //! talk to it over real sockets.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod ws;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
