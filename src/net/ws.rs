@@ -192,17 +192,30 @@ pub enum Event {
 /// One WebSocket's protocol state.
 pub struct Socket {
     ctx: WebSocketContext,
+    /// Set once the socket finished or failed: tungstenite's state after an error is not
+    /// meant to be read from again (found by fuzzing: it can yield further messages).
+    ended: bool,
 }
 
 impl Socket {
     pub fn new(max_message_size: usize) -> Socket {
         Socket {
             ctx: WebSocketContext::new(Role::Server, Some(config(max_message_size))),
+            ended: false,
         }
     }
 
-    /// Reads the next event from `wire`.
+    /// Reads the next event from `wire`; after `Finished` or `Failed`, only `Finished`.
     pub fn next_event(&mut self, wire: &mut Wire<'_>) -> Event {
+        if self.ended {
+            return Event::Finished;
+        }
+        let event = self.read_event(wire);
+        self.ended = matches!(event, Event::Finished | Event::Failed(_));
+        event
+    }
+
+    fn read_event(&mut self, wire: &mut Wire<'_>) -> Event {
         match self.ctx.read(wire) {
             Ok(Message::Text(text)) => Event::Message(Incoming::Text(text.as_str().to_owned())),
             Ok(Message::Binary(data)) => Event::Message(Incoming::Binary(data.to_vec())),
@@ -365,6 +378,17 @@ mod tests {
             events(&mut socket, &[0x81, 0x01, b'x'], &mut out),
             vec![Event::Failed(code::PROTOCOL)]
         );
+    }
+
+    #[test]
+    fn nothing_is_read_after_a_failure() {
+        let mut socket = Socket::new(4);
+        let mut input = client_frame(0x1, b"too long");
+        input.extend(client_frame(0x1, b"ok"));
+        let mut out = Vec::new();
+        let mut wire = Wire::new(&input, &mut out);
+        assert_eq!(socket.next_event(&mut wire), Event::Failed(code::TOO_BIG));
+        assert_eq!(socket.next_event(&mut wire), Event::Finished);
     }
 
     #[test]
