@@ -432,37 +432,40 @@ impl Conn {
         event
     }
 
-    /// Queues a message; a queue over `max_outbound` closes the socket with 1013.
+    /// Queues a message. A queue already over `max_outbound` means the peer stopped
+    /// reading: the socket is closed with 1013 instead. So the queue never holds more
+    /// than the cap plus one message, and one large message never counts as slowness.
     pub fn ws_send(
         &mut self,
         message: tungstenite::Message,
         limits: &Limits,
         now: Instant,
     ) -> Sent {
+        let backlog = self.outbound_len();
         let Phase::Ws(state) = &mut self.phase else {
             return Sent::NotOpen;
         };
         if !state.socket.is_open() {
             return Sent::NotOpen;
         }
-        if self.out_pos == self.out.len() {
-            self.last_progress = now;
-        }
         let mut wire = Wire::new(&[], &mut self.out);
-        if !state.socket.send(&mut wire, message) {
-            return Sent::NotOpen;
-        }
-        if self.out.len() - self.out_pos > limits.max_outbound {
+        if backlog > limits.max_outbound {
             // The close frame queues behind what the peer has not read; if it never
             // reads, the write timeout ends the connection.
-            let mut wire = Wire::new(&[], &mut self.out);
             state
                 .socket
                 .close(&mut wire, ws::code::TRY_AGAIN, "slow consumer");
             self.start_closing();
             return Sent::SlowConsumer;
         }
-        Sent::Queued
+        if backlog == 0 {
+            self.last_progress = now;
+        }
+        if state.socket.send(&mut wire, message) {
+            Sent::Queued
+        } else {
+            Sent::NotOpen
+        }
     }
 
     /// Starts the close handshake; the peer has `CLOSE_HANDSHAKE_TIMEOUT` to answer.

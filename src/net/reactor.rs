@@ -535,6 +535,7 @@ impl<H: Handler> Reactor<H> {
             scratch,
             settings,
             clock,
+            stats,
             ..
         } = self;
         let Some(conn) = slab.get_mut(id) else {
@@ -547,7 +548,19 @@ impl<H: Handler> Reactor<H> {
             let info = conn.info;
             if conn.is_websocket() {
                 match conn.ws_event() {
-                    Event::Message(message) => handler.ws_message(&info, message, ctx),
+                    Event::Message(message) => {
+                        handler.ws_message(&info, message, ctx);
+                        // Answers to this socket go out before its next frame is read: if
+                        // that frame is bad, its close frame must follow them, not drop them.
+                        for effect in std::mem::take(&mut ctx.effects) {
+                            match effect {
+                                Effect::Send(to, message) if to == id => {
+                                    send(conn, message, limits, now, stats)
+                                }
+                                other => ctx.effects.push(other),
+                            }
+                        }
+                    }
                     Event::Control => {}
                     Event::NeedInput | Event::Finished | Event::Failed(_) => return Ok(()),
                 }
@@ -602,15 +615,7 @@ impl<H: Handler> Reactor<H> {
                 Effect::Reply(_, response) => {
                     conn.respond(&response, keep_alive_allowed, &self.clock.http_date, now)
                 }
-                Effect::Send(_, message) => {
-                    if conn.ws_send(message, &limits, now) == Sent::SlowConsumer {
-                        self.stats.slow_consumer_closes += 1;
-                        log::info!(
-                            "connection {id:?}: slow consumer, closed with 1013 (over {} queued bytes)",
-                            limits.max_outbound
-                        );
-                    }
-                }
+                Effect::Send(_, message) => send(conn, message, &limits, now, &mut self.stats),
                 Effect::Close(_, code, reason) => conn.ws_close(code, reason, now),
             }
             if Some(id) != current {
@@ -792,6 +797,18 @@ impl<H: Handler> Reactor<H> {
             return Some(Exit::DeadlineReached { open });
         }
         None
+    }
+}
+
+/// Queues a message on a WebSocket, counting a slow consumer it closes.
+fn send(conn: &mut Conn, message: Message, limits: &Limits, now: Instant, stats: &mut Stats) {
+    if conn.ws_send(message, limits, now) == Sent::SlowConsumer {
+        stats.slow_consumer_closes += 1;
+        log::info!(
+            "connection {:?}: slow consumer, closed with 1013 (over {} queued bytes)",
+            conn.info.id,
+            limits.max_outbound
+        );
     }
 }
 
