@@ -57,14 +57,7 @@ impl Cors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::http::parse_head;
-
-    fn head(raw: &str) -> RequestHead {
-        parse_head(raw.as_bytes())
-            .expect("valid")
-            .expect("complete")
-            .0
-    }
+    use crate::net::http::test_head as head;
 
     #[test]
     fn off_when_unconfigured_and_for_requests_without_origin() {

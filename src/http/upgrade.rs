@@ -72,7 +72,7 @@ pub fn expiry(identity: &Identity, now: Instant, unix: u64) -> Option<Instant> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::http::parse_head;
+    use crate::net::http::test_head;
 
     const HANDSHAKE: &str =
         "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
@@ -80,10 +80,7 @@ mod tests {
 
     fn head(extra: &str, query: &str) -> RequestHead {
         let raw = format!("GET /chatbox/ws{query} HTTP/1.1\r\n{HANDSHAKE}{extra}\r\n");
-        parse_head(raw.as_bytes())
-            .expect("valid")
-            .expect("complete")
-            .0
+        test_head(&raw)
     }
 
     #[test]

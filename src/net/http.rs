@@ -312,6 +312,15 @@ pub fn write_response(
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// A complete, valid head from text, for unit tests across the crate.
+#[cfg(test)]
+pub fn test_head(raw: &str) -> RequestHead {
+    parse_head(raw.as_bytes())
+        .expect("valid")
+        .expect("complete")
+        .0
+}
+
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",

@@ -448,22 +448,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn full_lane_returns_busy() {
-        let (mut test, completions) = test_loop(16);
-        let mut lane = Lane::new("busy", 1, 2, completions).unwrap();
+    /// Submits a job that completes 0 only once the returned sender is used (or
+    /// dropped), and waits until a worker has started it.
+    fn occupy_the_worker(lane: &Lane<i32>) -> mpsc::Sender<()> {
         let (started_tx, started) = mpsc::channel();
         let (release, gate) = mpsc::channel::<()>();
         lane.try_submit(
             move |ctx| {
                 started_tx.send(()).unwrap();
-                gate.recv().unwrap();
+                let _ = gate.recv();
                 ctx.complete(0).unwrap();
             },
             -1,
         )
         .unwrap();
         started.recv_timeout(GUARD).unwrap();
+        release
+    }
+
+    #[test]
+    fn full_lane_returns_busy() {
+        let (mut test, completions) = test_loop(16);
+        let mut lane = Lane::new("busy", 1, 2, completions).unwrap();
+        let release = occupy_the_worker(&lane);
         for i in 1..=2 {
             lane.try_submit(move |ctx| ctx.complete(i).unwrap(), -1)
                 .unwrap();
@@ -575,18 +582,7 @@ mod tests {
     fn shutdown_runs_every_queued_job() {
         let (mut test, completions) = test_loop(16);
         let mut lane = Lane::new("drain", 1, 8, completions).unwrap();
-        let (started_tx, started) = mpsc::channel();
-        let (release, gate) = mpsc::channel::<()>();
-        lane.try_submit(
-            move |ctx| {
-                started_tx.send(()).unwrap();
-                gate.recv().unwrap();
-                ctx.complete(0).unwrap();
-            },
-            -1,
-        )
-        .unwrap();
-        started.recv_timeout(GUARD).unwrap();
+        let release = occupy_the_worker(&lane);
         for i in 1..=8 {
             lane.try_submit(move |ctx| ctx.complete(i).unwrap(), -1)
                 .unwrap();

@@ -267,14 +267,7 @@ fn close_for(error: &Error) -> (u16, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::http::parse_head;
-
-    fn head(raw: &str) -> RequestHead {
-        parse_head(raw.as_bytes())
-            .expect("valid")
-            .expect("complete")
-            .0
-    }
+    use crate::net::http::test_head as head;
 
     const UPGRADE: &str =
         "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
