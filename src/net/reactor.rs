@@ -816,3 +816,57 @@ fn is_resource_exhaustion(error: &io::Error) -> bool {
     // EMFILE, ENFILE, ENOBUFS, ENOMEM
     matches!(error.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use mio::Poll;
+
+    use super::waker;
+    use crate::net::lanes::{completion_channel, Lane};
+    use crate::net::slab::{ConnId, Slab};
+
+    /// The loop delivers a completion by looking its `ConnId` up in the slab, as `apply`
+    /// does: a job that outlives its connection must not reach the slot's next tenant.
+    #[test]
+    fn late_completion_for_a_reused_slot_is_dropped() {
+        let poll = Poll::new().expect("poll");
+        let (completions, queue) = completion_channel(waker(&poll).expect("waker"), 8);
+        let mut lane: Lane<ConnId> = Lane::new("test", 1, 4, completions).expect("lane");
+        let mut slab = Slab::with_capacity(1);
+        let old = slab.insert_with(|_| "old client").expect("slot");
+
+        let (release, gate) = mpsc::channel::<()>();
+        lane.try_submit(
+            move |ctx| {
+                let _ = gate.recv();
+                let _ = ctx.complete(old);
+            },
+            old,
+        )
+        .expect("submitted");
+
+        // The client leaves and a new one takes the same slot before the job finishes.
+        slab.remove(old);
+        let new = slab.insert_with(|_| "new client").expect("slot");
+        assert_eq!(old.index(), new.index());
+        drop(release);
+
+        let mut done = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while done.is_empty() && Instant::now() < deadline {
+            queue.drain_into(&mut done);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            done,
+            vec![old],
+            "the completion names the connection it was for"
+        );
+        assert_eq!(slab.get(done[0]), None, "and finds nobody there");
+        assert_eq!(slab.get(new), Some(&"new client"));
+        assert!(lane.shutdown(Instant::now() + Duration::from_secs(5)));
+    }
+}
