@@ -220,6 +220,10 @@ fn percent_decode(input: &str) -> Option<String> {
         match bytes[i] {
             b'%' => {
                 let hex = input.get(i + 1..i + 3)?;
+                // `from_str_radix` alone would also take a sign ("%+f").
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
@@ -371,6 +375,10 @@ mod tests {
         assert_eq!(head.query_param("b").as_deref(), Some("c d"));
         assert_eq!(head.query_param("e").as_deref(), Some(""));
         assert_eq!(head.query_param("z"), None);
+        let signed = parse("GET /a?t=%+f HTTP/1.1\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(signed.0.query_param("t"), None, "not a percent escape");
         assert_eq!(head.header("host"), Some("x"));
         assert!(head.keep_alive);
     }
