@@ -134,6 +134,8 @@ pub struct Conn {
     pub info: ConnInfo,
     readable: bool,
     writable: bool,
+    /// The poll reported the peer's FIN (or an error): read on until EOF.
+    fin_reported: bool,
     peer_closed: bool,
     inbuf: Vec<u8>,
     out: Vec<u8>,
@@ -184,6 +186,7 @@ impl Conn {
             info,
             readable: false,
             writable: false,
+            fin_reported: false,
             peer_closed: false,
             inbuf: Vec::new(),
             out: Vec::new(),
@@ -200,10 +203,12 @@ impl Conn {
         &mut self.socket
     }
 
-    /// Records what a poll event said; cleared again only by `WouldBlock`.
-    pub fn mark_ready(&mut self, readable: bool, writable: bool) {
-        self.readable |= readable;
+    /// Records what a poll event said; cleared again only by `WouldBlock` (or a short
+    /// read, see `fill`).
+    pub fn mark_ready(&mut self, readable: bool, writable: bool, fin: bool) {
+        self.readable |= readable || fin;
         self.writable |= writable;
+        self.fin_reported |= fin;
     }
 
     pub fn outbound_len(&self) -> usize {
@@ -234,6 +239,15 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.last_progress = now;
+                    // A short read emptied the socket's receive queue. Linux epoll in
+                    // edge-triggered mode reports every later arrival as a new edge, so
+                    // the extra read that would only say `WouldBlock` is skipped (one
+                    // syscall per message; nginx does the same). Linux-only by design.
+                    // Not once the peer's FIN was reported: no further edge would come
+                    // for the EOF that follows the data.
+                    if n < scratch.len() && !self.fin_reported {
+                        self.readable = false;
+                    }
                     match &mut self.phase {
                         Phase::Closing { .. } => continue,
                         Phase::Http(state) => {
@@ -432,9 +446,10 @@ impl Conn {
         event
     }
 
-    /// Queues a message. A queue already over `max_outbound` means the peer stopped
-    /// reading: the socket is closed with 1013 instead. So the queue never holds more
-    /// than the cap plus one message, and one large message never counts as slowness.
+    /// Queues a message, unless it would take a queue that the peer has not drained
+    /// past `max_outbound`: then the peer is a slow consumer and the socket is closed
+    /// with 1013 instead. A message into an empty queue is always taken, so one large
+    /// message never counts as slowness; the queue holds at most the cap or one message.
     pub fn ws_send(
         &mut self,
         message: tungstenite::Message,
@@ -449,7 +464,7 @@ impl Conn {
             return Sent::NotOpen;
         }
         let mut wire = Wire::new(&[], &mut self.out);
-        if backlog > limits.max_outbound {
+        if backlog > 0 && backlog + message.len() > limits.max_outbound {
             // The close frame queues behind what the peer has not read; if it never
             // reads, the write timeout ends the connection.
             state
@@ -685,7 +700,7 @@ mod tests {
             .write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
             .expect("write");
         let now = Instant::now();
-        conn.mark_ready(true, true);
+        conn.mark_ready(true, true, false);
         let mut scratch = [0u8; 1024];
         // The peer's bytes may take a moment to show up on loopback.
         for _ in 0..100 {

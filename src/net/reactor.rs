@@ -334,12 +334,11 @@ impl<H: Handler> Reactor<H> {
                             continue;
                         };
                         // Errors and hang-ups surface as a failed read or write.
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let fin = event.is_read_closed() || event.is_error();
                         let writable =
                             event.is_writable() || event.is_write_closed() || event.is_error();
                         if let Some(conn) = self.slab.get_mut(id) {
-                            conn.mark_ready(readable, writable);
+                            conn.mark_ready(event.is_readable(), writable, fin);
                             self.pump(id);
                         }
                     }
