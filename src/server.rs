@@ -14,6 +14,7 @@ use crate::app::{App, Lanes};
 use crate::config::Config;
 use crate::net::conn::Limits;
 use crate::net::lanes::completion_channel;
+use crate::net::limits;
 use crate::net::reactor::{self, Exit, Reactor, Settings};
 use crate::net::signals::SignalSource;
 
@@ -67,6 +68,14 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, StartError> {
         // Before anything can be reached: once the port answers, a SIGTERM must drain.
         let signals = SignalSource::new()?;
+        match limits::ensure_open_files(config.max_connections) {
+            Ok(soft) if (soft as usize) < config.max_connections => log::warn!(
+                "open-file limit {soft} is below MAX_CONNECTIONS={}: connections past it will fail to be accepted",
+                config.max_connections
+            ),
+            Ok(_) => {}
+            Err(error) => log::warn!("cannot read the open-file limit: {error}"),
+        }
         let public = bind(SocketAddr::new(config.server_host, config.server_port))?;
         let internal = config
             .metrics_port

@@ -3,6 +3,7 @@
 pub mod conn;
 pub mod http;
 pub mod lanes;
+pub mod limits;
 pub mod reactor;
 pub mod reject;
 pub mod signals;
