@@ -35,14 +35,6 @@ impl Hub {
         }
         Some(user_id)
     }
-
-    pub fn user_of(&self, conn: ConnId) -> Option<&str> {
-        self.owner.get(&conn).map(String::as_str)
-    }
-
-    pub fn socket_count(&self) -> usize {
-        self.owner.len()
-    }
 }
 
 #[cfg(test)]
@@ -64,8 +56,8 @@ mod tests {
         assert_eq!(hub.disconnect(ids[0]).as_deref(), Some("ann"));
         assert_eq!(hub.sockets_of("ann"), &ids[1..2]);
         assert_eq!(hub.disconnect(ids[0]), None, "once only");
-        hub.disconnect(ids[1]);
+        assert_eq!(hub.disconnect(ids[1]).as_deref(), Some("ann"));
         assert!(hub.sockets_of("ann").is_empty());
-        assert_eq!(hub.socket_count(), 1);
+        assert_eq!(hub.sockets_of("bob"), &ids[2..]);
     }
 }

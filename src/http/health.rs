@@ -63,10 +63,6 @@ impl Readiness {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Check> {
-        self.checks.iter().find(|(n, _)| *n == name).map(|(_, c)| c)
-    }
-
     pub fn is_ready(&self, draining: bool) -> bool {
         !draining && self.checks.iter().all(|(_, check)| check.ready)
     }

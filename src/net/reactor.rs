@@ -277,10 +277,6 @@ impl<H: Handler> Reactor<H> {
         })
     }
 
-    pub fn open_connections(&self) -> usize {
-        self.slab.len()
-    }
-
     pub fn drain_deadline(&self) -> Option<Instant> {
         match self.lifecycle {
             Lifecycle::Running => None,
