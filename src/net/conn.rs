@@ -148,6 +148,8 @@ pub struct Conn {
     pub timer_at: Option<Instant>,
     /// Upgraded, and the handler has not yet been told the WebSocket ended.
     ws_live: bool,
+    /// In the reactor's queue of connections to pump this turn.
+    pub queued: bool,
 }
 
 /// What a passed deadline means for the connection.
@@ -196,6 +198,7 @@ impl Conn {
             timer_tick: None,
             timer_at: None,
             ws_live: false,
+            queued: false,
         }
     }
 

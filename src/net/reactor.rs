@@ -344,7 +344,10 @@ impl<H: Handler> Reactor<H> {
             // next turn so that one busy connection cannot starve the poll.
             for _ in 0..self.pending.len() {
                 if let Some(id) = self.pending.pop_front() {
-                    self.pump(id);
+                    if let Some(conn) = self.slab.get_mut(id) {
+                        conn.queued = false;
+                        self.pump(id);
+                    }
                 }
             }
             if self.accept_retry_at.is_some_and(|at| at <= self.clock.now) {
@@ -509,7 +512,7 @@ impl<H: Handler> Reactor<H> {
         match next {
             Ok(Next::Keep) => self.arm_timer(id),
             Ok(Next::Yield) => {
-                self.pending.push_back(id);
+                self.queue(id);
                 self.arm_timer(id);
             }
             Ok(Next::Close) => self.close(id),
@@ -593,6 +596,16 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    /// Schedules a pump on this loop turn; a connection is queued at most once.
+    fn queue(&mut self, id: ConnId) {
+        if let Some(conn) = self.slab.get_mut(id) {
+            if !conn.queued {
+                conn.queued = true;
+                self.pending.push_back(id);
+            }
+        }
+    }
+
     /// Carries out the handler's requests. Connections other than `current` (which its
     /// caller flushes) are queued to be pumped on this loop turn.
     fn apply(&mut self, ctx: Ctx, current: Option<ConnId>) {
@@ -614,7 +627,7 @@ impl<H: Handler> Reactor<H> {
                 Effect::Close(_, code, reason) => conn.ws_close(code, reason, now),
             }
             if Some(id) != current {
-                self.pending.push_back(id);
+                self.queue(id);
             }
         }
     }
@@ -763,7 +776,7 @@ impl<H: Handler> Reactor<H> {
                 } else if conn.is_websocket() {
                     sockets += 1;
                     conn.ws_close(ws::code::GOING_AWAY, "Server shutting down", now);
-                    self.pending.push_back(id);
+                    self.queue(id);
                 }
             }
             log::info!(
