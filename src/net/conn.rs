@@ -642,12 +642,7 @@ impl Conn {
         }
         if ws.expires_at.is_some_and(|t| t <= now) {
             ws.expires_at = None;
-            if ws.socket.is_open() {
-                let mut wire = Wire::new(&[], &mut self.out);
-                ws.socket
-                    .close(&mut wire, ws::code::POLICY, "token expired");
-                ws.close_started = Some(now);
-            }
+            self.ws_close(ws::code::POLICY, "token expired", now);
             return Expiry::Flush;
         }
         if ws.next_ping <= now {

@@ -104,7 +104,6 @@ pub enum Reply {
 enum Effect {
     Reply(ConnId, Response),
     Send(ConnId, Message),
-    Close(ConnId, u16, &'static str),
 }
 
 /// What the handler may see and do during a call.
@@ -130,11 +129,6 @@ impl Ctx {
 
     pub fn send_binary(&mut self, conn: ConnId, data: Vec<u8>) {
         self.effects.push(Effect::Send(conn, Message::binary(data)));
-    }
-
-    /// Starts the close handshake with `code`.
-    pub fn close(&mut self, conn: ConnId, code: u16, reason: &'static str) {
-        self.effects.push(Effect::Close(conn, code, reason));
     }
 }
 
@@ -613,7 +607,7 @@ impl<H: Handler> Reactor<H> {
         let (now, limits) = (self.clock.now, self.settings.limits);
         for effect in ctx.effects {
             let id = match &effect {
-                Effect::Reply(id, _) | Effect::Send(id, _) | Effect::Close(id, _, _) => *id,
+                Effect::Reply(id, _) | Effect::Send(id, _) => *id,
             };
             // An effect for a connection that is gone (or whose slot was reused) is dropped.
             let Some(conn) = self.slab.get_mut(id) else {
@@ -624,7 +618,6 @@ impl<H: Handler> Reactor<H> {
                     conn.respond(&response, keep_alive_allowed, &self.clock.http_date, now)
                 }
                 Effect::Send(_, message) => send(conn, message, &limits, now, &mut self.stats),
-                Effect::Close(_, code, reason) => conn.ws_close(code, reason, now),
             }
             if Some(id) != current {
                 self.queue(id);
@@ -785,14 +778,7 @@ impl<H: Handler> Reactor<H> {
                 self.slab.len()
             );
         }
-        let listeners_closed = matches!(
-            self.lifecycle,
-            Lifecycle::Draining {
-                listeners_closed: true,
-                ..
-            }
-        );
-        if listeners_closed && self.slab.is_empty() && self.handler.is_quiet() {
+        if self.listeners_closed() && self.slab.is_empty() && self.handler.is_quiet() {
             log::info!("drain 3/3: complete after {:?}", now.duration_since(since));
             return Some(Exit::Drained);
         }
