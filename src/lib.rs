@@ -1,14 +1,20 @@
 //! chatbox: a WebSocket chat server on one hand-rolled `mio` event loop.
 //!
 //! `net` is the reactor (sockets, HTTP framing, timers, lanes); `http` maps routes to
-//! answers; `app` joins them. See docs/ARCHITECTURE.md for what runs on which thread.
+//! answers; `chat` is the domain (a state machine with no I/O); `store` and `llm` are
+//! the blocking backends the lanes call; `app` joins them. The README's layout table
+//! says where each part lives and what runs on which thread.
 
 pub mod app;
 pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod http;
+pub mod ids;
+pub mod llm;
 pub mod net;
 pub mod server;
+pub mod store;
 pub mod time;

@@ -115,9 +115,6 @@ fn serve(config: &Config, dev: bool, started: Instant) -> ExitCode {
     for name in &config.ignored_legacy {
         log::info!("{name} is a setting of the previous service and has no effect here");
     }
-    if config.encryption_key.is_none() {
-        log::warn!("ENCRYPTION_KEY is not set: message text is stored unencrypted");
-    }
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(error) => {

@@ -12,11 +12,13 @@ use mio::Poll;
 
 use crate::app::{App, Lanes};
 use crate::config::Config;
+use crate::llm::Catalog;
 use crate::net::conn::Limits;
 use crate::net::lanes::completion_channel;
 use crate::net::limits;
 use crate::net::reactor::{self, Exit, Reactor, Settings};
 use crate::net::signals::SignalSource;
+use crate::store::{self, StoreError};
 
 /// Keep-alive connections idle this long are closed. Longer than the common proxy
 /// default (nginx upstream keepalive 60 s) so that the proxy, not us, closes first and
@@ -34,6 +36,7 @@ const FLUSH_FLOOR: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub enum StartError {
     Bind(SocketAddr, io::Error),
+    Store(StoreError),
     Io(io::Error),
 }
 
@@ -41,6 +44,7 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Bind(addr, error) => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Store(error) => write!(f, "cannot open the store: {error}"),
             StartError::Io(error) => write!(f, "start-up failed: {error}"),
         }
     }
@@ -87,7 +91,9 @@ impl Server {
         let poll = Poll::new()?;
         let waker = reactor::waker(&poll)?;
         let (completions, queue) = completion_channel(waker, COMPLETION_CAPACITY);
-        let app = App::new(config, Lanes::start(config, &completions)?);
+        let store = store::open(config).map_err(StartError::Store)?;
+        let catalog = Catalog::new(config);
+        let app = App::new(config, Lanes::start(config, &completions)?, store, catalog);
         let settings = Settings {
             max_connections: config.max_connections,
             limits: Limits {

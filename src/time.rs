@@ -8,6 +8,14 @@ pub fn unix_now() -> u64 {
     unix_seconds(SystemTime::now())
 }
 
+/// Milliseconds since the Unix epoch (the resolution of stored timestamps).
+pub fn unix_millis_now() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
 pub fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -49,6 +57,107 @@ fn civil(unix: u64) -> Civil {
     }
 }
 
+/// `2026-11-25T21:40:40.123Z`; instants before 1970 print as the epoch.
+pub fn rfc3339_millis(millis: i64) -> String {
+    let millis = millis.max(0);
+    let c = civil((millis / 1000) as u64);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        millis % 1000
+    )
+}
+
+/// Parses an RFC 3339 date-time (`2026-11-25T21:40:40Z`, with optional fraction and a
+/// `Z` or `±hh:mm` offset) to milliseconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = bytes.get(range)?;
+        digits.iter().try_fold(0i64, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators
+        .iter()
+        .any(|&(at, sep)| bytes.get(at) != Some(&sep))
+        || !matches!(bytes.get(10), Some(b'T' | b't' | b' '))
+    {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut at = 19;
+    let mut millis = 0;
+    if bytes.get(at) == Some(&b'.') {
+        let start = at + 1;
+        at = start;
+        while bytes.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        let fraction = number(start..(start + 3).min(at))?;
+        millis = fraction * 10i64.pow(3 - (at - start).min(3) as u32);
+    }
+    let offset_minutes = match bytes.get(at..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let hours = number(at + 1..at + 3)?;
+            let minutes = number(at + 4..at + 6)?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let total = hours * 60 + minutes;
+            if *sign == b'+' {
+                total
+            } else {
+                -total
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Howard Hinnant's days-from-civil, the inverse of `civil`.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// `2026-11-25T21:40:40Z`
 pub fn rfc3339(unix: u64) -> String {
     let c = civil(unix);
@@ -80,6 +189,38 @@ pub fn http_date(unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_parses_what_clients_send() {
+        let base = parse_rfc3339("2026-11-25T21:40:40Z").expect("utc");
+        assert_eq!(rfc3339_millis(base), "2026-11-25T21:40:40.000Z");
+        assert_eq!(parse_rfc3339("2026-11-25T21:40:40.5Z"), Some(base + 500));
+        assert_eq!(
+            parse_rfc3339("2026-11-25T21:40:40.123456789Z"),
+            Some(base + 123)
+        );
+        assert_eq!(parse_rfc3339("2026-11-25T23:40:40+02:00"), Some(base));
+        assert_eq!(parse_rfc3339("2026-11-25T20:10:40-01:30"), Some(base));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z").map(|ms| ms % 86_400_000),
+            Some(0)
+        );
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-11-25T21:40:40",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T21:40:40.Z",
+            "2026-11-25T21:40:40+2:00",
+            "2026-11-25T21:40:40Zjunk",
+            "2026-1a-25T21:40:40Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -63,6 +63,9 @@ fn token_in_header_or_query_opens_a_socket_that_answers_ping() {
     let mut by_query =
         upgrade(&server, &format!("/chatbox/ws?token={token}"), "").expect("query token");
     for socket in [&mut by_header, &mut by_query] {
+        let status = read_json(socket);
+        assert_eq!(status["type"], "connection_status");
+        assert_eq!(status["user_id"], "ann");
         ws::send_text(socket, r#"{"type":"ping"}"#);
         let pong = read_json(socket);
         assert_eq!(pong["type"], "pong");
@@ -114,6 +117,7 @@ fn eleventh_socket_is_429_and_failed_upgrades_do_not_count() {
         (over.status, body(&over).as_str()),
         (429, "Connection limit exceeded, please try again later")
     );
+    assert_eq!(read_json(&mut open[0])["type"], "connection_status");
     let notice = read_json(&mut open[0]);
     assert_eq!(notice["type"], "notification");
     // Another user is not affected.

@@ -1,36 +1,238 @@
 //! The `/ws` message envelope (spec/websocket.md §Envelope): one JSON object per text
-//! frame, both directions. Outbound frames always carry a real UTC `timestamp` and omit
-//! empty optional fields.
+//! frame, both directions. Inbound frames are sanitised and validated here, once, so the
+//! rest of the domain only ever sees well-formed values; outbound frames always carry a
+//! real UTC `timestamp` and omit empty optional fields.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
+use crate::store::{Millis, Sender};
 use crate::time;
 
 /// `error.code` values of the error frame (spec/websocket.md §Error frame).
 pub mod code {
     pub const INVALID_FORMAT: &str = "INVALID_FORMAT";
+    pub const MISSING_FIELD: &str = "MISSING_FIELD";
+    pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const TOO_MANY_REQUESTS: &str = "TOO_MANY_REQUESTS";
+    pub const LLM_UNAVAILABLE: &str = "LLM_UNAVAILABLE";
+    pub const LLM_TIMEOUT: &str = "LLM_TIMEOUT";
+    pub const DATABASE_ERROR: &str = "DATABASE_ERROR";
     pub const SERVICE_ERROR: &str = "SERVICE_ERROR";
 }
 
 /// Every `type` the protocol knows.
-pub const MESSAGE_TYPES: &[&str] = &[
-    "user_message",
-    "ai_response",
-    "file_upload",
-    "voice_message",
-    "error",
-    "connection_status",
-    "typing_indicator",
-    "help_request",
-    "admin_join",
-    "admin_leave",
-    "model_select",
-    "loading",
-    "notification",
-    "stop",
-    "ping",
-    "pong",
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    UserMessage,
+    AiResponse,
+    FileUpload,
+    VoiceMessage,
+    Error,
+    ConnectionStatus,
+    TypingIndicator,
+    HelpRequest,
+    AdminJoin,
+    AdminLeave,
+    ModelSelect,
+    Loading,
+    Notification,
+    Stop,
+    Ping,
+    Pong,
+}
+
+const KINDS: [(Kind, &str); 16] = [
+    (Kind::UserMessage, "user_message"),
+    (Kind::AiResponse, "ai_response"),
+    (Kind::FileUpload, "file_upload"),
+    (Kind::VoiceMessage, "voice_message"),
+    (Kind::Error, "error"),
+    (Kind::ConnectionStatus, "connection_status"),
+    (Kind::TypingIndicator, "typing_indicator"),
+    (Kind::HelpRequest, "help_request"),
+    (Kind::AdminJoin, "admin_join"),
+    (Kind::AdminLeave, "admin_leave"),
+    (Kind::ModelSelect, "model_select"),
+    (Kind::Loading, "loading"),
+    (Kind::Notification, "notification"),
+    (Kind::Stop, "stop"),
+    (Kind::Ping, "ping"),
+    (Kind::Pong, "pong"),
 ];
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        KINDS
+            .iter()
+            .find(|(kind, _)| *kind == self)
+            .map_or("error", |(_, name)| name)
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        KINDS
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map(|(kind, _)| *kind)
+    }
+}
+
+/// Byte limits of inbound fields, after sanitising.
+const MAX_SESSION_ID: usize = 128;
+const MAX_CONTENT: usize = 10_000;
+const MAX_FILE_ID: usize = 255;
+const MAX_FILE_URL: usize = 2048;
+const MAX_MODEL_ID: usize = 100;
+const MAX_METADATA_VALUE: usize = 1000;
+/// A client clock may run a little ahead; further is a bad `timestamp`.
+const MAX_CLOCK_SKEW_MS: Millis = 60_000;
+
+/// A client → server frame, sanitised: NUL bytes stripped, fields trimmed, empty
+/// strings read as absent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inbound {
+    pub kind: Kind,
+    pub session_id: Option<String>,
+    pub content: Option<String>,
+    pub file_id: Option<String>,
+    pub file_url: Option<String>,
+    pub model_id: Option<String>,
+    /// The client's `timestamp`, or the time it arrived.
+    pub at: Millis,
+    pub sender: Sender,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Why an inbound frame was refused: the body of the error frame that answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    fn invalid(message: impl Into<String>) -> Rejection {
+        Rejection {
+            code: code::INVALID_FORMAT,
+            message: message.into(),
+        }
+    }
+
+    pub fn missing(field: &str) -> Rejection {
+        Rejection {
+            code: code::MISSING_FIELD,
+            message: format!("Required field missing: {field}"),
+        }
+    }
+}
+
+fn validation_failed() -> Rejection {
+    Rejection::invalid("Message validation failed")
+}
+
+/// Parses and validates one inbound text frame.
+pub fn parse_inbound(text: &str, now: Millis) -> Result<Inbound, Rejection> {
+    let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(text) else {
+        return Err(Rejection::invalid("Invalid message format"));
+    };
+    let kind = match fields.get("type") {
+        Some(Value::String(name)) => {
+            let name = sanitize(name);
+            Kind::parse(&name).ok_or_else(|| {
+                Rejection::invalid(format!(
+                    "Invalid message format: unknown message type {name}"
+                ))
+            })?
+        }
+        None | Some(Value::Null) => return Err(Rejection::missing("type")),
+        Some(_) => return Err(Rejection::invalid("Invalid message format")),
+    };
+    let mut text_field = |name: &str, limit: usize| -> Result<Option<String>, Rejection> {
+        match fields.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(raw)) => {
+                let clean = sanitize(&raw);
+                if clean.len() > limit {
+                    Err(validation_failed())
+                } else {
+                    Ok((!clean.is_empty()).then_some(clean))
+                }
+            }
+            Some(_) => Err(validation_failed()),
+        }
+    };
+    let session_id = text_field("session_id", MAX_SESSION_ID)?;
+    let content = text_field("content", MAX_CONTENT)?;
+    let file_id = text_field("file_id", MAX_FILE_ID)?;
+    let file_url = text_field("file_url", MAX_FILE_URL)?;
+    let model_id = text_field("model_id", MAX_MODEL_ID)?;
+    let timestamp = text_field("timestamp", 64)?;
+    let sender = text_field("sender", 16)?;
+    let at = match timestamp {
+        None => now,
+        Some(stamp) => match time::parse_rfc3339(&stamp) {
+            Some(at) if at <= now + MAX_CLOCK_SKEW_MS => at,
+            _ => return Err(validation_failed()),
+        },
+    };
+    let sender = match sender {
+        None => Sender::User,
+        Some(name) => Sender::parse(&name).ok_or_else(validation_failed)?,
+    };
+    let metadata = match fields.remove("metadata") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(map)) => metadata(map)?,
+        Some(_) => return Err(validation_failed()),
+    };
+    Ok(Inbound {
+        kind,
+        session_id,
+        content,
+        file_id,
+        file_url,
+        model_id,
+        at,
+        sender,
+        metadata,
+    })
+}
+
+/// Metadata values are strings; other JSON values are converted rather than failing
+/// the whole frame (spec: [fix]).
+fn metadata(map: Map<String, Value>) -> Result<BTreeMap<String, String>, Rejection> {
+    let mut out = BTreeMap::new();
+    for (key, value) in map {
+        let value = match value {
+            Value::Null => continue,
+            Value::String(text) => sanitize(&text),
+            other => sanitize(&other.to_string()),
+        };
+        let key = sanitize(&key);
+        if value.len() > MAX_METADATA_VALUE || key.is_empty() {
+            return Err(validation_failed());
+        }
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn sanitize(raw: &str) -> String {
+    let trimmed = raw.trim();
+    if trimmed.contains('\0') {
+        trimmed.replace('\0', "").trim().to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub name: String,
+}
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct ErrorBody {
@@ -41,45 +243,63 @@ pub struct ErrorBody {
     pub retry_after: Option<u64>,
 }
 
-/// A server → client frame.
+/// A server → client frame, built with the `with_*` methods.
 #[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Outbound {
+pub struct Outbound<'a> {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
+    session_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-    pub timestamp: String,
-    pub sender: &'static str,
+    content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
+    file_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models: Option<&'a [ModelInfo]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    timestamp: String,
+    sender: &'static str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
 }
 
-impl Outbound {
-    pub fn system(kind: &'static str, unix: u64) -> Outbound {
+impl<'a> Outbound<'a> {
+    pub fn new(kind: Kind, sender: Sender, at: Millis) -> Outbound<'a> {
         Outbound {
-            kind,
+            kind: kind.as_str(),
             session_id: None,
             content: None,
-            timestamp: time::rfc3339(unix),
-            sender: "system",
+            file_id: None,
+            file_url: None,
+            model_id: None,
+            models: None,
+            user_id: None,
+            timestamp: time::rfc3339_millis(at),
+            sender: sender.as_str(),
+            metadata: BTreeMap::new(),
             error: None,
         }
     }
 
-    pub fn with_content(mut self, content: impl Into<String>) -> Outbound {
-        self.content = Some(content.into());
-        self
+    pub fn system(kind: Kind, at: Millis) -> Outbound<'a> {
+        Outbound::new(kind, Sender::System, at)
     }
 
+    /// An error frame; `recoverable` tells the client whether retrying can help.
     pub fn error(
         code: &'static str,
         message: impl Into<String>,
         recoverable: bool,
-        unix: u64,
-    ) -> Outbound {
-        let mut frame = Outbound::system("error", unix);
+        at: Millis,
+    ) -> Outbound<'a> {
+        let mut frame = Outbound::system(Kind::Error, at);
         frame.error = Some(ErrorBody {
             code,
             message: message.into(),
@@ -89,52 +309,187 @@ impl Outbound {
         frame
     }
 
+    pub fn with_session(mut self, session_id: &'a str) -> Self {
+        self.session_id = Some(session_id);
+        self
+    }
+
+    pub fn with_content(mut self, content: &'a str) -> Self {
+        self.content = (!content.is_empty()).then_some(content);
+        self
+    }
+
+    pub fn with_files(mut self, file_id: Option<&'a str>, file_url: Option<&'a str>) -> Self {
+        self.file_id = file_id;
+        self.file_url = file_url;
+        self
+    }
+
+    pub fn with_model(mut self, model_id: &'a str) -> Self {
+        self.model_id = (!model_id.is_empty()).then_some(model_id);
+        self
+    }
+
+    pub fn with_models(mut self, models: &'a [ModelInfo]) -> Self {
+        self.models = Some(models);
+        self
+    }
+
+    pub fn with_user(mut self, user_id: &'a str) -> Self {
+        self.user_id = Some(user_id);
+        self
+    }
+
+    pub fn with_meta(mut self, key: &'a str, value: &'a str) -> Self {
+        self.metadata.insert(key, value);
+        self
+    }
+
+    pub fn with_retry_after(mut self, millis: u64) -> Self {
+        if let Some(error) = &mut self.error {
+            error.retry_after = Some(millis);
+        }
+        self
+    }
+
     pub fn to_json(&self) -> String {
-        // Plain strings and options only: serialisation cannot fail.
+        // Strings, maps and options only: serialisation cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
-}
-
-/// The `type` of an inbound frame, or the `INVALID_FORMAT` message that answers it.
-pub fn inbound_type(text: &str) -> Result<String, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| "Invalid message format".to_owned())?;
-    let kind = value
-        .get("type")
-        .and_then(|t| t.as_str())
-        .map(str::trim)
-        .ok_or_else(|| "Invalid message format".to_owned())?;
-    if !MESSAGE_TYPES.contains(&kind) {
-        return Err(format!(
-            "Invalid message format: unknown message type {kind}"
-        ));
-    }
-    Ok(kind.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NOW: Millis = 1_764_107_000_000;
+
+    fn parse(text: &str) -> Result<Inbound, Rejection> {
+        parse_inbound(text, NOW)
+    }
+
     #[test]
     fn outbound_omits_empty_fields() {
-        let json = Outbound::system("pong", 0).to_json();
+        let json = Outbound::system(Kind::Pong, 0).to_json();
         assert_eq!(
             json,
-            r#"{"type":"pong","timestamp":"1970-01-01T00:00:00Z","sender":"system"}"#
+            r#"{"type":"pong","timestamp":"1970-01-01T00:00:00.000Z","sender":"system"}"#
+        );
+        let error = Outbound::error(code::TOO_MANY_REQUESTS, "slow", true, 0)
+            .with_session("s1")
+            .with_retry_after(1500)
+            .to_json();
+        assert_eq!(
+            error,
+            r#"{"type":"error","session_id":"s1","timestamp":"1970-01-01T00:00:00.000Z","sender":"system","error":{"code":"TOO_MANY_REQUESTS","message":"slow","recoverable":true,"retry_after":1500}}"#
         );
     }
 
     #[test]
-    fn inbound_type_is_checked() {
-        assert_eq!(inbound_type(r#"{"type":"ping"}"#), Ok("ping".into()));
+    fn every_kind_round_trips_its_name() {
+        for (kind, name) in KINDS {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(Kind::parse(name), Some(kind));
+        }
+    }
+
+    #[test]
+    fn inbound_defaults_and_sanitising() {
+        let frame = parse(
+            "{\"type\":\" user_message \",\"content\":\"  hi\\u0000 there \",\"session_id\":\"\"}",
+        )
+        .expect("valid");
+        assert_eq!(frame.kind, Kind::UserMessage);
+        assert_eq!(frame.content.as_deref(), Some("hi there"));
+        assert_eq!(frame.session_id, None, "empty reads as absent");
+        assert_eq!(frame.sender, Sender::User);
+        assert_eq!(frame.at, NOW);
+    }
+
+    #[test]
+    fn metadata_values_become_strings() {
+        let frame = parse(
+            r#"{"type":"ping","metadata":{"last_seq":7,"flag":true,"s":"x","gone":null,"o":{"a":1}}}"#,
+        )
+        .expect("valid");
+        let pairs: Vec<(&str, &str)> = frame
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
-            inbound_type(r#"{"type":"dance"}"#),
-            Err("Invalid message format: unknown message type dance".into())
+            pairs,
+            [
+                ("flag", "true"),
+                ("last_seq", "7"),
+                ("o", r#"{"a":1}"#),
+                ("s", "x")
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_in_bytes_after_trimming() {
+        let at_limit = format!(
+            r#"{{"type":"user_message","content":"  {}  "}}"#,
+            "é".repeat(5000)
+        );
+        assert!(parse(&at_limit).is_ok(), "10000 bytes is allowed");
+        let over = format!(
+            r#"{{"type":"user_message","content":"{}x"}}"#,
+            "é".repeat(5000)
+        );
+        assert_eq!(parse(&over), Err(validation_failed()));
+        let long_id = format!(r#"{{"type":"ping","session_id":"{}"}}"#, "a".repeat(129));
+        assert_eq!(parse(&long_id), Err(validation_failed()));
+        let long_meta = format!(
+            r#"{{"type":"ping","metadata":{{"k":"{}"}}}}"#,
+            "a".repeat(1001)
+        );
+        assert_eq!(parse(&long_meta), Err(validation_failed()));
+    }
+
+    #[test]
+    fn timestamps_may_not_be_far_in_the_future() {
+        let stamp = |ms| {
+            format!(
+                r#"{{"type":"ping","timestamp":"{}"}}"#,
+                time::rfc3339_millis(ms)
+            )
+        };
+        assert_eq!(parse(&stamp(NOW - 5_000)).map(|f| f.at), Ok(NOW - 5_000));
+        assert!(parse(&stamp(NOW + 59_000)).is_ok());
+        assert_eq!(parse(&stamp(NOW + 61_000)), Err(validation_failed()));
+        assert_eq!(
+            parse(r#"{"type":"ping","timestamp":"yesterday"}"#),
+            Err(validation_failed())
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_named() {
+        assert_eq!(
+            parse(r#"{"type":"dance"}"#),
+            Err(Rejection::invalid(
+                "Invalid message format: unknown message type dance"
+            ))
         );
         assert_eq!(
-            inbound_type("not json"),
-            Err("Invalid message format".into())
+            parse("not json"),
+            Err(Rejection::invalid("Invalid message format"))
+        );
+        assert_eq!(
+            parse("[1,2]"),
+            Err(Rejection::invalid("Invalid message format"))
+        );
+        assert_eq!(parse("{}"), Err(Rejection::missing("type")));
+        assert_eq!(
+            parse(r#"{"type":"ping","sender":"robot"}"#),
+            Err(validation_failed())
+        );
+        assert_eq!(
+            parse(r#"{"type":"ping","content":5}"#),
+            Err(validation_failed())
         );
     }
 }

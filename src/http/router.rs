@@ -13,8 +13,17 @@ pub enum Route {
     Ws,
     /// The unauthenticated echo WebSocket (only when `CHATBOX_ECHO=true`).
     Echo,
+    Sessions,
+    Session,
+    SessionEnd,
+    SessionShare,
+    Shared,
+    Models,
     NotFound,
 }
+
+/// Bodies of the POST routes are ignored, but clients send `{}`: accept a little.
+const SMALL_BODY: usize = 1024;
 
 impl Route {
     pub fn resolve(listener: ListenerKind, prefix: &str, path: &str, echo: bool) -> Route {
@@ -29,8 +38,37 @@ impl Route {
                 Some("/readyz") => Route::Readyz,
                 Some("/ws") => Route::Ws,
                 Some("/echo") if echo => Route::Echo,
-                _ => Route::NotFound,
+                Some("/models") => Route::Models,
+                Some("/sessions") => Route::Sessions,
+                Some(rest) => Route::with_param(rest),
+                None => Route::NotFound,
             },
+        }
+    }
+
+    /// `/sessions/:id[/end|/share]` and `/shared/:token`.
+    fn with_param(rest: &str) -> Route {
+        let mut parts = rest.strip_prefix('/').unwrap_or_default().split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("sessions"), Some(id), None, None) if !id.is_empty() => Route::Session,
+            (Some("sessions"), Some(id), Some("end"), None) if !id.is_empty() => Route::SessionEnd,
+            (Some("sessions"), Some(id), Some("share"), None) if !id.is_empty() => {
+                Route::SessionShare
+            }
+            (Some("shared"), Some(token), None, None) if !token.is_empty() => Route::Shared,
+            _ => Route::NotFound,
+        }
+    }
+
+    /// The `:id` / `:token` segment of a route that has one.
+    pub fn param<'p>(self, prefix: &str, path: &'p str) -> Option<&'p str> {
+        match self {
+            Route::Session | Route::SessionEnd | Route::SessionShare | Route::Shared => path
+                .strip_prefix(prefix)?
+                .strip_prefix('/')?
+                .split('/')
+                .nth(1),
+            _ => None,
         }
     }
 
@@ -45,16 +83,28 @@ impl Route {
                 Ok(())
             }
             Route::Healthz | Route::Readyz => Err("GET, HEAD"),
-            Route::Ws | Route::Echo if method == Method::Get => Ok(()),
-            Route::Ws | Route::Echo => Err("GET"),
+            Route::Ws | Route::Echo | Route::Sessions | Route::Session | Route::Shared
+                if method == Method::Get =>
+            {
+                Ok(())
+            }
+            Route::Models if matches!(method, Method::Get | Method::Head) => Ok(()),
+            Route::Models => Err("GET, HEAD"),
+            Route::Ws | Route::Echo | Route::Sessions | Route::Session | Route::Shared => {
+                Err("GET")
+            }
+            Route::SessionEnd if method == Method::Post => Ok(()),
+            Route::SessionEnd => Err("POST"),
+            Route::SessionShare if matches!(method, Method::Post | Method::Delete) => Ok(()),
+            Route::SessionShare => Err("POST, DELETE"),
             Route::NotFound => Ok(()),
         }
     }
 
-    /// Probes take no body; everything else is bounded per route as routes arrive.
     pub fn body_limit(self) -> usize {
         match self {
-            Route::Healthz | Route::Readyz | Route::Ws | Route::Echo | Route::NotFound => 0,
+            Route::SessionEnd | Route::SessionShare => SMALL_BODY,
+            _ => 0,
         }
     }
 
@@ -65,6 +115,12 @@ impl Route {
             Route::Readyz => "/readyz",
             Route::Ws => "/ws",
             Route::Echo => "/echo",
+            Route::Sessions => "/sessions",
+            Route::Session => "/sessions/:id",
+            Route::SessionEnd => "/sessions/:id/end",
+            Route::SessionShare => "/sessions/:id/share",
+            Route::Shared => "/shared/:token",
+            Route::Models => "/models",
             Route::NotFound => "unmatched",
         }
     }
@@ -97,6 +153,31 @@ mod tests {
             Route::NotFound,
             "no WebSockets on the internal port"
         );
+    }
+
+    #[test]
+    fn session_routes_and_their_parameter() {
+        let resolve = |path| Route::resolve(ListenerKind::Public, "/chatbox", path, false);
+        let cases = [
+            ("/chatbox/sessions", Route::Sessions, None),
+            ("/chatbox/sessions/abc", Route::Session, Some("abc")),
+            ("/chatbox/sessions/abc/end", Route::SessionEnd, Some("abc")),
+            (
+                "/chatbox/sessions/abc/share",
+                Route::SessionShare,
+                Some("abc"),
+            ),
+            ("/chatbox/shared/tok", Route::Shared, Some("tok")),
+            ("/chatbox/models", Route::Models, None),
+            ("/chatbox/sessions/", Route::NotFound, None),
+            ("/chatbox/sessions/abc/other", Route::NotFound, None),
+            ("/chatbox/sessions/abc/end/x", Route::NotFound, None),
+            ("/chatbox/shared/", Route::NotFound, None),
+        ];
+        for (path, route, param) in cases {
+            assert_eq!(resolve(path), route, "{path}");
+            assert_eq!(route.param("/chatbox", path), param, "{path}");
+        }
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct Conn {
     ws_live: bool,
     /// In the reactor's queue of connections to pump this turn.
     pub queued: bool,
+    /// The handler wants to hear when everything queued so far has been written.
+    pub watch_flush: bool,
 }
 
 /// What a passed deadline means for the connection.
@@ -199,6 +201,7 @@ impl Conn {
             timer_at: None,
             ws_live: false,
             queued: false,
+            watch_flush: false,
         }
     }
 
@@ -220,6 +223,15 @@ impl Conn {
 
     pub fn is_websocket(&self) -> bool {
         matches!(self.phase, Phase::Ws(_))
+    }
+
+    /// True once, when a watched WebSocket has written everything it had queued.
+    pub fn take_flushed(&mut self) -> bool {
+        let flushed = self.watch_flush && self.outbound_len() == 0 && self.is_websocket();
+        if flushed {
+            self.watch_flush = false;
+        }
+        flushed
     }
 
     /// An idle keep-alive connection: nothing received, nothing owed, nothing queued.

@@ -73,6 +73,18 @@ pub trait Handler {
     /// Called exactly once for every socket `ws_opened` saw, however it ended.
     fn ws_closed(&mut self, conn: ConnId, ctx: &mut Ctx);
 
+    /// A socket watched with [`Ctx::watch_flush`] has written everything queued: the
+    /// moment to send what was held back while the peer was slower than its producer.
+    fn ws_flushed(&mut self, _conn: ConnId, _ctx: &mut Ctx) {}
+
+    /// When the handler next wants [`Handler::tick`] called, if ever.
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Time-driven work (sweeps, expiries), called once `wake_at` has passed.
+    fn tick(&mut self, _ctx: &mut Ctx) {}
+
     fn completion(&mut self, done: Self::Completion, ctx: &mut Ctx);
 
     /// The body of a protocol-level refusal (400, 408, 411, 413, 431, 503).
@@ -104,6 +116,8 @@ pub enum Reply {
 enum Effect {
     Reply(ConnId, Response),
     Send(ConnId, Message),
+    Close(ConnId, u16, String),
+    WatchFlush(ConnId),
 }
 
 /// What the handler may see and do during a call.
@@ -129,6 +143,16 @@ impl Ctx {
 
     pub fn send_binary(&mut self, conn: ConnId, data: Vec<u8>) {
         self.effects.push(Effect::Send(conn, Message::binary(data)));
+    }
+
+    /// Starts a WebSocket's close handshake after what is already queued on it.
+    pub fn close(&mut self, conn: ConnId, code: u16, reason: impl Into<String>) {
+        self.effects.push(Effect::Close(conn, code, reason.into()));
+    }
+
+    /// Asks for one [`Handler::ws_flushed`] call once the socket's queue is written.
+    pub fn watch_flush(&mut self, conn: ConnId) {
+        self.effects.push(Effect::WatchFlush(conn));
     }
 }
 
@@ -350,6 +374,7 @@ impl<H: Handler> Reactor<H> {
                 self.accept(1);
             }
             self.expire_timers();
+            self.tick_handler();
             self.reject_pen.expire(self.clock.now, self.poll.registry());
             if let Some(exit) = self.advance_lifecycle() {
                 return Ok(exit);
@@ -376,6 +401,7 @@ impl<H: Handler> Reactor<H> {
         };
         [
             self.wheel.next_deadline(),
+            self.handler.wake_at(),
             self.reject_pen.next_deadline(),
             self.accept_retry_at,
             lifecycle,
@@ -516,6 +542,33 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.notice_ws_end(id);
+        self.notice_flushed(id);
+    }
+
+    /// Tells the handler a watched socket caught up; what it sends in reply is written
+    /// when the connection is pumped again on this turn.
+    fn notice_flushed(&mut self, id: ConnId) {
+        let flushed = self
+            .slab
+            .get_mut(id)
+            .is_some_and(|conn| conn.take_flushed());
+        if flushed {
+            let mut ctx = self.ctx();
+            self.handler.ws_flushed(id, &mut ctx);
+            self.apply(ctx, None);
+        }
+    }
+
+    fn tick_handler(&mut self) {
+        if self
+            .handler
+            .wake_at()
+            .is_some_and(|at| at <= self.clock.now)
+        {
+            let mut ctx = self.ctx();
+            self.handler.tick(&mut ctx);
+            self.apply(ctx, None);
+        }
     }
 
     /// The input half of `pump`: everything that turns bytes into handler calls.
@@ -607,7 +660,10 @@ impl<H: Handler> Reactor<H> {
         let (now, limits) = (self.clock.now, self.settings.limits);
         for effect in ctx.effects {
             let id = match &effect {
-                Effect::Reply(id, _) | Effect::Send(id, _) => *id,
+                Effect::Reply(id, _)
+                | Effect::Send(id, _)
+                | Effect::Close(id, _, _)
+                | Effect::WatchFlush(id) => *id,
             };
             // An effect for a connection that is gone (or whose slot was reused) is dropped.
             let Some(conn) = self.slab.get_mut(id) else {
@@ -618,6 +674,8 @@ impl<H: Handler> Reactor<H> {
                     conn.respond(&response, keep_alive_allowed, &self.clock.http_date, now)
                 }
                 Effect::Send(_, message) => send(conn, message, &limits, now, &mut self.stats),
+                Effect::Close(_, code, reason) => conn.ws_close(code, &reason, now),
+                Effect::WatchFlush(_) => conn.watch_flush = true,
             }
             if Some(id) != current {
                 self.queue(id);

@@ -2,6 +2,8 @@
 //! talk to it over real sockets.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod chat;
+pub mod llm_mock;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -28,7 +30,8 @@ pub struct Server {
     child: Child,
     pub port: u16,
     logs: Arc<Mutex<Vec<String>>>,
-    _data: TempDir,
+    /// `DATA_DIR`; `None` only after `kill` handed it out.
+    data: Option<TempDir>,
 }
 
 impl Server {
@@ -39,8 +42,12 @@ impl Server {
     }
 
     pub fn start_with(program: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_in(program, TempDir::new(), env)
+    }
+
+    /// Starts the server on an existing `DATA_DIR` (a restart after `kill`).
+    pub fn start_in(program: &str, data: TempDir, env: &[(&str, &str)]) -> Server {
         let port = free_port();
-        let data = TempDir::new();
         let mut command = Command::new(program);
         command
             .env_clear()
@@ -88,7 +95,7 @@ impl Server {
             child,
             port,
             logs,
-            _data: data,
+            data: Some(data),
         };
         server.wait_until_listening(port);
         server
@@ -126,6 +133,29 @@ impl Server {
         )
         .expect("send");
         read_response(&mut stream).expect("a response")
+    }
+
+    /// One request with `method`, extra header lines and a body, on a fresh connection.
+    pub fn request(&self, method: &str, path: &str, headers: &str, body: &str) -> HttpResponse {
+        let mut stream = self.connect();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        read_response(&mut stream).expect("a response")
+    }
+
+    /// SIGKILL, then the data directory, for a restart on the same store.
+    pub fn kill(mut self) -> TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data.take().expect("the data directory")
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.as_ref().expect("the data directory").path()
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,69 @@
+//! The application's worker lanes and what they send back to the loop.
+
+use std::time::Instant;
+
+use crate::chat::jobs::JobDone;
+use crate::config::Config;
+use crate::http::sessions::Outcome;
+use crate::net::http::Response;
+use crate::net::lanes::{Completions, Lane};
+use crate::net::slab::ConnId;
+
+/// Each lane's queue holds this many jobs before `try_submit` answers busy (spec/config.md).
+const LANE_QUEUE: usize = 1024;
+
+/// What lanes send back to the loop.
+pub enum Done {
+    /// The answer to an HTTP request that was handed to a lane, with the CORS origin
+    /// it must carry.
+    Reply(ConnId, Response, Option<String>),
+    /// A sessions API call; it may have ended a session the chat core must hear about.
+    Sessions(ConnId, Outcome, Option<String>),
+    /// A chat job's outcome (store operation, LLM chunk or end).
+    Chat(JobDone),
+}
+
+/// Separate lanes so one kind of blocking work cannot starve another.
+pub struct Lanes {
+    pub store: Lane<Done>,
+    pub llm: Lane<Done>,
+    pub io: Lane<Done>,
+}
+
+impl Lanes {
+    pub fn start(config: &Config, completions: &Completions<Done>) -> std::io::Result<Lanes> {
+        Ok(Lanes {
+            store: Lane::new(
+                "store",
+                config.store_workers,
+                LANE_QUEUE,
+                completions.clone(),
+            )?,
+            llm: Lane::new(
+                "llm",
+                config.llm_max_concurrent,
+                LANE_QUEUE,
+                completions.clone(),
+            )?,
+            io: Lane::new("io", config.io_workers, LANE_QUEUE, completions.clone())?,
+        })
+    }
+
+    fn all(&self) -> [&Lane<Done>; 3] {
+        [&self.store, &self.llm, &self.io]
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.all()
+            .iter()
+            .all(|lane| lane.queue_depth() == 0 && lane.busy_workers() == 0)
+    }
+
+    /// Lets queued work (store writes above all) finish, up to `deadline`.
+    pub fn shutdown(&mut self, deadline: Instant) -> bool {
+        // Every lane is asked, even after one fails to finish in time.
+        let joined =
+            [&mut self.store, &mut self.llm, &mut self.io].map(|lane| lane.shutdown(deadline));
+        joined.iter().all(|&done| done)
+    }
+}

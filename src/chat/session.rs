@@ -1,0 +1,205 @@
+//! A session the server is working on: its sockets, its recent history for the LLM, the
+//! reply streaming into it, and its queue of store writes. A session lives in memory
+//! while anything needs it and is dropped again when idle; the store holds the truth.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::jobs::{JobId, StoreOp};
+use super::stream::Reply;
+use crate::llm::{Role, Turn};
+use crate::net::slab::ConnId;
+use crate::store::{Sender, Transcript};
+
+/// What to do once a store write of this session has finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterWrite {
+    /// A user message is stored: acknowledge it and ask the assistant.
+    UserMessage {
+        socket: ConnId,
+        message: crate::store::Message,
+    },
+    /// A reply (complete, stopped or failed) is stored: nothing more to do.
+    Reply,
+    /// The model choice is stored: tell the session's sockets.
+    Model { socket: ConnId, model_id: String },
+}
+
+pub struct Write {
+    pub op: StoreOp,
+    pub then: AfterWrite,
+}
+
+/// A finished reply kept for `RECONNECT_TIMEOUT`, so that a device that lost its socket
+/// mid-stream gets the end it missed.
+pub struct Finished {
+    pub reply: Reply,
+    /// Metadata of its final frame (`stopped`, `error`).
+    pub outcome: Option<&'static str>,
+    pub at: Instant,
+}
+
+pub struct Live {
+    pub id: String,
+    pub owner: String,
+    /// `""` until chosen: the default model answers.
+    pub model_id: String,
+    /// Exists in the store (a fresh session is stored with its first message).
+    pub stored: bool,
+    /// Messages stored plus user messages accepted but not yet stored: the cap counts both.
+    pub message_count: u64,
+    /// The last turns, oldest first, bounded by `LLM_CONTEXT_MESSAGES`.
+    pub history: VecDeque<Turn>,
+    pub sockets: Vec<ConnId>,
+    pub reply: Option<Reply>,
+    pub finished: Option<Finished>,
+    /// A user message (from this socket) was stored while a reply was streaming:
+    /// answer it next.
+    pub turn_waiting: Option<ConnId>,
+    /// Ended: frames naming it start a fresh session instead.
+    pub ended: bool,
+    pub writes: VecDeque<Write>,
+    /// The store job of the write in progress; writes of one session run one at a time.
+    pub writing: Option<JobId>,
+    pub conversation_id: Option<String>,
+    /// Since when no socket is bound: a reply nobody can see is stopped after
+    /// `RECONNECT_TIMEOUT`.
+    pub orphaned_since: Option<Instant>,
+}
+
+impl Live {
+    pub fn fresh(id: String, owner: String) -> Live {
+        Live {
+            id,
+            owner,
+            model_id: String::new(),
+            stored: false,
+            message_count: 0,
+            history: VecDeque::new(),
+            sockets: Vec::new(),
+            reply: None,
+            finished: None,
+            turn_waiting: None,
+            ended: false,
+            writes: VecDeque::new(),
+            writing: None,
+            conversation_id: None,
+            orphaned_since: None,
+        }
+    }
+
+    pub fn from_store(transcript: Transcript, context: usize) -> Live {
+        let session = transcript.session;
+        let mut live = Live::fresh(session.id, session.user_id);
+        live.model_id = session.model_id;
+        live.stored = true;
+        live.message_count = session.message_count;
+        for message in transcript.messages {
+            live.remember(message.sender, message.content, context);
+        }
+        live
+    }
+
+    /// Adds a stored message to the LLM history. Admin replies count as the assistant;
+    /// system notes are not part of the conversation.
+    pub fn remember(&mut self, sender: Sender, content: String, context: usize) {
+        let role = match sender {
+            Sender::User => Role::User,
+            Sender::Ai | Sender::Admin => Role::Assistant,
+            Sender::System => return,
+        };
+        if content.is_empty() || context == 0 {
+            return;
+        }
+        self.history.push_back(Turn { role, content });
+        while self.history.len() > context {
+            self.history.pop_front();
+        }
+    }
+
+    /// Nothing needs this session in memory any more.
+    pub fn is_idle(&self) -> bool {
+        self.sockets.is_empty()
+            && self.reply.is_none()
+            && self.finished.is_none()
+            && self.writing.is_none()
+            && self.writes.is_empty()
+    }
+}
+
+/// Byte length past which a session name is shortened.
+const NAME_MAX: usize = 50;
+/// A shortened name is cut at the last space before this byte, then gets `...`.
+const NAME_CUT: usize = 47;
+
+/// The session's name from its first user message (spec/storage.md `nm`): the first
+/// line, else the text up to the first sentence end; long names are cut at a word.
+pub fn name_for(first_message: &str) -> String {
+    let text = first_message.trim();
+    let candidate = match text.split_once('\n') {
+        Some((first_line, _)) => first_line,
+        None => match text.find(['.', '?', '!']) {
+            Some(end) => &text[..=end],
+            None => text,
+        },
+    }
+    .trim();
+    if candidate.is_empty() {
+        return "New Chat".to_owned();
+    }
+    if candidate.len() <= NAME_MAX {
+        return candidate.to_owned();
+    }
+    let mut limit = NAME_CUT;
+    while !candidate.is_char_boundary(limit) {
+        limit -= 1;
+    }
+    let head = &candidate[..limit];
+    let cut = head
+        .rfind(' ')
+        .map_or(head, |space| &head[..space])
+        .trim_end();
+    format!("{cut}...")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_spec_rule() {
+        assert_eq!(name_for("Hello there"), "Hello there");
+        assert_eq!(name_for("  First line\nsecond line"), "First line");
+        assert_eq!(name_for("How are you? I am fine."), "How are you?");
+        assert_eq!(name_for("   "), "New Chat");
+        assert_eq!(
+            name_for("\n\nlater"),
+            "later",
+            "leading blank lines are trimmed"
+        );
+        let long = "Please explain how the borrow checker decides lifetimes in nested closures";
+        let name = name_for(long);
+        assert_eq!(name, "Please explain how the borrow checker decides...");
+        assert!(name.len() <= NAME_CUT + 3);
+        let unbroken = "x".repeat(80);
+        assert_eq!(name_for(&unbroken), format!("{}...", "x".repeat(47)));
+        // A multi-byte character straddling byte 47 is not split.
+        let wide = format!("{}é{}", "a".repeat(46), "b".repeat(10));
+        assert_eq!(name_for(&wide), format!("{}...", "a".repeat(46)));
+    }
+
+    #[test]
+    fn history_keeps_the_last_turns_and_maps_roles() {
+        let mut live = Live::fresh("s".into(), "u".into());
+        live.remember(Sender::User, "one".into(), 2);
+        live.remember(Sender::System, "note".into(), 2);
+        live.remember(Sender::Admin, "two".into(), 2);
+        live.remember(Sender::User, "three".into(), 2);
+        let turns: Vec<(Role, &str)> = live
+            .history
+            .iter()
+            .map(|t| (t.role, t.content.as_str()))
+            .collect();
+        assert_eq!(turns, [(Role::Assistant, "two"), (Role::User, "three")]);
+    }
+}

@@ -1,0 +1,604 @@
+//! The embedded backend: one redb file, `DATA_DIR/chatbox.redb`.
+//!
+//! Every write is one redb write transaction, committed with redb's default
+//! `Durability::Immediate` (fsync before `commit` returns), so a write that returned `Ok`
+//! survives `kill -9`. redb runs one writer at a time and readers on snapshots, which is
+//! what makes the read-check-write of `append` (owner, cap) atomic across lane threads.
+//!
+//! Layout: a session's record and its messages live apart, so an append writes one
+//! message row and rewrites only the small session record, never the transcript. The
+//! index tables hold only keys, and every query the chat core runs is a point lookup or
+//! one range scan over them:
+//!
+//! | table | key → value | serves |
+//! |---|---|---|
+//! | `sessions` | id → session record | every lookup by id |
+//! | `messages` | (session id, seq) → message record | `transcript` (the last n are a range from `count - n`) |
+//! | `user_start` | (user id, start) ⇒ session ids | `user_sessions`, newest first |
+//! | `user_active` | (user id, lastActivity) ⇒ ids of active sessions | `latest_active` |
+//! | `active` | lastActivity ⇒ ids of active sessions | `end_idle`, `count_active` |
+//! | `shares` | share token → session id | `shared` |
+//!
+//! (⇒: a multimap, since two sessions may share a timestamp.) Index entries change only
+//! in `Tables::put`, which diffs a session's index keys before and after a change.
+//!
+//! Records are JSON (serde_json): it is in the binary already, it is self-describing, so a
+//! field added later reads as its default from older files without a migration, and a
+//! file can be inspected by hand. The field names are those of the MongoDB documents
+//! (`spec/storage.md`), so both backends speak one vocabulary. Names cost a few dozen
+//! bytes a row, small next to message content.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use redb::{
+    Database, MultimapTable, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
+    ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Append, AssistingAdmin, Message, Millis, Result, Sender, Session, Store, StoreError, Transcript,
+};
+
+/// The file's name inside `DATA_DIR`.
+pub const FILE_NAME: &str = "chatbox.redb";
+
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+const USER_START: MultimapTableDefinition<(&str, Millis), &str> =
+    MultimapTableDefinition::new("user_start");
+const USER_ACTIVE: MultimapTableDefinition<(&str, Millis), &str> =
+    MultimapTableDefinition::new("user_active");
+const ACTIVE: MultimapTableDefinition<Millis, &str> = MultimapTableDefinition::new("active");
+const SHARES: TableDefinition<&str, &str> = TableDefinition::new("shares");
+
+pub struct Embedded {
+    db: Database,
+}
+
+impl Embedded {
+    /// Opens `dir/chatbox.redb`, creating the directory, the file and its tables when
+    /// missing. Fails while another process (or another `Embedded`) has the file open.
+    pub fn open(dir: &Path) -> Result<Embedded> {
+        let path = dir.join(FILE_NAME);
+        let opened = std::fs::create_dir_all(dir)
+            .map_err(|err| StoreError::Unavailable(err.to_string()))
+            .and_then(|()| Database::create(&path).map_err(db_err))
+            .map(|db| Embedded { db })
+            // Readers open tables that must exist: create them all once, up front.
+            .and_then(|store| store.write(|_| Ok(())).map(|()| store));
+        let in_file = |detail| format!("{}: {detail}", path.display());
+        opened.map_err(|err| match err {
+            StoreError::Corrupt(detail) => StoreError::Corrupt(in_file(detail)),
+            StoreError::Unavailable(detail) => StoreError::Unavailable(in_file(detail)),
+            other => other,
+        })
+    }
+
+    /// Runs `change` in one write transaction and commits it; an error from `change`
+    /// drops the transaction, which rolls everything in it back.
+    fn write<T>(&self, change: impl FnOnce(&mut Tables) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let out = change(&mut Tables::open(&txn)?)?;
+        txn.commit().map_err(db_err)?;
+        Ok(out)
+    }
+}
+
+impl Store for Embedded {
+    fn append(&self, append: &Append) -> Result<Session> {
+        let id = append.session_id;
+        let message = append.message;
+        self.write(|tables| {
+            let old = load(&tables.sessions, id)?;
+            let mut new = match &old {
+                Some(record) if record.uid != append.user_id => return Err(StoreError::NotOwner),
+                Some(record) => record.clone(),
+                None => SessionRecord::new(append, message.at),
+            };
+            if new.msg_count >= append.max_messages as u64 {
+                return Err(StoreError::SessionFull);
+            }
+            let row = encode(&MessageRecord::from_message(message))?;
+            tables
+                .messages
+                .insert((id, new.msg_count), row.as_slice())
+                .map_err(db_err)?;
+            new.msg_count += 1;
+            new.last_activity = message.at;
+            new.modified_at = message.at;
+            if let (Sender::Ai, Some(resp_ms)) = (message.sender, message.resp_ms) {
+                // Saturating: a nonsense figure must not fail (or wrap) the append.
+                new.total_tokens = new.total_tokens.saturating_add(message.tokens.unwrap_or(0));
+                new.max_resp_ms = new.max_resp_ms.max(resp_ms);
+                new.resp_sum = new.resp_sum.saturating_add(resp_ms);
+                new.resp_count += 1;
+            }
+            tables.put(id, old.as_ref(), &new)?;
+            Ok(new.into_session(id))
+        })
+    }
+
+    fn session(&self, id: &str) -> Result<Option<Session>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
+        Ok(load(&sessions, id)?.map(|record| record.into_session(id)))
+    }
+
+    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        read_transcript(&txn, id, last)
+    }
+
+    fn latest_active(&self, user_id: &str) -> Result<Option<Session>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let index = txn.open_multimap_table(USER_ACTIVE).map_err(db_err)?;
+        let mut keys = index
+            .range((user_id, Millis::MIN)..=(user_id, Millis::MAX))
+            .map_err(db_err)?;
+        let Some(row) = keys.next_back() else {
+            return Ok(None);
+        };
+        let (_, mut ids) = row.map_err(db_err)?;
+        let Some(id) = ids.next_back() else {
+            return Ok(None);
+        };
+        let id = id.map_err(db_err)?;
+        let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
+        indexed(&sessions, id.value()).map(Some)
+    }
+
+    fn user_sessions(&self, user_id: &str, limit: usize) -> Result<Vec<Session>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let index = txn.open_multimap_table(USER_START).map_err(db_err)?;
+        let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
+        let mut out = Vec::new();
+        let keys = index
+            .range((user_id, Millis::MIN)..=(user_id, Millis::MAX))
+            .map_err(db_err)?;
+        for row in keys.rev() {
+            let (_, ids) = row.map_err(db_err)?;
+            for id in ids.rev() {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                out.push(indexed(&sessions, id.map_err(db_err)?.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_model(&self, id: &str, model_id: &str, at: Millis) -> Result<bool> {
+        self.write(|tables| {
+            tables.update(id, |record| {
+                record.model_id = model_id.to_owned();
+                record.modified_at = at;
+            })
+        })
+    }
+
+    fn end(&self, id: &str, at: Millis) -> Result<bool> {
+        self.write(|tables| tables.end(id, at))
+    }
+
+    fn share(&self, id: &str, candidate: &str, at: Millis) -> Result<Option<String>> {
+        self.write(|tables| {
+            let Some(old) = load(&tables.sessions, id)? else {
+                return Ok(None);
+            };
+            if let Some(token) = &old.share_token {
+                return Ok(Some(token.clone()));
+            }
+            if tables.shares.get(candidate).map_err(db_err)?.is_some() {
+                // Tokens are random; a clash means the caller reused one. Mongo's unique
+                // index refuses it the same way.
+                return Err(StoreError::Unavailable(
+                    "share token already belongs to another session".into(),
+                ));
+            }
+            let mut new = old.clone();
+            new.share_token = Some(candidate.to_owned());
+            new.modified_at = at;
+            tables.put(id, Some(&old), &new)?;
+            Ok(Some(candidate.to_owned()))
+        })
+    }
+
+    fn unshare(&self, id: &str, at: Millis) -> Result<bool> {
+        self.write(|tables| {
+            tables.update(id, |record| {
+                record.share_token = None;
+                record.modified_at = at;
+            })
+        })
+    }
+
+    fn shared(&self, token: &str) -> Result<Option<Transcript>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let shares = txn.open_table(SHARES).map_err(db_err)?;
+        let Some(id) = shares.get(token).map_err(db_err)? else {
+            return Ok(None);
+        };
+        read_transcript(&txn, id.value(), None)
+    }
+
+    fn end_idle(&self, idle_before: Millis, at: Millis) -> Result<Vec<String>> {
+        self.write(|tables| {
+            let mut idle = Vec::new();
+            for row in tables.active.range(..idle_before).map_err(db_err)? {
+                let (_, ids) = row.map_err(db_err)?;
+                for id in ids {
+                    idle.push(id.map_err(db_err)?.value().to_owned());
+                }
+            }
+            for id in &idle {
+                tables.end(id, at)?;
+            }
+            Ok(idle)
+        })
+    }
+
+    fn count_active(&self) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let active = txn.open_multimap_table(ACTIVE).map_err(db_err)?;
+        active.len().map_err(db_err)
+    }
+
+    fn ping(&self) -> Result<()> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        txn.open_table(SESSIONS).map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// The tables of one write transaction.
+struct Tables<'txn> {
+    sessions: Table<'txn, &'static str, &'static [u8]>,
+    messages: Table<'txn, (&'static str, u64), &'static [u8]>,
+    user_start: MultimapTable<'txn, (&'static str, Millis), &'static str>,
+    user_active: MultimapTable<'txn, (&'static str, Millis), &'static str>,
+    active: MultimapTable<'txn, Millis, &'static str>,
+    shares: Table<'txn, &'static str, &'static str>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>> {
+        Ok(Tables {
+            sessions: txn.open_table(SESSIONS).map_err(db_err)?,
+            messages: txn.open_table(MESSAGES).map_err(db_err)?,
+            user_start: txn.open_multimap_table(USER_START).map_err(db_err)?,
+            user_active: txn.open_multimap_table(USER_ACTIVE).map_err(db_err)?,
+            active: txn.open_multimap_table(ACTIVE).map_err(db_err)?,
+            shares: txn.open_table(SHARES).map_err(db_err)?,
+        })
+    }
+
+    /// Applies `change` to an existing session; false when there is none.
+    fn update(&mut self, id: &str, change: impl FnOnce(&mut SessionRecord)) -> Result<bool> {
+        let Some(old) = load(&self.sessions, id)? else {
+            return Ok(false);
+        };
+        let mut new = old.clone();
+        change(&mut new);
+        self.put(id, Some(&old), &new)?;
+        Ok(true)
+    }
+
+    fn end(&mut self, id: &str, at: Millis) -> Result<bool> {
+        let Some(old) = load(&self.sessions, id)? else {
+            return Ok(false);
+        };
+        if old.end_ts.is_some() {
+            return Ok(false);
+        }
+        let mut new = old.clone();
+        new.end_ts = Some(at);
+        new.dur = Some((at.saturating_sub(new.ts) / 1000).max(0));
+        new.modified_at = at;
+        self.put(id, Some(&old), &new)?;
+        Ok(true)
+    }
+
+    /// Stores `new` as session `id` (previously `old`) and moves its index entries.
+    fn put(&mut self, id: &str, old: Option<&SessionRecord>, new: &SessionRecord) -> Result<()> {
+        let before = old.map(IndexKeys::of);
+        let after = IndexKeys::of(new);
+        let before = before.as_ref();
+        if before.map(|k| k.user_start) != Some(after.user_start) {
+            if let Some(k) = before {
+                self.user_start.remove(k.user_start, id).map_err(db_err)?;
+            }
+            self.user_start
+                .insert(after.user_start, id)
+                .map_err(db_err)?;
+        }
+        let (old_active, new_active) = (before.and_then(|k| k.active), after.active);
+        if old_active != new_active {
+            if let Some(k) = old_active {
+                self.user_active.remove(k, id).map_err(db_err)?;
+                self.active.remove(k.1, id).map_err(db_err)?;
+            }
+            if let Some(k) = new_active {
+                self.user_active.insert(k, id).map_err(db_err)?;
+                self.active.insert(k.1, id).map_err(db_err)?;
+            }
+        }
+        let (old_share, new_share) = (before.and_then(|k| k.share), after.share);
+        if old_share != new_share {
+            if let Some(token) = old_share {
+                self.shares.remove(token).map_err(db_err)?;
+            }
+            if let Some(token) = new_share {
+                self.shares.insert(token, id).map_err(db_err)?;
+            }
+        }
+        let row = encode(new)?;
+        self.sessions.insert(id, row.as_slice()).map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// Where one session appears in the index tables.
+struct IndexKeys<'a> {
+    user_start: (&'a str, Millis),
+    /// (user id, lastActivity) while the session is active.
+    active: Option<(&'a str, Millis)>,
+    share: Option<&'a str>,
+}
+
+impl IndexKeys<'_> {
+    fn of(record: &SessionRecord) -> IndexKeys<'_> {
+        IndexKeys {
+            user_start: (record.uid.as_str(), record.ts),
+            active: record
+                .end_ts
+                .is_none()
+                .then_some((record.uid.as_str(), record.last_activity)),
+            share: record.share_token.as_deref(),
+        }
+    }
+}
+
+/// The session with its last `last` messages (all with `None`).
+fn read_transcript(
+    txn: &ReadTransaction,
+    id: &str,
+    last: Option<usize>,
+) -> Result<Option<Transcript>> {
+    let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
+    let Some(record) = load(&sessions, id)? else {
+        return Ok(None);
+    };
+    let count = record.msg_count;
+    let first = last.map_or(0, |n| count.saturating_sub(n as u64));
+    let table = txn.open_table(MESSAGES).map_err(db_err)?;
+    let messages = table
+        .range((id, first)..(id, count))
+        .map_err(db_err)?
+        .map(|row| {
+            let (_, value) = row.map_err(db_err)?;
+            decode::<MessageRecord>(value.value(), id)?.into_message(id)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(Transcript {
+        session: record.into_session(id),
+        messages,
+    }))
+}
+
+/// A session an index entry points to: it must exist.
+fn indexed(
+    sessions: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Session> {
+    load(sessions, id)?
+        .map(|record| record.into_session(id))
+        .ok_or_else(|| StoreError::Corrupt(format!("an index names missing session {id}")))
+}
+
+fn load(
+    sessions: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<SessionRecord>> {
+    match sessions.get(id).map_err(db_err)? {
+        Some(row) => decode(row.value(), id).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
+    // Serialising these plain structs only fails on a bug, but a write can report it.
+    serde_json::to_vec(record).map_err(|err| StoreError::Unavailable(format!("encoding: {err}")))
+}
+
+fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8], id: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt(format!("session {id}: {err}")))
+}
+
+/// A file that redb cannot read, or tables of the wrong shape (written by something else),
+/// is `Corrupt`: retrying will not help. Everything else (I/O, locks, a closed database)
+/// is `Unavailable`.
+fn db_err(err: impl Into<redb::Error>) -> StoreError {
+    use redb::Error as E;
+    match err.into() {
+        err @ (E::Corrupted(_)
+        | E::UpgradeRequired(_)
+        | E::TableTypeMismatch { .. }
+        | E::TypeDefinitionChanged { .. }
+        | E::TableIsMultimap(_)
+        | E::TableIsNotMultimap(_)) => StoreError::Corrupt(err.to_string()),
+        err => StoreError::Unavailable(err.to_string()),
+    }
+}
+
+/// A session as stored, without its id (the key) and messages (their own table).
+#[derive(Clone, Serialize, Deserialize)]
+struct SessionRecord {
+    uid: String,
+    nm: String,
+    #[serde(rename = "modelId")]
+    model_id: String,
+    ts: Millis,
+    #[serde(rename = "endTs", default, skip_serializing_if = "Option::is_none")]
+    end_ts: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dur: Option<i64>,
+    #[serde(rename = "lastActivity")]
+    last_activity: Millis,
+    #[serde(rename = "adminAssisted", default)]
+    admin_assisted: bool,
+    #[serde(
+        rename = "assistingAdminId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    assisting_admin_id: Option<String>,
+    #[serde(
+        rename = "assistingAdminName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    assisting_admin_name: Option<String>,
+    #[serde(rename = "helpRequested", default)]
+    help_requested: bool,
+    #[serde(rename = "totalTokens", default)]
+    total_tokens: i64,
+    #[serde(rename = "maxRespTime", default)]
+    max_resp_ms: i64,
+    /// The sum and count behind `avgRespTime`, kept instead of the average itself so it
+    /// never drifts by rounding.
+    #[serde(rename = "respSum", default)]
+    resp_sum: i64,
+    #[serde(rename = "respCount", default)]
+    resp_count: i64,
+    #[serde(
+        rename = "shareToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    share_token: Option<String>,
+    #[serde(rename = "_ts")]
+    created_at: Millis,
+    #[serde(rename = "_mt")]
+    modified_at: Millis,
+    /// Messages stored so far: the next message's sequence number.
+    #[serde(rename = "msgCount", default)]
+    msg_count: u64,
+}
+
+impl SessionRecord {
+    fn new(append: &Append, at: Millis) -> SessionRecord {
+        SessionRecord {
+            uid: append.user_id.to_owned(),
+            nm: append.name.to_owned(),
+            model_id: append.model_id.to_owned(),
+            ts: at,
+            end_ts: None,
+            dur: None,
+            last_activity: at,
+            admin_assisted: false,
+            assisting_admin_id: None,
+            assisting_admin_name: None,
+            help_requested: false,
+            total_tokens: 0,
+            max_resp_ms: 0,
+            resp_sum: 0,
+            resp_count: 0,
+            share_token: None,
+            created_at: at,
+            modified_at: at,
+            msg_count: 0,
+        }
+    }
+
+    fn into_session(self, id: &str) -> Session {
+        let assisting_admin = match (self.assisting_admin_id, self.assisting_admin_name) {
+            (Some(id), name) => Some(AssistingAdmin {
+                id,
+                name: name.unwrap_or_default(),
+            }),
+            (None, _) => None,
+        };
+        Session {
+            id: id.to_owned(),
+            user_id: self.uid,
+            name: self.nm,
+            model_id: self.model_id,
+            started_at: self.ts,
+            ended_at: self.end_ts,
+            duration_secs: self.dur,
+            last_activity: self.last_activity,
+            admin_assisted: self.admin_assisted,
+            assisting_admin,
+            help_requested: self.help_requested,
+            total_tokens: self.total_tokens,
+            max_resp_ms: self.max_resp_ms,
+            avg_resp_ms: self.resp_sum.checked_div(self.resp_count).unwrap_or(0),
+            share_token: self.share_token,
+            created_at: self.created_at,
+            modified_at: self.modified_at,
+            message_count: self.msg_count,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MessageRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    content: String,
+    ts: Millis,
+    sender: String,
+    #[serde(rename = "fileId", default, skip_serializing_if = "Option::is_none")]
+    file_id: Option<String>,
+    #[serde(rename = "fileUrl", default, skip_serializing_if = "Option::is_none")]
+    file_url: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    meta: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens: Option<i64>,
+    #[serde(rename = "respMs", default, skip_serializing_if = "Option::is_none")]
+    resp_ms: Option<i64>,
+}
+
+impl MessageRecord {
+    fn from_message(message: &Message) -> MessageRecord {
+        MessageRecord {
+            id: message.id.clone(),
+            content: message.content.clone(),
+            ts: message.at,
+            sender: message.sender.as_str().to_owned(),
+            file_id: message.file_id.clone(),
+            file_url: message.file_url.clone(),
+            meta: message.meta.clone(),
+            model: message.model.clone(),
+            tokens: message.tokens,
+            resp_ms: message.resp_ms,
+        }
+    }
+
+    fn into_message(self, session_id: &str) -> Result<Message> {
+        let sender = Sender::parse(&self.sender).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "session {session_id}: unknown sender {:?}",
+                self.sender
+            ))
+        })?;
+        Ok(Message {
+            id: self.id,
+            content: self.content,
+            at: self.ts,
+            sender,
+            file_id: self.file_id,
+            file_url: self.file_url,
+            meta: self.meta,
+            model: self.model,
+            tokens: self.tokens,
+            resp_ms: self.resp_ms,
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! Where sessions and messages live. [`Store`] is a small synchronous interface: it is
+//! only ever called on the `store` lane, never on the event loop. Two backends implement
+//! it and pass the same conformance suite (`tests/store_suite/`): the embedded redb
+//! file (the default) and MongoDB (production).
+//!
+//! Values cross this interface in plaintext; [`sealed::Sealed`] wraps any backend and
+//! encrypts message content (and, optionally, the other free-text fields) on the way in.
+
+pub mod embedded;
+pub mod sealed;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::crypto::Cipher;
+
+/// The store the settings ask for: the embedded file in `DATA_DIR` (MongoDB is not built
+/// yet), wrapped in [`sealed::Sealed`] when `ENCRYPTION_KEY` is set.
+pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
+    if config.mongo.is_some() {
+        return Err(StoreError::Unavailable(
+            "MONGO_URI is set, but this build has no MongoDB backend yet; \
+             unset MONGO_URI to use the embedded store in DATA_DIR"
+                .into(),
+        ));
+    }
+    let store = embedded::Embedded::open(&config.data_dir)?;
+    log::info!(
+        "store: embedded, {}",
+        config.data_dir.join(embedded::FILE_NAME).display()
+    );
+    Ok(seal_if_keyed(store, config))
+}
+
+/// Generic so that every backend (MongoDB next) is wrapped the same way.
+fn seal_if_keyed<S: Store + 'static>(store: S, config: &Config) -> Arc<dyn Store> {
+    match &config.encryption_key {
+        Some(key) => Arc::new(sealed::Sealed::new(
+            store,
+            Cipher::new(key),
+            config.encrypt_all_fields,
+        )),
+        None => {
+            log::warn!("ENCRYPTION_KEY is not set: message content is stored unencrypted");
+            Arc::new(store)
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the resolution of a BSON date.
+pub type Millis = i64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sender {
+    User,
+    Ai,
+    Admin,
+    System,
+}
+
+impl Sender {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sender::User => "user",
+            Sender::Ai => "ai",
+            Sender::Admin => "admin",
+            Sender::System => "system",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Sender> {
+        match text {
+            "user" => Some(Sender::User),
+            "ai" => Some(Sender::Ai),
+            "admin" => Some(Sender::Admin),
+            "system" => Some(Sender::System),
+            _ => None,
+        }
+    }
+}
+
+/// One message of a session, as stored (`spec/storage.md` §Message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Absent on messages written by the old service.
+    pub id: Option<String>,
+    pub content: String,
+    pub at: Millis,
+    pub sender: Sender,
+    pub file_id: Option<String>,
+    pub file_url: Option<String>,
+    pub meta: BTreeMap<String, String>,
+    /// AI replies only: the model that wrote it, its token usage and the time to the
+    /// full reply.
+    pub model: Option<String>,
+    pub tokens: Option<i64>,
+    pub resp_ms: Option<i64>,
+}
+
+impl Message {
+    pub fn new(
+        id: impl Into<String>,
+        sender: Sender,
+        content: impl Into<String>,
+        at: Millis,
+    ) -> Message {
+        Message {
+            id: Some(id.into()),
+            content: content.into(),
+            at,
+            sender,
+            file_id: None,
+            file_url: None,
+            meta: BTreeMap::new(),
+            model: None,
+            tokens: None,
+            resp_ms: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssistingAdmin {
+    pub id: String,
+    pub name: String,
+}
+
+/// A session without its messages (`spec/storage.md` §Session document).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// `""` when none was chosen.
+    pub model_id: String,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+    /// Seconds from start to end, set when the session ends.
+    pub duration_secs: Option<i64>,
+    pub last_activity: Millis,
+    pub admin_assisted: bool,
+    pub assisting_admin: Option<AssistingAdmin>,
+    pub help_requested: bool,
+    pub total_tokens: i64,
+    pub max_resp_ms: i64,
+    pub avg_resp_ms: i64,
+    pub share_token: Option<String>,
+    pub created_at: Millis,
+    pub modified_at: Millis,
+    pub message_count: u64,
+}
+
+impl Session {
+    pub fn is_active(&self) -> bool {
+        self.ended_at.is_none()
+    }
+}
+
+/// A session with (some of) its messages, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transcript {
+    pub session: Session,
+    pub messages: Vec<Message>,
+}
+
+/// Adds one message to a session, creating the session if it does not exist yet
+/// (a fresh session is stored on its first message).
+#[derive(Clone, Copy, Debug)]
+pub struct Append<'a> {
+    pub session_id: &'a str,
+    /// The session's owner. Appending to a session owned by someone else fails with
+    /// [`StoreError::NotOwner`].
+    pub user_id: &'a str,
+    /// Name and model of a session created by this append; ignored otherwise.
+    pub name: &'a str,
+    pub model_id: &'a str,
+    pub message: &'a Message,
+    /// The session's cap (`MAX_MESSAGES_PER_SESSION`): an append that would exceed it
+    /// fails with [`StoreError::SessionFull`] and stores nothing.
+    pub max_messages: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    NotOwner,
+    SessionFull,
+    /// The backend cannot be reached or failed; the text is for logs only.
+    Unavailable(String),
+    /// Stored data that cannot be read back; the text is for logs only.
+    Corrupt(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotOwner => f.write_str("session belongs to another user"),
+            StoreError::SessionFull => f.write_str("session is full"),
+            StoreError::Unavailable(detail) => write!(f, "store unavailable: {detail}"),
+            StoreError::Corrupt(detail) => write!(f, "stored data unreadable: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The operations chatbox needs from a backend. Every method is blocking and is called
+/// from lane threads only; implementations must be safe to call from several at once.
+/// Writes to one session arrive in order (the chat core serialises them).
+pub trait Store: Send + Sync {
+    /// Appends `append.message`, creating the session when it is new. Updates
+    /// `lastActivity`, and for an AI message with `resp_ms` the token and response-time
+    /// totals (`totalTokens += tokens`, `maxRespTime`, running `avgRespTime` over the
+    /// AI messages that carry `resp_ms`). Returns the session after the append.
+    fn append(&self, append: &Append) -> Result<Session>;
+
+    fn session(&self, id: &str) -> Result<Option<Session>>;
+
+    /// The session with its last `last` messages (all with `None`).
+    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>>;
+
+    /// The user's active session with the latest `lastActivity`.
+    fn latest_active(&self, user_id: &str) -> Result<Option<Session>>;
+
+    /// The user's sessions, newest start first, at most `limit`.
+    fn user_sessions(&self, user_id: &str, limit: usize) -> Result<Vec<Session>>;
+
+    /// Stores the session's model; false when the session does not exist.
+    fn set_model(&self, id: &str, model_id: &str, at: Millis) -> Result<bool>;
+
+    /// Ends an active session (`endTs`, `dur`); false when unknown or already ended.
+    fn end(&self, id: &str, at: Millis) -> Result<bool>;
+
+    /// The session's share token, setting `candidate` when it has none yet; `None`
+    /// when the session does not exist.
+    fn share(&self, id: &str, candidate: &str, at: Millis) -> Result<Option<String>>;
+
+    /// Removes the share token; false when the session does not exist.
+    fn unshare(&self, id: &str, at: Millis) -> Result<bool>;
+
+    /// The shared session with all its messages.
+    fn shared(&self, token: &str) -> Result<Option<Transcript>>;
+
+    /// Ends every active session whose `lastActivity` is before `idle_before`; returns
+    /// their ids.
+    fn end_idle(&self, idle_before: Millis, at: Millis) -> Result<Vec<String>>;
+
+    fn count_active(&self) -> Result<u64>;
+
+    /// Cheap liveness check for `/readyz`.
+    fn ping(&self) -> Result<()>;
+}

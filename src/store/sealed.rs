@@ -1,0 +1,143 @@
+//! Encryption at rest as a wrapper around any backend: every backend gets the same
+//! format, and none of them handles keys.
+//!
+//! Writes seal message `content`, and with `all_fields` also the session name, file URLs
+//! and metadata values. Reads open all of those whatever `all_fields` says: switching
+//! `ENCRYPT_ALL_FIELDS` off must not leave ciphertext on screen, and a value that is not
+//! sealed comes back as stored (`Cipher::open`).
+
+use super::{Append, Message, Millis, Result, Session, Store, StoreError, Transcript};
+use crate::crypto::Cipher;
+
+pub struct Sealed<S> {
+    inner: S,
+    cipher: Cipher,
+    all_fields: bool,
+}
+
+impl<S: Store> Sealed<S> {
+    pub fn new(inner: S, cipher: Cipher, all_fields: bool) -> Sealed<S> {
+        Sealed {
+            inner,
+            cipher,
+            all_fields,
+        }
+    }
+
+    fn seal(&self, text: &str) -> Result<String> {
+        self.cipher
+            .seal(text)
+            .map_err(|err| StoreError::Unavailable(format!("encryption failed: {err}")))
+    }
+
+    fn seal_message(&self, message: &Message) -> Result<Message> {
+        let mut sealed = message.clone();
+        sealed.content = self.seal(&message.content)?;
+        if self.all_fields {
+            if let Some(url) = &message.file_url {
+                sealed.file_url = Some(self.seal(url)?);
+            }
+            for value in sealed.meta.values_mut() {
+                *value = self.seal(value)?;
+            }
+        }
+        Ok(sealed)
+    }
+
+    fn open_session(&self, mut session: Session) -> Session {
+        session.name = self.cipher.open(&session.name);
+        session
+    }
+
+    fn open_message(&self, mut message: Message) -> Message {
+        message.content = self.cipher.open(&message.content);
+        message.file_url = message.file_url.map(|url| self.cipher.open(&url));
+        for value in message.meta.values_mut() {
+            *value = self.cipher.open(value);
+        }
+        message
+    }
+
+    fn open_transcript(&self, transcript: Transcript) -> Transcript {
+        Transcript {
+            session: self.open_session(transcript.session),
+            messages: transcript
+                .messages
+                .into_iter()
+                .map(|message| self.open_message(message))
+                .collect(),
+        }
+    }
+}
+
+impl<S: Store> Store for Sealed<S> {
+    fn append(&self, append: &Append) -> Result<Session> {
+        let message = self.seal_message(append.message)?;
+        let name = if self.all_fields {
+            self.seal(append.name)?
+        } else {
+            append.name.to_owned()
+        };
+        let sealed = Append {
+            name: &name,
+            message: &message,
+            ..*append
+        };
+        self.inner.append(&sealed).map(|s| self.open_session(s))
+    }
+
+    fn session(&self, id: &str) -> Result<Option<Session>> {
+        Ok(self.inner.session(id)?.map(|s| self.open_session(s)))
+    }
+
+    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>> {
+        Ok(self
+            .inner
+            .transcript(id, last)?
+            .map(|t| self.open_transcript(t)))
+    }
+
+    fn latest_active(&self, user_id: &str) -> Result<Option<Session>> {
+        Ok(self
+            .inner
+            .latest_active(user_id)?
+            .map(|s| self.open_session(s)))
+    }
+
+    fn user_sessions(&self, user_id: &str, limit: usize) -> Result<Vec<Session>> {
+        let sessions = self.inner.user_sessions(user_id, limit)?;
+        Ok(sessions.into_iter().map(|s| self.open_session(s)).collect())
+    }
+
+    fn set_model(&self, id: &str, model_id: &str, at: Millis) -> Result<bool> {
+        self.inner.set_model(id, model_id, at)
+    }
+
+    fn end(&self, id: &str, at: Millis) -> Result<bool> {
+        self.inner.end(id, at)
+    }
+
+    fn share(&self, id: &str, candidate: &str, at: Millis) -> Result<Option<String>> {
+        self.inner.share(id, candidate, at)
+    }
+
+    fn unshare(&self, id: &str, at: Millis) -> Result<bool> {
+        self.inner.unshare(id, at)
+    }
+
+    fn shared(&self, token: &str) -> Result<Option<Transcript>> {
+        Ok(self.inner.shared(token)?.map(|t| self.open_transcript(t)))
+    }
+
+    fn end_idle(&self, idle_before: Millis, at: Millis) -> Result<Vec<String>> {
+        self.inner.end_idle(idle_before, at)
+    }
+
+    fn count_active(&self) -> Result<u64> {
+        self.inner.count_active()
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.inner.ping()
+    }
+}

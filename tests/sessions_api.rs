@@ -1,0 +1,230 @@
+//! The user's HTTP routes (spec/http.md): sessions, history, end, share, models.
+
+mod common;
+
+use std::time::Duration;
+
+use common::chat::Client;
+use common::ws::read_close;
+use common::Server;
+use serde_json::Value;
+
+fn bearer(user: &str) -> String {
+    format!(
+        "Authorization: Bearer {}\r\n",
+        common::ws::token(user, 3600)
+    )
+}
+
+fn call(server: &Server, method: &str, path: &str, user: &str) -> (u16, Value) {
+    let response = server.request(method, &format!("/chatbox{path}"), &bearer(user), "");
+    let body = if response.body.is_empty() {
+        Value::Null
+    } else {
+        response.json()
+    };
+    (response.status, body)
+}
+
+/// A session of `user` with one exchange in it, stored.
+fn chatted(server: &Server, user: &str, text: &str) -> Client {
+    let mut client = Client::connect(server, user, "");
+    client.ask(text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while call(
+        server,
+        "GET",
+        &format!("/sessions/{}", client.session_id),
+        user,
+    )
+    .1["messages"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reply was not stored"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client
+}
+
+#[test]
+fn the_list_shows_own_sessions_newest_first_with_their_metadata() {
+    let server = Server::start(&[]);
+    let (status, empty) = call(&server, "GET", "/sessions", "ann");
+    assert_eq!(status, 200);
+    assert_eq!(empty["sessions"], serde_json::json!([]), "[] not null");
+    assert_eq!(empty["count"], 0);
+    assert_eq!(empty["limit"], 100);
+    assert_eq!(empty["truncated"], false);
+
+    let first = chatted(&server, "ann", "First question? And more");
+    let mut second = Client::connect(&server, "ann", "");
+    assert_eq!(
+        second.session_id, first.session_id,
+        "the latest active session"
+    );
+    // An id the server never made starts a fresh session under a server-made id.
+    second.send(serde_json::json!({"type":"user_message","session_id":"brand-new","content":"Second topic"}));
+    let moved = second.expect("connection_status", &[]);
+    assert_ne!(moved["session_id"], "brand-new");
+    assert_ne!(moved["session_id"], first.session_id.as_str());
+    second.reply();
+    chatted(&server, "bob", "Bob's own");
+
+    let (_, list) = call(&server, "GET", "/sessions", "ann");
+    assert_eq!(list["user_id"], "ann");
+    assert_eq!(list["count"], 2);
+    let sessions = list["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions[0]["name"], "Second topic");
+    assert_eq!(sessions[1]["id"], first.session_id.as_str());
+    let meta = &sessions[1];
+    assert_eq!(meta["name"], "First question?");
+    assert_eq!(meta["user_id"], "ann");
+    assert_eq!(meta["message_count"], 2);
+    assert_eq!(meta["is_active"], true);
+    assert_eq!(meta["admin_assisted"], false);
+    assert_eq!(meta["help_requested"], false);
+    assert!(meta["total_tokens"].as_i64().expect("tokens") > 0);
+    assert!(meta["start_time"].as_str().expect("start").ends_with('Z'));
+    assert!(meta.get("end_time").is_none());
+}
+
+#[test]
+fn history_is_for_the_owner_only() {
+    let server = Server::start(&[]);
+    let client = chatted(&server, "ann", "Hello there");
+    let path = format!("/sessions/{}", client.session_id);
+    let (status, history) = call(&server, "GET", &path, "ann");
+    assert_eq!(status, 200);
+    assert_eq!(history["session_id"], client.session_id.as_str());
+    assert_eq!(history["name"], "Hello there");
+    assert_eq!(history["model_id"], "");
+    let messages = history["messages"].as_array().expect("messages");
+    assert_eq!(messages[0]["sender"], "user");
+    assert_eq!(messages[0]["content"], "Hello there");
+    assert_eq!(messages[0]["id"].as_str().map(str::len), Some(32));
+    assert_eq!(messages[1]["sender"], "ai");
+
+    for (user, path) in [("bob", path.as_str()), ("ann", "/sessions/unknown")] {
+        let (status, body) = call(&server, "GET", path, user);
+        assert_eq!(status, 404, "{user} {path}");
+        assert_eq!(body["error"], "Session not found");
+        assert_eq!(body["code"], "NOT_FOUND");
+    }
+}
+
+#[test]
+fn auth_errors_follow_the_spec() {
+    let server = Server::start(&[]);
+    let missing = server.request("GET", "/chatbox/sessions", "", "");
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.json()["code"], "UNAUTHORIZED");
+    assert_eq!(missing.json()["error"], "Invalid authorization header");
+    let bad = server.request(
+        "GET",
+        "/chatbox/models",
+        "Authorization: Bearer nope\r\n",
+        "",
+    );
+    assert_eq!(bad.status, 401);
+    assert_eq!(bad.json()["code"], "INVALID_TOKEN");
+    let wrong_method = server.request("PUT", "/chatbox/sessions/x/end", &bearer("ann"), "");
+    assert_eq!(wrong_method.status, 405);
+}
+
+#[test]
+fn ending_a_session_tells_its_sockets_and_closes_them() {
+    let server = Server::start(&[]);
+    let client = chatted(&server, "ann", "Bye soon");
+    let mut other = Client::connect(&server, "ann", &format!("session_id={}", client.session_id));
+    let path = format!("/sessions/{}/end", client.session_id);
+    assert_eq!(
+        call(&server, "POST", &path, "bob").0,
+        404,
+        "not bob's to end"
+    );
+    let (status, body) = call(&server, "POST", &path, "ann");
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ended");
+
+    let notice = other.expect("connection_status", &[]);
+    assert_eq!(notice["metadata"]["ended"], "true");
+    assert_eq!(notice["session_id"], client.session_id.as_str());
+    let close = read_close(&mut other.stream, Duration::from_secs(5)).expect("closed");
+    assert_eq!(close.0, 1000);
+
+    let (_, list) = call(&server, "GET", "/sessions", "ann");
+    let meta = &list["sessions"][0];
+    assert_eq!(meta["is_active"], false);
+    assert!(meta["end_time"].is_string());
+    // A new socket does not resume an ended session.
+    let fresh = Client::connect(&server, "ann", "");
+    assert_ne!(fresh.session_id, client.session_id);
+}
+
+#[test]
+fn sharing_gives_a_stable_token_a_public_read_and_a_revoke() {
+    let server = Server::start(&[]);
+    let client = chatted(&server, "ann", "Worth sharing");
+    let path = format!("/sessions/{}/share", client.session_id);
+    let (status, shared) = call(&server, "POST", &path, "ann");
+    assert_eq!(status, 200);
+    let token = shared["share_token"].as_str().expect("token").to_owned();
+    assert_eq!(token.len(), 32);
+    assert_eq!(
+        call(&server, "POST", &path, "ann").1["share_token"],
+        token.as_str()
+    );
+    assert_eq!(call(&server, "POST", &path, "bob").0, 404);
+
+    let public = server.get(&format!("/chatbox/shared/{token}"));
+    assert_eq!(public.status, 200);
+    let body = public.json();
+    assert_eq!(body["session_id"], client.session_id.as_str());
+    assert_eq!(body["name"], "Worth sharing");
+    assert_eq!(body["messages"][0]["content"], "Worth sharing");
+
+    assert_eq!(call(&server, "DELETE", &path, "ann").0, 204);
+    let gone = server.get(&format!("/chatbox/shared/{token}"));
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.json()["error"], "Shared session not found");
+}
+
+#[test]
+fn shared_reads_are_limited_per_client_ip() {
+    let server = Server::start(&[]);
+    for _ in 0..60 {
+        assert_eq!(server.get("/chatbox/shared/none").status, 404);
+    }
+    let limited = server.get("/chatbox/shared/none");
+    assert_eq!(limited.status, 429);
+    let body = limited.json();
+    assert_eq!(body["error"], "rate_limit_exceeded");
+    assert!(body["retry_after_ms"].as_u64().expect("retry") > 0);
+    let retry: u64 = limited
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry >= 1);
+    assert_eq!(
+        server.get("/chatbox/healthz").status,
+        200,
+        "probes are never limited"
+    );
+}
+
+#[test]
+fn models_lists_the_configured_providers_and_the_default() {
+    let server = Server::start(&[]);
+    let (status, body) = call(&server, "GET", "/models", "ann");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"models":[{"id":"echo","name":"Echo (offline)"}],"default":"echo"})
+    );
+}
