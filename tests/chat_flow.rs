@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::chat::Client;
+use common::chat::{bearer, stored_messages, Client};
 use common::llm_mock::{LlmMock, Script, Wire};
 use common::{Server, JWT_SECRET};
 use serde_json::{json, Value};
@@ -34,41 +34,6 @@ fn with_mock(mock: &LlmMock, extra: &[(&str, &str)]) -> Server {
     let mut env = provider_env(1, "gpt", "openai", &mock.endpoint());
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     start(env)
-}
-
-fn bearer(user: &str) -> String {
-    format!(
-        "Authorization: Bearer {}\r\n",
-        common::ws::token(user, 3600)
-    )
-}
-
-/// The session's stored messages once there are at least `count` (replies are stored
-/// right after their last frame goes out, so a test may look a moment too early).
-fn stored_messages(server: &Server, user: &str, session: &str, count: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = server.request(
-            "GET",
-            &format!("/chatbox/sessions/{session}"),
-            &bearer(user),
-            "",
-        );
-        assert_eq!(response.status, 200);
-        let messages = response.json()["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if messages.len() >= count {
-            return messages;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} message(s) stored: {messages:?}",
-            messages.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn meta<'a>(frame: &'a Value, key: &str) -> &'a str {

@@ -4,17 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::chat::Client;
+use common::chat::{bearer, stored_messages, Client};
 use common::ws::read_close;
 use common::Server;
 use serde_json::Value;
-
-fn bearer(user: &str) -> String {
-    format!(
-        "Authorization: Bearer {}\r\n",
-        common::ws::token(user, 3600)
-    )
-}
 
 fn call(server: &Server, method: &str, path: &str, user: &str) -> (u16, Value) {
     let response = server.request(method, &format!("/chatbox{path}"), &bearer(user), "");
@@ -30,24 +23,7 @@ fn call(server: &Server, method: &str, path: &str, user: &str) -> (u16, Value) {
 fn chatted(server: &Server, user: &str, text: &str) -> Client {
     let mut client = Client::connect(server, user, "");
     client.ask(text);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while call(
-        server,
-        "GET",
-        &format!("/sessions/{}", client.session_id),
-        user,
-    )
-    .1["messages"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < 2
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reply was not stored"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stored_messages(server, user, &client.session_id, 2);
     client
 }
 

@@ -493,3 +493,65 @@ mod tests {
         );
     }
 }
+
+/// docs/PROTOCOL.md is for client authors; these keep its error table honest.
+#[cfg(test)]
+mod doc_tests {
+    const DOC: &str = include_str!("../../docs/PROTOCOL.md");
+    const SOURCES: [&str; 2] = [include_str!("engine.rs"), include_str!("protocol.rs")];
+
+    /// The rows of the "## Errors" table: (code, message) with the code carried down
+    /// into continuation rows.
+    fn error_rows() -> Vec<(String, String)> {
+        let table = DOC
+            .split("## Errors")
+            .nth(1)
+            .expect("an Errors section")
+            .lines()
+            .filter(|line| line.starts_with('|') && !line.starts_with("|---"))
+            .skip(1);
+        let mut code = String::new();
+        let mut rows = Vec::new();
+        for line in table {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if !cells[1].is_empty() {
+                code = cells[1].trim_matches('`').to_owned();
+            }
+            rows.push((code.clone(), cells[2].trim_matches('`').to_owned()));
+        }
+        rows
+    }
+
+    #[test]
+    fn every_error_code_is_documented() {
+        let documented: Vec<String> = error_rows().into_iter().map(|(code, _)| code).collect();
+        for code in [
+            super::code::INVALID_FORMAT,
+            super::code::MISSING_FIELD,
+            super::code::UNAUTHORIZED,
+            super::code::TOO_MANY_REQUESTS,
+            super::code::LLM_UNAVAILABLE,
+            super::code::LLM_TIMEOUT,
+            super::code::DATABASE_ERROR,
+            super::code::SERVICE_ERROR,
+        ] {
+            assert!(
+                documented.iter().any(|d| d == code),
+                "{code} is not in the doc"
+            );
+        }
+    }
+
+    #[test]
+    fn every_documented_message_is_one_the_server_sends() {
+        for (code, message) in error_rows() {
+            // `<t>`-style placeholders stand for values: check the fixed part before one.
+            let fixed = message.split('<').next().unwrap_or_default().trim_end();
+            let fixed = fixed.strip_suffix("2m0s").unwrap_or(fixed);
+            assert!(
+                SOURCES.iter().any(|source| source.contains(fixed)),
+                "{code}: {message:?} is documented but never sent"
+            );
+        }
+    }
+}

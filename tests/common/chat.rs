@@ -2,7 +2,7 @@
 //! reading frames in order and collecting streamed replies.
 
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -125,5 +125,44 @@ impl Client {
         self.stream
             .set_read_timeout(Some(limit))
             .expect("read timeout");
+    }
+}
+
+/// `Authorization: Bearer …` header line for `user`.
+pub fn bearer(user: &str) -> String {
+    format!("Authorization: Bearer {}\r\n", ws::token(user, 3600))
+}
+
+/// The session's stored messages (`GET P/sessions/:id`) once there are at least `count`:
+/// a reply is stored right after its last frame goes out, so a test may look a moment
+/// too early.
+pub fn stored_messages(server: &Server, user: &str, session: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = server.request(
+            "GET",
+            &format!("/chatbox/sessions/{session}"),
+            &bearer(user),
+            "",
+        );
+        assert_eq!(
+            response.status,
+            200,
+            "{:?}",
+            String::from_utf8_lossy(&response.body)
+        );
+        let messages = response.json()["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if messages.len() >= count {
+            return messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} message(s) stored: {messages:?}",
+            messages.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
