@@ -361,7 +361,7 @@ impl Chat {
                 .get("last_seq")
                 .and_then(|seq| seq.parse().ok());
         }
-        match inbound.kind {
+        let refused = match inbound.kind {
             Kind::Ping => {
                 let pong = Outbound::system(Kind::Pong, now.ms).to_json();
                 self.out.push(Effect::Send(socket, pong));
@@ -378,9 +378,7 @@ impl Chat {
                     "Invalid message format: {} is sent by the server only",
                     inbound.kind.as_str()
                 );
-                let bound = state.session.clone();
-                self.error(socket, bound.as_deref(), code::INVALID_FORMAT, message, now);
-                return;
+                Some((code::INVALID_FORMAT, message))
             }
             Kind::FileUpload
             | Kind::VoiceMessage
@@ -392,11 +390,14 @@ impl Chat {
                     "{} is not available on this server yet",
                     inbound.kind.as_str()
                 );
-                let bound = state.session.clone();
-                self.error(socket, bound.as_deref(), code::SERVICE_ERROR, message, now);
-                return;
+                Some((code::SERVICE_ERROR, message))
             }
-            Kind::UserMessage | Kind::ModelSelect | Kind::Stop => {}
+            Kind::UserMessage | Kind::ModelSelect | Kind::Stop => None,
+        };
+        if let Some((code, message)) = refused {
+            let bound = state.session.clone();
+            self.error(socket, bound.as_deref(), code, message, now);
+            return;
         }
         let session_id = match self.target(socket, text, inbound.session_id.as_deref(), now) {
             Target::Ready(id) => id,

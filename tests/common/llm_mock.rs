@@ -419,21 +419,8 @@ fn read_request(shared: &Shared, stream: &mut TcpStream) -> Option<Recorded> {
     parsed.parse(&buf[..head_end]).ok()?;
     let method = parsed.method?.to_owned();
     let path = parsed.path?.to_owned();
-    let headers: Vec<(String, String)> = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_owned(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
+    let headers = super::owned_headers(parsed.headers);
+    let length = super::content_length(&headers).unwrap_or(0);
     let mut body = buf[head_end..].to_vec();
     while body.len() < length {
         if shared.stopping() || Instant::now() > deadline {

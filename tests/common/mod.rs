@@ -241,21 +241,8 @@ fn read_response_inner(stream: &mut TcpStream, no_body: bool) -> Option<HttpResp
     let mut parsed = httparse::Response::new(&mut headers);
     parsed.parse(&buf).ok()?;
     let status = parsed.code?;
-    let headers: Vec<(String, String)> = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_owned(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    let length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
+    let headers = owned_headers(parsed.headers);
+    let length = content_length(&headers).unwrap_or(0);
     let mut body = vec![0; if no_body { 0 } else { length }];
     stream.read_exact(&mut body).ok()?;
     Some(HttpResponse {
@@ -308,6 +295,26 @@ pub fn run_once(args: &[&str], env: &[(&str, Option<&str>)]) -> (Option<i32>, St
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// httparse's borrowed headers as owned `(name, value)` pairs.
+pub fn owned_headers(headers: &[httparse::Header]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn content_length(headers: &[(String, String)]) -> Option<usize> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
 }
 
 /// A directory removed on drop (no tempfile crate needed for this).
