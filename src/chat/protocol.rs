@@ -498,7 +498,15 @@ mod tests {
 #[cfg(test)]
 mod doc_tests {
     const DOC: &str = include_str!("../../docs/PROTOCOL.md");
-    const SOURCES: [&str; 2] = [include_str!("engine.rs"), include_str!("protocol.rs")];
+    const SOURCES: [&str; 7] = [
+        include_str!("protocol.rs"),
+        include_str!("engine/mod.rs"),
+        include_str!("engine/frames.rs"),
+        include_str!("engine/lifecycle.rs"),
+        include_str!("engine/replies.rs"),
+        include_str!("engine/sockets.rs"),
+        include_str!("engine/writes.rs"),
+    ];
 
     /// The rows of the "## Errors" table: (code, message) with the code carried down
     /// into continuation rows.

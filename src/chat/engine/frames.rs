@@ -1,0 +1,306 @@
+//! Where a frame becomes a chat event: validation, the session it is for, and what
+//! each message type does.
+
+use super::*;
+
+impl Chat {
+    pub(super) fn frame(&mut self, socket: ConnId, text: &str, now: Now) {
+        let Some(state) = self.hub.get_mut(socket) else {
+            return;
+        };
+        if let Some(held) = &mut state.held {
+            if held.len() < HELD_FRAMES_MAX {
+                held.push_back(text.to_owned());
+            } else {
+                let bound = state.session.clone();
+                self.error(socket, bound.as_deref(), code::SERVICE_ERROR, BUSY, now);
+            }
+            return;
+        }
+        let inbound = match parse_inbound(text, now.ms) {
+            Ok(inbound) => inbound,
+            Err(rejection) => {
+                let bound = state.session.clone();
+                self.error(
+                    socket,
+                    bound.as_deref(),
+                    rejection.code,
+                    rejection.message,
+                    now,
+                );
+                return;
+            }
+        };
+        if state.resume.last_seq.is_none() {
+            state.resume.last_seq = inbound
+                .metadata
+                .get("last_seq")
+                .and_then(|seq| seq.parse().ok());
+        }
+        let refused = match inbound.kind {
+            Kind::Ping => {
+                let pong = Outbound::system(Kind::Pong, now.ms).to_json();
+                self.out.push(Effect::Send(socket, pong));
+                return;
+            }
+            // An answer to nothing we asked; harmless.
+            Kind::Pong => return,
+            Kind::AiResponse
+            | Kind::Error
+            | Kind::ConnectionStatus
+            | Kind::Loading
+            | Kind::Notification => {
+                let message = format!(
+                    "Invalid message format: {} is sent by the server only",
+                    inbound.kind.as_str()
+                );
+                Some((code::INVALID_FORMAT, message))
+            }
+            Kind::FileUpload
+            | Kind::VoiceMessage
+            | Kind::TypingIndicator
+            | Kind::HelpRequest
+            | Kind::AdminJoin
+            | Kind::AdminLeave => {
+                let message = format!(
+                    "{} is not available on this server yet",
+                    inbound.kind.as_str()
+                );
+                Some((code::SERVICE_ERROR, message))
+            }
+            Kind::UserMessage | Kind::ModelSelect | Kind::Stop => None,
+        };
+        if let Some((code, message)) = refused {
+            let bound = state.session.clone();
+            self.error(socket, bound.as_deref(), code, message, now);
+            return;
+        }
+        let session_id = match self.target(socket, text, inbound.session_id.as_deref(), now) {
+            Target::Ready(id) => id,
+            Target::Held | Target::Refused => return,
+        };
+        match inbound.kind {
+            Kind::UserMessage => self.user_message(socket, &session_id, inbound, now),
+            Kind::ModelSelect => self.model_select(socket, &session_id, inbound, now),
+            Kind::Stop => self.stop(&session_id, now),
+            _ => {}
+        }
+    }
+
+    /// The session a frame is for, moving the socket there when it names another of
+    /// the user's sessions.
+    pub(super) fn target(
+        &mut self,
+        socket: ConnId,
+        text: &str,
+        named: Option<&str>,
+        now: Now,
+    ) -> Target {
+        let Some(state) = self.hub.get(socket) else {
+            return Target::Refused;
+        };
+        let bound = state.session.clone();
+        let named = match (named, &state.alias) {
+            (Some(named), Some((from, to))) if named == from => Some(to.clone()),
+            (named, _) => named.map(str::to_owned),
+        };
+        let Some(named) = named.filter(|n| Some(n) != bound.as_ref()) else {
+            return match bound {
+                Some(id) => Target::Ready(id),
+                None => {
+                    self.error(socket, None, code::SERVICE_ERROR, BUSY, now);
+                    Target::Refused
+                }
+            };
+        };
+        let user_id = state.user.id.clone();
+        match self.sessions.get(&named) {
+            Some(live) if live.owner == user_id && !live.ended => {
+                self.bind(socket, &named, now);
+                Target::Ready(named)
+            }
+            Some(live) if live.owner != user_id => {
+                self.unauthorized(socket, bound.as_deref(), now);
+                Target::Refused
+            }
+            // Ended: like an unknown id, the frame starts a fresh session.
+            Some(_) => match self.bind_fresh(socket, now) {
+                Some(fresh) => {
+                    self.alias(socket, named, fresh.clone());
+                    Target::Ready(fresh)
+                }
+                None => Target::Refused,
+            },
+            None => {
+                if let Some(state) = self.hub.get_mut(socket) {
+                    state.held = Some(VecDeque::from([text.to_owned()]));
+                }
+                let id = self.spawn(Work::Store(StoreOp::Load {
+                    session_id: named.clone(),
+                    history: self.settings.context_messages,
+                }));
+                self.pending.insert(
+                    id,
+                    Pending::Load {
+                        socket,
+                        session_id: named,
+                    },
+                );
+                Target::Held
+            }
+        }
+    }
+
+    pub(super) fn alias(&mut self, socket: ConnId, from: String, to: String) {
+        if let Some(state) = self.hub.get_mut(socket) {
+            state.alias = Some((from, to));
+        }
+    }
+
+    pub(super) fn user_message(
+        &mut self,
+        socket: ConnId,
+        session_id: &str,
+        inbound: Inbound,
+        now: Now,
+    ) {
+        let Some(content) = inbound.content else {
+            self.error(
+                socket,
+                Some(session_id),
+                code::MISSING_FIELD,
+                "Required field missing: content",
+                now,
+            );
+            return;
+        };
+        let Some(user_id) = self.hub.get(socket).map(|s| s.user.id.clone()) else {
+            return;
+        };
+        if let Err(wait) = self.limiter.check(&user_id, now.at) {
+            let retry_after = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            let frame = Outbound::error(
+                code::TOO_MANY_REQUESTS,
+                "Too many requests, please slow down",
+                true,
+                now.ms,
+            )
+            .with_session(session_id)
+            .with_retry_after(retry_after)
+            .to_json();
+            self.out.push(Effect::Send(socket, frame));
+            return;
+        }
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        // Room for the message and for the reply it asks for.
+        if live.message_count + 2 > self.settings.max_messages as u64 {
+            self.error(
+                socket,
+                Some(session_id),
+                code::SERVICE_ERROR,
+                SESSION_FULL,
+                now,
+            );
+            return;
+        }
+        let Ok(message_id) = ids::random_id() else {
+            self.error(socket, Some(session_id), code::SERVICE_ERROR, BUSY, now);
+            return;
+        };
+        let mut message = Message::new(message_id, Sender::User, content, inbound.at);
+        message.meta = inbound.metadata;
+        message.meta.remove("last_seq");
+        live.message_count += 1;
+        let op = StoreOp::Append {
+            session_id: session_id.to_owned(),
+            user_id: live.owner.clone(),
+            name: name_for(&message.content),
+            model_id: live.model_id.clone(),
+            message: Box::new(message.clone()),
+            max_messages: self.settings.max_messages,
+        };
+        self.write(
+            session_id,
+            Write {
+                op,
+                then: AfterWrite::UserMessage { socket, message },
+            },
+        );
+    }
+
+    pub(super) fn model_select(
+        &mut self,
+        socket: ConnId,
+        session_id: &str,
+        inbound: Inbound,
+        now: Now,
+    ) {
+        let Some(model_id) = inbound.model_id else {
+            self.error(
+                socket,
+                Some(session_id),
+                code::MISSING_FIELD,
+                "Required field missing: model_id",
+                now,
+            );
+            return;
+        };
+        if !self.settings.models.iter().any(|m| m.id == model_id) {
+            let message = format!("Invalid model ID: {model_id}");
+            self.error(socket, Some(session_id), code::INVALID_FORMAT, message, now);
+            return;
+        }
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        live.model_id = model_id.clone();
+        if live.stored || live.writing.is_some() {
+            let op = StoreOp::SetModel {
+                session_id: session_id.to_owned(),
+                model_id: model_id.clone(),
+                at: now.ms,
+            };
+            self.write(
+                session_id,
+                Write {
+                    op,
+                    then: AfterWrite::Model { socket, model_id },
+                },
+            );
+        } else {
+            // Not stored yet: the model is stored with the session's first message.
+            self.model_changed(session_id, &model_id, now);
+        }
+    }
+
+    pub(super) fn model_changed(&mut self, session_id: &str, model_id: &str, now: Now) {
+        let Some(live) = self.sessions.get(session_id) else {
+            return;
+        };
+        let content = format!("Model changed to {model_id}");
+        let frame = Outbound::system(Kind::ConnectionStatus, now.ms)
+            .with_session(session_id)
+            .with_content(&content)
+            .with_model(model_id)
+            .to_json();
+        for &socket in &live.sockets {
+            self.out.push(Effect::Send(socket, frame.clone()));
+        }
+    }
+
+    /// Stops the reply in progress, if any: the upstream request is cancelled and what
+    /// arrived so far is stored as a stopped reply.
+    pub(super) fn stop(&mut self, session_id: &str, now: Now) {
+        let Some(reply) = self
+            .sessions
+            .get_mut(session_id)
+            .and_then(|live| live.reply.take())
+        else {
+            return;
+        };
+        self.out.push(Effect::Cancel(reply.job));
+        self.conclude(session_id, reply, Some("stopped"), None, now);
+    }
+}

@@ -1,0 +1,112 @@
+//! Sessions ending, time passing (the idle sweep, expiries) and shutdown.
+
+use super::*;
+
+impl Chat {
+    /// Tells every socket of an ended session, and closes them: a client starts a new
+    /// session by reconnecting.
+    pub(super) fn end_session(&mut self, session_id: &str, now: Now) {
+        self.stop(session_id, now);
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        live.ended = true;
+        let sockets = std::mem::take(&mut live.sockets);
+        let frame = Outbound::system(Kind::ConnectionStatus, now.ms)
+            .with_session(session_id)
+            .with_content("Session ended")
+            .with_meta("ended", "true")
+            .to_json();
+        for socket in sockets {
+            if let Some(state) = self.hub.get_mut(socket) {
+                state.session = None;
+                state.delivery = None;
+            }
+            self.out.push(Effect::Send(socket, frame.clone()));
+            let (code, reason) = SESSION_ENDED;
+            self.out.push(Effect::Close(socket, code, reason));
+        }
+        live.orphaned_since = Some(now.at);
+        live.finished = None;
+        self.evict_if_idle(session_id);
+    }
+
+    pub(super) fn tick(&mut self, now: Now) {
+        if now.at >= self.next_sweep {
+            self.next_sweep = now.at + self.settings.sweep_interval;
+            let ttl = i64::try_from(self.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
+            let id = self.spawn(Work::Store(StoreOp::EndIdle {
+                idle_before: now.ms.saturating_sub(ttl),
+                at: now.ms,
+            }));
+            self.pending.insert(id, Pending::Sweep);
+        }
+        if now.at >= self.next_cleanup {
+            self.next_cleanup = now.at + self.settings.rate_cleanup;
+            self.limiter.cleanup(now.at);
+        }
+        let keep = self.settings.reconnect_timeout;
+        let expired = |since: Option<Instant>| since.is_some_and(|t| t + keep <= now.at);
+        let orphans: Vec<String> = self
+            .sessions
+            .values()
+            .filter(|live| live.reply.is_some() && expired(live.orphaned_since))
+            .map(|live| live.id.clone())
+            .collect();
+        for id in orphans {
+            log::info!("session {id}: nobody connected for {keep:?}; stopping its reply");
+            self.stop(&id, now);
+        }
+        let mut idle = Vec::new();
+        for live in self.sessions.values_mut() {
+            if expired(live.finished.as_ref().map(|f| f.at)) {
+                live.finished = None;
+            }
+            if live.is_idle() {
+                idle.push(live.id.clone());
+            }
+        }
+        for id in idle {
+            self.sessions.remove(&id);
+        }
+        let next = self
+            .sessions
+            .values()
+            .flat_map(|live| {
+                let orphan = live.reply.as_ref().and(live.orphaned_since);
+                let finished = live.finished.as_ref().map(|f| f.at);
+                [orphan, finished].into_iter().flatten().map(|t| t + keep)
+            })
+            .chain([self.next_sweep, self.next_cleanup])
+            .min()
+            .unwrap_or(self.next_sweep);
+        self.out.push(Effect::Timer(next));
+    }
+
+    pub(super) fn shutdown(&mut self, now: Now) {
+        let streaming: Vec<String> = self
+            .sessions
+            .values()
+            .filter(|live| live.reply.is_some())
+            .map(|live| live.id.clone())
+            .collect();
+        for id in &streaming {
+            self.stop(id, now);
+        }
+        // Nothing will come back to start the next write: hand them all over now.
+        let writes: Vec<Write> = self
+            .sessions
+            .values_mut()
+            .flat_map(|live| live.writes.drain(..))
+            .collect();
+        for write in writes {
+            self.spawn(Work::Store(write.op));
+        }
+        if !streaming.is_empty() {
+            log::info!(
+                "shutdown: stopped {} streaming repl(ies); their text is being stored",
+                streaming.len()
+            );
+        }
+    }
+}

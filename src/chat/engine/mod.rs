@@ -1,0 +1,244 @@
+//! The chat state machine. Events go in (a socket connected, a frame arrived, a socket
+//! closed or drained, a job finished, time passed); effects come out (send a frame,
+//! close a socket, run a job, cancel one, wake me at). No sockets, threads or clocks
+//! live here: time is passed in, and jobs run wherever the caller puts them. That makes
+//! every sequence of `spec/websocket.md` testable with plain function calls.
+
+mod frames;
+mod lifecycle;
+mod replies;
+mod sockets;
+mod writes;
+
+use replies::{deliver, replay};
+use writes::describe;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::hub::{Hub, Resume, User, HELD_FRAMES_MAX};
+use super::jobs::{Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
+use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
+use super::ratelimit::RateLimiter;
+use super::session::{name_for, AfterWrite, Finished, Live, Write};
+use super::stream::{Delivery, Reply};
+use crate::ids;
+use crate::llm::{Finish, LlmError};
+use crate::net::slab::ConnId;
+use crate::store::{Message, Millis, Sender, StoreError};
+
+/// The close code and reason for sockets of a session that was ended.
+const SESSION_ENDED: (u16, &str) = (1000, "Session ended");
+const BUSY: &str = "Server busy — please retry";
+const SESSION_FULL: &str = "Session is full, start a new chat";
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub models: Vec<ModelInfo>,
+    pub default_model: String,
+    pub context_messages: usize,
+    pub max_messages: usize,
+    pub rate_limit: u32,
+    pub rate_window: Duration,
+    pub rate_cleanup: Duration,
+    pub reconnect_timeout: Duration,
+    pub session_ttl: Duration,
+    pub sweep_interval: Duration,
+    /// Only for the text of `LLM_TIMEOUT` errors; the lane enforces it.
+    pub stream_timeout: Duration,
+}
+
+/// The time of an event: monotonic for deadlines, wall clock for what is stored.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub at: Instant,
+    pub ms: Millis,
+}
+
+pub enum Event<'a> {
+    Connected {
+        socket: ConnId,
+        user: User,
+        /// The handshake's `?session_id=`.
+        session_id: Option<String>,
+        resume: Resume,
+    },
+    Frame {
+        socket: ConnId,
+        text: &'a str,
+    },
+    Closed {
+        socket: ConnId,
+    },
+    /// A socket wrote everything queued on it (asked for with [`Effect::WatchFlush`]).
+    Flushed {
+        socket: ConnId,
+    },
+    JobDone(JobDone),
+    /// Ended through `POST …/end`.
+    SessionEnded {
+        session_id: String,
+    },
+    Tick,
+    /// The process is stopping: stop and store every reply in flight, and hand over
+    /// every queued store write at once.
+    Shutdown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Send(ConnId, String),
+    /// Deliver [`Event::Flushed`] once this socket's queue is written.
+    WatchFlush(ConnId),
+    Close(ConnId, u16, &'static str),
+    Spawn(Job),
+    Cancel(JobId),
+    /// Deliver [`Event::Tick`] at this time.
+    Timer(Instant),
+}
+
+/// What a job in flight was for.
+enum Pending {
+    Resolve {
+        socket: ConnId,
+    },
+    Load {
+        socket: ConnId,
+        session_id: String,
+    },
+    Write {
+        session_id: String,
+        then: AfterWrite,
+    },
+    Reply {
+        session_id: String,
+    },
+    Sweep,
+}
+
+/// Why a store write did not happen.
+enum WriteError {
+    Busy,
+    Store(StoreError),
+}
+
+/// Where a frame's `session_id` leads.
+enum Target {
+    Ready(String),
+    /// A store lookup runs first; the frame waits with the socket's held frames.
+    Held,
+    Refused,
+}
+
+pub struct Chat {
+    settings: Settings,
+    hub: Hub,
+    sessions: HashMap<String, Live>,
+    pending: HashMap<JobId, Pending>,
+    next_job: JobId,
+    limiter: RateLimiter,
+    next_sweep: Instant,
+    next_cleanup: Instant,
+    out: Vec<Effect>,
+}
+
+impl Chat {
+    pub fn new(settings: Settings, now: Instant) -> Chat {
+        Chat {
+            limiter: RateLimiter::new(settings.rate_limit, settings.rate_window),
+            next_sweep: now,
+            next_cleanup: now + settings.rate_cleanup,
+            settings,
+            hub: Hub::default(),
+            sessions: HashMap::new(),
+            pending: HashMap::new(),
+            next_job: 1,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn sockets_of(&self, user_id: &str) -> &[ConnId] {
+        self.hub.sockets_of(user_id)
+    }
+
+    /// Handles one event; the effects are to be applied in order.
+    pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
+        match event {
+            Event::Connected {
+                socket,
+                user,
+                session_id,
+                resume,
+            } => self.connected(socket, user, session_id, resume, now),
+            Event::Frame { socket, text } => self.frame(socket, text, now),
+            Event::Closed { socket } => self.closed(socket, now),
+            Event::Flushed { socket } => self.flushed(socket, now),
+            Event::JobDone(done) => self.job_done(done, now),
+            Event::SessionEnded { session_id } => self.end_session(&session_id, now),
+            Event::Tick => self.tick(now),
+            Event::Shutdown => self.shutdown(now),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn spawn(&mut self, work: Work) -> JobId {
+        let id = self.job_id();
+        self.out.push(Effect::Spawn(Job { id, work }));
+        id
+    }
+
+    fn job_id(&mut self) -> JobId {
+        let id = self.next_job;
+        self.next_job += 1;
+        id
+    }
+
+    fn job_done(&mut self, done: JobDone, now: Now) {
+        match done {
+            JobDone::Chunk { id, text } => self.chunk(id, &text, now),
+            JobDone::Finished { id, result } => self.reply_finished(id, result, now),
+            JobDone::Store { id, result } => {
+                self.store_done(id, result.map_err(WriteError::Store), now)
+            }
+            JobDone::Refused { id } => match self.pending.get(&id) {
+                Some(Pending::Reply { .. }) => self.reply_refused(id, now),
+                Some(_) => self.store_done(id, Err(WriteError::Busy), now),
+                None => {}
+            },
+        }
+    }
+
+    fn error(
+        &mut self,
+        socket: ConnId,
+        session_id: Option<&str>,
+        code: &'static str,
+        message: impl Into<String>,
+        now: Now,
+    ) {
+        let recoverable = !matches!(code, code::UNAUTHORIZED | code::NOT_FOUND);
+        let mut frame = Outbound::error(code, message, recoverable, now.ms);
+        if let Some(id) = session_id {
+            frame = frame.with_session(id);
+        }
+        self.out.push(Effect::Send(socket, frame.to_json()));
+    }
+
+    fn unauthorized(&mut self, socket: ConnId, bound: Option<&str>, now: Now) {
+        self.error(
+            socket,
+            bound,
+            code::UNAUTHORIZED,
+            "You do not have permission to access this session",
+            now,
+        );
+    }
+}
+
+fn effective_model<'a>(live: &'a Live, settings: &'a Settings) -> &'a str {
+    if live.model_id.is_empty() {
+        &settings.default_model
+    } else {
+        &live.model_id
+    }
+}

@@ -1,0 +1,258 @@
+//! Sockets coming and going: which session a new socket starts on, moving a socket
+//! between the user's sessions, and the frames a socket sends while a lookup runs.
+
+use super::*;
+
+impl Chat {
+    pub(super) fn connected(
+        &mut self,
+        socket: ConnId,
+        user: User,
+        requested: Option<String>,
+        resume: Resume,
+        now: Now,
+    ) {
+        let user_id = user.id.clone();
+        self.hub.connect(socket, user, resume);
+        if let Some(id) = &requested {
+            match self.sessions.get(id) {
+                Some(live) if live.owner == user_id && !live.ended => {
+                    let id = id.clone();
+                    self.bind(socket, &id, now);
+                    return;
+                }
+                // Someone else's (or ended): a fresh session, without saying which.
+                Some(_) => {
+                    self.bind_fresh(socket, now);
+                    return;
+                }
+                None => {}
+            }
+        }
+        if let Some(state) = self.hub.get_mut(socket) {
+            state.held = Some(VecDeque::new());
+        }
+        let id = self.spawn(Work::Store(StoreOp::Resolve {
+            user_id,
+            requested,
+            history: self.settings.context_messages,
+        }));
+        self.pending.insert(id, Pending::Resolve { socket });
+    }
+
+    pub(super) fn closed(&mut self, socket: ConnId, now: Now) {
+        if let Some(state) = self.hub.disconnect(socket) {
+            if let Some(session_id) = state.session {
+                self.unbind(socket, &session_id, now);
+            }
+        }
+    }
+
+    pub(super) fn flushed(&mut self, socket: ConnId, now: Now) {
+        let Some(state) = self.hub.get_mut(socket) else {
+            return;
+        };
+        if let Some(delivery) = &mut state.delivery {
+            delivery.awaiting_flush = false;
+        }
+        let Some(session_id) = state.session.clone() else {
+            return;
+        };
+        if let Some(live) = self.sessions.get(&session_id) {
+            if let Some(reply) = &live.reply {
+                deliver(&mut self.hub, &mut self.out, socket, &live.id, reply, now);
+            }
+        }
+    }
+
+    /// Binds a socket to a session it may use, and tells it so; a socket binding while
+    /// a reply streams first gets what it missed.
+    pub(super) fn bind(&mut self, socket: ConnId, session_id: &str, now: Now) {
+        let Some(state) = self.hub.get_mut(socket) else {
+            return;
+        };
+        let previous = state.session.replace(session_id.to_owned());
+        if previous.as_deref() == Some(session_id) {
+            return;
+        }
+        state.delivery = None;
+        let resume = std::mem::take(&mut state.resume);
+        let user_id = state.user.id.clone();
+        if let Some(previous) = previous {
+            self.unbind(socket, &previous, now);
+        }
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        live.sockets.push(socket);
+        live.orphaned_since = None;
+        let model_id = effective_model(live, &self.settings);
+        let status = Outbound::system(Kind::ConnectionStatus, now.ms)
+            .with_session(session_id)
+            .with_user(&user_id)
+            .with_content("Connected")
+            .with_models(&self.settings.models)
+            .with_model(model_id)
+            .to_json();
+        self.out.push(Effect::Send(socket, status));
+        replay(&mut self.hub, &mut self.out, socket, live, &resume, now);
+    }
+
+    pub(super) fn bind_fresh(&mut self, socket: ConnId, now: Now) -> Option<String> {
+        let owner = self.hub.get(socket)?.user.id.clone();
+        let Ok(id) = ids::random_id() else {
+            log::error!("the OS random source failed: cannot make a session id");
+            self.out.push(Effect::Close(socket, 1011, "Internal error"));
+            return None;
+        };
+        self.sessions
+            .insert(id.clone(), Live::fresh(id.clone(), owner));
+        self.bind(socket, &id, now);
+        Some(id)
+    }
+
+    pub(super) fn unbind(&mut self, socket: ConnId, session_id: &str, now: Now) {
+        if let Some(live) = self.sessions.get_mut(session_id) {
+            live.sockets.retain(|&s| s != socket);
+            if live.sockets.is_empty() {
+                live.orphaned_since = Some(now.at);
+            }
+        }
+        self.evict_if_idle(session_id);
+    }
+
+    pub(super) fn evict_if_idle(&mut self, session_id: &str) {
+        if self.sessions.get(session_id).is_some_and(Live::is_idle) {
+            self.sessions.remove(session_id);
+        }
+    }
+
+    /// Handles the frames a socket sent while its session was being looked up, until
+    /// one of them starts another lookup.
+    pub(super) fn release_held(&mut self, socket: ConnId, now: Now) {
+        let Some(mut queue) = self.hub.get_mut(socket).and_then(|s| s.held.take()) else {
+            return;
+        };
+        while let Some(text) = queue.pop_front() {
+            self.frame(socket, &text, now);
+            match self.hub.get_mut(socket) {
+                None => return,
+                Some(state) => {
+                    if let Some(held) = &mut state.held {
+                        held.extend(queue.drain(..));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn resolved(
+        &mut self,
+        socket: ConnId,
+        result: Result<StoreReply, WriteError>,
+        now: Now,
+    ) {
+        let Some(user_id) = self.hub.get(socket).map(|s| s.user.id.clone()) else {
+            return;
+        };
+        let found = match result {
+            Ok(StoreReply::Found(found)) => found,
+            Ok(_) => None,
+            Err(error) => {
+                log::warn!(
+                    "socket {socket:?}: looking up the session failed ({}); starting a fresh one",
+                    describe(&error)
+                );
+                None
+            }
+        };
+        if let Some(state) = self.hub.get_mut(socket) {
+            state.held = None;
+        }
+        match found.filter(|t| t.session.user_id == user_id && t.session.is_active()) {
+            Some(transcript) => {
+                let id = transcript.session.id.clone();
+                let context = self.settings.context_messages;
+                self.sessions
+                    .entry(id.clone())
+                    .or_insert_with(|| Live::from_store(*transcript, context));
+                self.bind(socket, &id, now);
+            }
+            None => {
+                self.bind_fresh(socket, now);
+            }
+        }
+        self.release_held(socket, now);
+    }
+
+    pub(super) fn loaded(
+        &mut self,
+        socket: ConnId,
+        session_id: String,
+        result: Result<StoreReply, WriteError>,
+        now: Now,
+    ) {
+        let Some(user_id) = self.hub.get(socket).map(|s| s.user.id.clone()) else {
+            return;
+        };
+        let found = match result {
+            Ok(StoreReply::Found(found)) => Ok(found),
+            Ok(_) => Ok(None),
+            Err(error) => Err(error),
+        };
+        let held = self
+            .hub
+            .get_mut(socket)
+            .and_then(|state| state.held.take())
+            .unwrap_or_default();
+        let bound = self.hub.get(socket).and_then(|s| s.session.clone());
+        match found {
+            Ok(Some(t)) if t.session.user_id != user_id => {
+                self.unauthorized(socket, bound.as_deref(), now);
+                self.requeue(socket, held, 1, now);
+            }
+            Ok(Some(t)) if t.session.is_active() => {
+                let context = self.settings.context_messages;
+                self.sessions
+                    .entry(session_id)
+                    .or_insert_with(|| Live::from_store(*t, context));
+                self.requeue(socket, held, 0, now);
+            }
+            // Unknown or ended: a fresh session under a new id; the frames that named
+            // the old id go there.
+            Ok(_) => {
+                if let Some(fresh) = self.bind_fresh(socket, now) {
+                    self.alias(socket, session_id, fresh);
+                }
+                self.requeue(socket, held, 0, now);
+            }
+            Err(error) => {
+                let (code, message) = match error {
+                    WriteError::Busy => (code::SERVICE_ERROR, BUSY),
+                    WriteError::Store(error) => {
+                        log::warn!("loading session {session_id} failed: {error}");
+                        (code::DATABASE_ERROR, "Database operation failed")
+                    }
+                };
+                self.error(socket, bound.as_deref(), code, message, now);
+                self.requeue(socket, held, 1, now);
+            }
+        }
+    }
+
+    /// Puts held frames back (dropping the first `answered`) and handles them.
+    pub(super) fn requeue(
+        &mut self,
+        socket: ConnId,
+        mut held: VecDeque<String>,
+        answered: usize,
+        now: Now,
+    ) {
+        held.drain(..answered.min(held.len()));
+        if let Some(state) = self.hub.get_mut(socket) {
+            state.held = Some(held);
+        }
+        self.release_held(socket, now);
+    }
+}
