@@ -1,22 +1,34 @@
 //! Runs the chat core's jobs: store operations on the `store` lane, LLM streams on the
 //! `llm` lane. Chunks travel back as completions the moment they arrive; the cancel
 //! token of each stream is kept here so that `stop` reaches the lane.
+//!
+//! Appends are group-committed: one batch is in flight at a time, and the appends that
+//! arrive while it commits wait and go next, together, as one transaction. An idle
+//! server commits a message alone and at once; a busy one pays one commit (and one
+//! fsync) per batch instead of per message. The chat core keeps at most one write per
+//! session in flight, so a batch never holds two appends of one session.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::lanes::{Done, Lanes};
-use crate::chat::jobs::{Job, JobDone, JobId, LlmCall, Work};
+use crate::chat::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
 use crate::llm::{self, Catalog, LlmError, Request, Sink};
-use crate::net::lanes::{CancelToken, JobContext, LaneError};
-use crate::store::Store;
+use crate::net::lanes::{CancelToken, JobContext};
+use crate::store::{Store, StoreError};
+
+/// Appends that may wait for the batch in flight; past this the store is not keeping
+/// up and new ones are refused (busy) rather than queued without bound.
+const APPENDS_WAITING_MAX: usize = 8192;
 
 pub struct Runner {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     stream_timeout: Duration,
     streams: HashMap<JobId, CancelToken>,
+    appends_waiting: Vec<(JobId, AppendOp)>,
+    appends_committing: bool,
 }
 
 impl Runner {
@@ -26,37 +38,116 @@ impl Runner {
             catalog,
             stream_timeout,
             streams: HashMap::new(),
+            appends_waiting: Vec::new(),
+            appends_committing: false,
         }
     }
 
-    pub fn submit(&mut self, lanes: &Lanes, job: Job) -> Result<(), LaneError> {
+    /// Starts a job; returns the ids of jobs that could not run (their lane was full),
+    /// which the chat core must hear about as refused.
+    pub fn submit(&mut self, lanes: &Lanes, job: Job) -> Vec<JobId> {
         let id = job.id;
         let lost = Done::Chat(JobDone::Refused { id });
-        match job.work {
+        let submitted = match job.work {
+            Work::Store(StoreOp::Append(op)) => return self.queue_append(lanes, id, op),
             Work::Store(op) => {
                 let store = Arc::clone(&self.store);
-                lanes.store.try_submit(
-                    move |ctx| {
-                        let result = op.run(store.as_ref());
-                        let _ = ctx.complete(Done::Chat(JobDone::Store { id, result }));
-                    },
-                    lost,
-                )?;
+                lanes
+                    .store
+                    .try_submit(
+                        move |ctx| {
+                            let result = op.run(store.as_ref());
+                            let _ = ctx.complete(Done::Chat(JobDone::Store { id, result }));
+                        },
+                        lost,
+                    )
+                    .map(drop)
             }
             Work::Llm(call) => {
                 let catalog = Arc::clone(&self.catalog);
                 let timeout = self.stream_timeout;
-                let cancel = lanes.llm.try_submit(
-                    move |ctx| {
-                        let result = stream(&catalog, &call, timeout, id, ctx);
-                        let _ = ctx.complete(Done::Chat(JobDone::Finished { id, result }));
-                    },
-                    lost,
-                )?;
-                self.streams.insert(id, cancel);
+                lanes
+                    .llm
+                    .try_submit(
+                        move |ctx| {
+                            let result = stream(&catalog, &call, timeout, id, ctx);
+                            let _ = ctx.complete(Done::Chat(JobDone::Finished { id, result }));
+                        },
+                        lost,
+                    )
+                    .map(|cancel| {
+                        self.streams.insert(id, cancel);
+                    })
+            }
+        };
+        match submitted {
+            Ok(()) => Vec::new(),
+            Err(error) => {
+                log::warn!("job {id}: {error}");
+                vec![id]
             }
         }
-        Ok(())
+    }
+
+    fn queue_append(&mut self, lanes: &Lanes, id: JobId, op: AppendOp) -> Vec<JobId> {
+        if self.appends_waiting.len() >= APPENDS_WAITING_MAX {
+            log::warn!("job {id}: {APPENDS_WAITING_MAX} appends already wait for the store");
+            return vec![id];
+        }
+        self.appends_waiting.push((id, op));
+        if self.appends_committing {
+            Vec::new()
+        } else {
+            self.flush_appends(lanes)
+        }
+    }
+
+    /// The batch in flight is done: the appends that queued meanwhile go next.
+    pub fn appends_committed(&mut self, lanes: &Lanes) -> Vec<JobId> {
+        self.appends_committing = false;
+        self.flush_appends(lanes)
+    }
+
+    /// Sends every waiting append to the store lane as one batch. The loop calls it
+    /// only when no batch is in flight, except at shutdown, when no completion will
+    /// come back to send them.
+    pub fn flush_appends(&mut self, lanes: &Lanes) -> Vec<JobId> {
+        if self.appends_waiting.is_empty() {
+            return Vec::new();
+        }
+        let batch = std::mem::take(&mut self.appends_waiting);
+        let ids: Vec<JobId> = batch.iter().map(|(id, _)| *id).collect();
+        let store = Arc::clone(&self.store);
+        let lost = Done::AppendBatch { lost: ids.clone() };
+        let submitted = lanes.store.try_submit(
+            move |ctx| {
+                let appends: Vec<_> = batch.iter().map(|(_, op)| op.as_append()).collect();
+                let mut results = store.append_batch(&appends).into_iter();
+                for (id, _) in &batch {
+                    let result = results
+                        .next()
+                        .unwrap_or_else(|| {
+                            Err(StoreError::Unavailable(
+                                "the store skipped an append".into(),
+                            ))
+                        })
+                        .map(|session| StoreReply::Appended(session.message_count));
+                    let _ = ctx.complete(Done::Chat(JobDone::Store { id: *id, result }));
+                }
+                let _ = ctx.complete(Done::AppendBatch { lost: Vec::new() });
+            },
+            lost,
+        );
+        match submitted {
+            Ok(_) => {
+                self.appends_committing = true;
+                Vec::new()
+            }
+            Err(error) => {
+                log::warn!("{} append(s): {error}", ids.len());
+                ids
+            }
+        }
     }
 
     pub fn cancel(&mut self, id: JobId) {

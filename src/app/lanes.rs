@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::chat::jobs::JobDone;
+use crate::chat::jobs::{JobDone, JobId};
 use crate::config::Config;
 use crate::http::sessions::Outcome;
 use crate::net::http::Response;
@@ -21,6 +21,9 @@ pub enum Done {
     Sessions(ConnId, Outcome, Option<String>),
     /// A chat job's outcome (store operation, LLM chunk or end).
     Chat(JobDone),
+    /// A batch of appends has been answered (or lost with these jobs, if its job died):
+    /// the next batch may go.
+    AppendBatch { lost: Vec<JobId> },
 }
 
 /// Separate lanes so one kind of blocking work cannot starve another.

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::auth::{self, Identity, Verifier};
 use crate::chat::engine::{Chat, Effect, Event, Now, Settings};
 use crate::chat::hub::{Resume, User};
-use crate::chat::jobs::JobDone;
+use crate::chat::jobs::{JobDone, JobId};
 use crate::chat::protocol::{Kind, ModelInfo, Outbound};
 use crate::chat::ratelimit::RateLimiter;
 use crate::config::{Cidr, Config};
@@ -30,7 +30,6 @@ use crate::ids;
 use crate::llm::Catalog;
 use crate::net::conn::{ConnInfo, ListenerKind};
 use crate::net::http::{Request, RequestHead, Response};
-use crate::net::lanes::LaneError;
 use crate::net::reactor::{Ctx, Handler, Reply};
 use crate::net::slab::ConnId;
 use crate::net::ws::Incoming;
@@ -339,22 +338,18 @@ impl App {
                 Effect::Send(socket, text) => ctx.send_text(socket, text),
                 Effect::WatchFlush(socket) => ctx.watch_flush(socket),
                 Effect::Close(socket, code, reason) => ctx.close(socket, code, reason),
-                Effect::Spawn(job) => {
-                    let id = job.id;
-                    if let Err(error) = self.runner.submit(&self.lanes, job) {
-                        if error == LaneError::Busy {
-                            log::warn!("job {id}: lane full, refused");
-                        }
-                        refused.push(id);
-                    }
-                }
+                Effect::Spawn(job) => refused.extend(self.runner.submit(&self.lanes, job)),
                 Effect::Cancel(id) => self.runner.cancel(id),
                 Effect::Timer(at) => {
                     self.wake_at = Some(self.wake_at.map_or(at, |current| current.min(at)))
                 }
             }
         }
-        for id in refused {
+        self.refuse(refused, ctx);
+    }
+
+    fn refuse(&mut self, jobs: Vec<JobId>, ctx: &mut Ctx) {
+        for id in jobs {
             self.chat_event(Event::JobDone(JobDone::Refused { id }), ctx);
         }
     }
@@ -521,6 +516,11 @@ impl Handler for App {
                 self.runner.ended(&done);
                 self.chat_event(Event::JobDone(done), ctx);
             }
+            Done::AppendBatch { lost } => {
+                let refused = self.runner.appends_committed(&self.lanes);
+                self.refuse(lost, ctx);
+                self.refuse(refused, ctx);
+            }
         }
     }
 
@@ -541,17 +541,21 @@ impl Handler for App {
                 at: Instant::now(),
                 ms: time::unix_millis_now(),
             };
+            let mut refused = Vec::new();
             for effect in self.chat.handle(Event::Shutdown, now) {
                 match effect {
-                    Effect::Spawn(job) => {
-                        let id = job.id;
-                        if let Err(error) = self.runner.submit(&self.lanes, job) {
-                            log::error!("shutdown: job {id} could not be queued: {error}");
-                        }
-                    }
+                    Effect::Spawn(job) => refused.extend(self.runner.submit(&self.lanes, job)),
                     Effect::Cancel(id) => self.runner.cancel(id),
                     _ => {}
                 }
+            }
+            // No completion will start the next batch now: send what waits at once.
+            refused.extend(self.runner.flush_appends(&self.lanes));
+            if !refused.is_empty() {
+                log::error!(
+                    "shutdown: {} store write(s) could not be queued",
+                    refused.len()
+                );
             }
         }
         self.lanes.shutdown(until)

@@ -42,14 +42,7 @@ pub enum StoreOp {
         session_id: String,
         history: usize,
     },
-    Append {
-        session_id: String,
-        user_id: String,
-        name: String,
-        model_id: String,
-        message: Box<Message>,
-        max_messages: usize,
-    },
+    Append(AppendOp),
     SetModel {
         session_id: String,
         model_id: String,
@@ -59,6 +52,30 @@ pub enum StoreOp {
         idle_before: Millis,
         at: Millis,
     },
+}
+
+/// [`crate::store::Append`] with owned fields, to travel to a lane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendOp {
+    pub session_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub model_id: String,
+    pub message: Box<Message>,
+    pub max_messages: usize,
+}
+
+impl AppendOp {
+    pub fn as_append(&self) -> Append<'_> {
+        Append {
+            session_id: &self.session_id,
+            user_id: &self.user_id,
+            name: &self.name,
+            model_id: &self.model_id,
+            message: &self.message,
+            max_messages: self.max_messages,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,23 +120,6 @@ impl StoreOp {
             } => Ok(StoreReply::Found(
                 store.transcript(session_id, Some(*history))?.map(Box::new),
             )),
-            StoreOp::Append {
-                session_id,
-                user_id,
-                name,
-                model_id,
-                message,
-                max_messages,
-            } => store
-                .append(&Append {
-                    session_id,
-                    user_id,
-                    name,
-                    model_id,
-                    message,
-                    max_messages: *max_messages,
-                })
-                .map(|session| StoreReply::Appended(session.message_count)),
             StoreOp::SetModel {
                 session_id,
                 model_id,
@@ -130,6 +130,9 @@ impl StoreOp {
             StoreOp::EndIdle { idle_before, at } => {
                 store.end_idle(*idle_before, *at).map(StoreReply::Ended)
             }
+            StoreOp::Append(op) => store
+                .append(&op.as_append())
+                .map(|session| StoreReply::Appended(session.message_count)),
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::engine::{Chat, Effect, Event, Now, Settings};
 use super::hub::{Resume, User};
-use super::jobs::{Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
+use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
 use super::protocol::ModelInfo;
 use crate::llm::{Finish, LlmError, Role};
 use crate::net::slab::{ConnId, Slab};
@@ -220,7 +220,7 @@ impl Harness {
         let out = self.send(socket, &frame.to_string());
         let append = out.only_job();
         assert!(
-            matches!(&append.work, Work::Store(StoreOp::Append { message, .. }) if message.content == text),
+            matches!(&append.work, Work::Store(StoreOp::Append(AppendOp { message, .. })) if message.content == text),
             "expected the message stored, got {append:?}"
         );
         let out = self.store(append.id, Ok(StoreReply::Appended(1)));
@@ -315,12 +315,12 @@ fn a_user_message_is_stored_before_it_is_acknowledged_then_streamed() {
     );
     assert!(out.frames(laptop).is_empty());
     let append = out.only_job();
-    let Work::Store(StoreOp::Append {
+    let Work::Store(StoreOp::Append(AppendOp {
         name,
         message,
         user_id,
         ..
-    }) = &append.work
+    })) = &append.work
     else {
         panic!("expected append: {append:?}");
     };
@@ -386,7 +386,7 @@ fn chunks_stream_to_every_device_and_coalesce_while_a_socket_is_behind() {
         assert_eq!(meta(&done, "seq"), Some("3"));
         assert!(done.get("content").is_none(), "nothing was left unsent");
     }
-    let Work::Store(StoreOp::Append { message, .. }) = out.only_job().work else {
+    let Work::Store(StoreOp::Append(AppendOp { message, .. })) = out.only_job().work else {
         panic!("the reply is stored");
     };
     assert_eq!(message.sender, Sender::Ai);
@@ -408,7 +408,7 @@ fn stop_cancels_the_upstream_and_stores_the_partial_reply() {
     let done = out.only_frame(socket);
     assert_eq!(meta(&done, "done"), Some("true"));
     assert_eq!(meta(&done, "stopped"), Some("true"));
-    let Work::Store(StoreOp::Append { message, .. }) = out.only_job().work else {
+    let Work::Store(StoreOp::Append(AppendOp { message, .. })) = out.only_job().work else {
         panic!("the partial reply is stored");
     };
     assert_eq!(message.content, "Part");
@@ -521,7 +521,7 @@ fn an_unknown_session_id_starts_a_fresh_session_the_frames_follow() {
     assert_ne!(fresh, first);
     assert_ne!(fresh, "made-up");
     assert_eq!(frames[1]["type"], "pong");
-    let Work::Store(StoreOp::Append { session_id, .. }) = out.only_job().work else {
+    let Work::Store(StoreOp::Append(AppendOp { session_id, .. })) = out.only_job().work else {
         panic!("the message is stored in the fresh session");
     };
     assert_eq!(session_id, fresh);
@@ -624,7 +624,7 @@ fn provider_failures_become_the_spec_errors() {
     let done = out.only_frame(socket);
     assert_eq!(meta(&done, "done"), Some("true"));
     assert_eq!(meta(&done, "error"), Some("true"));
-    let Work::Store(StoreOp::Append { message, .. }) = out.only_job().work else {
+    let Work::Store(StoreOp::Append(AppendOp { message, .. })) = out.only_job().work else {
         panic!("what arrived is stored");
     };
     assert_eq!(message.content, "half");
@@ -740,7 +740,7 @@ fn a_reply_nobody_watches_is_stopped_after_the_reconnect_window() {
     assert!(out.has(&Effect::Cancel(llm)));
     assert!(out.jobs().iter().any(|j| matches!(
         &j.work,
-        Work::Store(StoreOp::Append { message, .. }) if message.content == "partial"
+        Work::Store(StoreOp::Append(AppendOp { message, .. })) if message.content == "partial"
     )));
 }
 
@@ -756,7 +756,7 @@ fn shutdown_stops_replies_and_hands_over_their_writes() {
         .jobs()
         .into_iter()
         .filter_map(|j| match j.work {
-            Work::Store(StoreOp::Append { message, .. }) => Some(message.meta),
+            Work::Store(StoreOp::Append(AppendOp { message, .. })) => Some(message.meta),
             _ => None,
         })
         .collect();

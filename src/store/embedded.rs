@@ -89,36 +89,24 @@ impl Embedded {
 
 impl Store for Embedded {
     fn append(&self, append: &Append) -> Result<Session> {
-        let id = append.session_id;
-        let message = append.message;
-        self.write(|tables| {
-            let old = load(&tables.sessions, id)?;
-            let mut new = match &old {
-                Some(record) if record.uid != append.user_id => return Err(StoreError::NotOwner),
-                Some(record) => record.clone(),
-                None => SessionRecord::new(append, message.at),
-            };
-            if new.msg_count >= append.max_messages as u64 {
-                return Err(StoreError::SessionFull);
-            }
-            let row = encode(&MessageRecord::from_message(message))?;
-            tables
-                .messages
-                .insert((id, new.msg_count), row.as_slice())
-                .map_err(db_err)?;
-            new.msg_count += 1;
-            new.last_activity = message.at;
-            new.modified_at = message.at;
-            if let (Sender::Ai, Some(resp_ms)) = (message.sender, message.resp_ms) {
-                // Saturating: a nonsense figure must not fail (or wrap) the append.
-                new.total_tokens = new.total_tokens.saturating_add(message.tokens.unwrap_or(0));
-                new.max_resp_ms = new.max_resp_ms.max(resp_ms);
-                new.resp_sum = new.resp_sum.saturating_add(resp_ms);
-                new.resp_count += 1;
-            }
-            tables.put(id, old.as_ref(), &new)?;
-            Ok(new.into_session(id))
-        })
+        // A refused append returns its error from the closure: nothing to commit.
+        self.write(|tables| append_in(tables, append).and_then(|refusal| refusal))
+    }
+
+    /// One transaction for the whole batch: one commit, one fsync. An append refused
+    /// for its own reasons (owner, cap) is checked before it writes anything, so it
+    /// fails alone; a storage error fails the batch, and nothing of it is committed.
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+        let outcome = self.write(|tables| {
+            appends
+                .iter()
+                .map(|append| append_in(tables, append))
+                .collect::<Result<Vec<_>>>()
+        });
+        match outcome {
+            Ok(results) => results,
+            Err(error) => appends.iter().map(|_| Err(error.clone())).collect(),
+        }
     }
 
     fn session(&self, id: &str) -> Result<Option<Session>> {
@@ -396,6 +384,40 @@ fn indexed(
     load(sessions, id)?
         .map(|record| record.into_session(id))
         .ok_or_else(|| StoreError::Corrupt(format!("an index names missing session {id}")))
+}
+
+/// One append inside a write transaction. The outer `Result` is a storage failure that
+/// must abort the transaction; the inner one is this append's own refusal, which
+/// writes nothing.
+fn append_in(tables: &mut Tables, append: &Append) -> Result<Result<Session>> {
+    let id = append.session_id;
+    let message = append.message;
+    let old = load(&tables.sessions, id)?;
+    let mut new = match &old {
+        Some(record) if record.uid != append.user_id => return Ok(Err(StoreError::NotOwner)),
+        Some(record) => record.clone(),
+        None => SessionRecord::new(append, message.at),
+    };
+    if new.msg_count >= append.max_messages as u64 {
+        return Ok(Err(StoreError::SessionFull));
+    }
+    let row = encode(&MessageRecord::from_message(message))?;
+    tables
+        .messages
+        .insert((id, new.msg_count), row.as_slice())
+        .map_err(db_err)?;
+    new.msg_count += 1;
+    new.last_activity = message.at;
+    new.modified_at = message.at;
+    if let (Sender::Ai, Some(resp_ms)) = (message.sender, message.resp_ms) {
+        // Saturating: a nonsense figure must not fail (or wrap) the append.
+        new.total_tokens = new.total_tokens.saturating_add(message.tokens.unwrap_or(0));
+        new.max_resp_ms = new.max_resp_ms.max(resp_ms);
+        new.resp_sum = new.resp_sum.saturating_add(resp_ms);
+        new.resp_count += 1;
+    }
+    tables.put(id, old.as_ref(), &new)?;
+    Ok(Ok(new.into_session(id)))
 }
 
 fn load(

@@ -217,6 +217,16 @@ pub trait Store: Send + Sync {
     /// AI messages that carry `resp_ms`). Returns the session after the append.
     fn append(&self, append: &Append) -> Result<Session>;
 
+    /// Appends to several sessions at once, one result per append, in order; the
+    /// appends name distinct sessions. A backend that can commit them together (one
+    /// transaction, one fsync) should: under load, the chat core sends every append
+    /// that queued up while the previous batch committed, so the cost of durability is
+    /// paid once per batch instead of once per message. Each append succeeds or fails
+    /// on its own, exactly as [`Store::append`] would.
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+        appends.iter().map(|append| self.append(append)).collect()
+    }
+
     fn session(&self, id: &str) -> Result<Option<Session>>;
 
     /// The session with its last `last` messages (all with `None`).

@@ -44,6 +44,17 @@ impl<S: Store> Sealed<S> {
         Ok(sealed)
     }
 
+    /// The name and message of an append as they are stored.
+    fn seal_append(&self, append: &Append) -> Result<(String, Message)> {
+        let message = self.seal_message(append.message)?;
+        let name = if self.all_fields {
+            self.seal(append.name)?
+        } else {
+            append.name.to_owned()
+        };
+        Ok((name, message))
+    }
+
     fn open_session(&self, mut session: Session) -> Session {
         session.name = self.cipher.open(&session.name);
         session
@@ -72,18 +83,46 @@ impl<S: Store> Sealed<S> {
 
 impl<S: Store> Store for Sealed<S> {
     fn append(&self, append: &Append) -> Result<Session> {
-        let message = self.seal_message(append.message)?;
-        let name = if self.all_fields {
-            self.seal(append.name)?
-        } else {
-            append.name.to_owned()
-        };
+        let (name, message) = self.seal_append(append)?;
         let sealed = Append {
             name: &name,
             message: &message,
             ..*append
         };
         self.inner.append(&sealed).map(|s| self.open_session(s))
+    }
+
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+        let sealed: Vec<Result<(String, Message)>> =
+            appends.iter().map(|a| self.seal_append(a)).collect();
+        // Only the appends that sealed go to the backend, still as one batch.
+        let ready: Vec<Append> = appends
+            .iter()
+            .zip(&sealed)
+            .filter_map(|(append, sealed)| {
+                let (name, message) = sealed.as_ref().ok()?;
+                Some(Append {
+                    name,
+                    message,
+                    ..*append
+                })
+            })
+            .collect();
+        let mut stored = self.inner.append_batch(&ready).into_iter();
+        sealed
+            .into_iter()
+            .map(|sealed| match sealed {
+                Ok(_) => stored
+                    .next()
+                    .unwrap_or_else(|| {
+                        Err(StoreError::Unavailable(
+                            "backend answered too few appends".into(),
+                        ))
+                    })
+                    .map(|s| self.open_session(s)),
+                Err(error) => Err(error),
+            })
+            .collect()
     }
 
     fn session(&self, id: &str) -> Result<Option<Session>> {

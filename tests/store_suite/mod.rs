@@ -21,6 +21,7 @@ macro_rules! conformance_tests {
             later_appends_keep_name_and_model,
             append_checks_the_owner,
             append_past_the_cap_stores_nothing,
+            a_batch_appends_each_on_its_own,
             messages_keep_their_order,
             transcript_gives_the_last_n_oldest_first,
             message_fields_round_trip,
@@ -203,6 +204,52 @@ pub fn append_past_the_cap_stores_nothing(store: &dyn Store) {
     assert_eq!(capped("s2", 1, 0), Err(StoreError::SessionFull));
     assert_eq!(store.session("s2").unwrap(), None);
     assert_eq!(store.count_active().unwrap(), 1);
+}
+
+pub fn a_batch_appends_each_on_its_own(store: &dyn Store) {
+    assert!(store.append_batch(&[]).is_empty());
+    say(store, "mine", "ann", "first", 1);
+    say(store, "bobs", "bob", "hi", 2);
+    say(store, "capped", "ann", "only", 3);
+    let new = message("a", Sender::User, "to new", 10);
+    let mine = message("b", Sender::User, "to mine", 11);
+    let bobs = message("c", Sender::User, "not yours", 12);
+    let capped = message("d", Sender::User, "over the cap", 13);
+    let to = |session_id, message, max_messages| Append {
+        session_id,
+        user_id: "ann",
+        name: "Batch",
+        model_id: "model-a",
+        message,
+        max_messages,
+    };
+    let results = store.append_batch(&[
+        to("new", &new, CAP),
+        to("mine", &mine, CAP),
+        to("bobs", &bobs, CAP),
+        to("capped", &capped, 1),
+    ]);
+    let counts: Vec<Result<u64, StoreError>> = results
+        .into_iter()
+        .map(|r| r.map(|s| s.message_count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            Ok(1),
+            Ok(2),
+            Err(StoreError::NotOwner),
+            Err(StoreError::SessionFull)
+        ]
+    );
+    assert_eq!(contents(store, "new", None), ["to new"]);
+    assert_eq!(
+        store.session("new").unwrap().expect("created").name,
+        "Batch"
+    );
+    assert_eq!(contents(store, "mine", None), ["first", "to mine"]);
+    assert_eq!(contents(store, "bobs", None), ["hi"]);
+    assert_eq!(contents(store, "capped", None), ["only"]);
 }
 
 pub fn messages_keep_their_order(store: &dyn Store) {

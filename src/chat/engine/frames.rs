@@ -213,14 +213,14 @@ impl Chat {
         message.meta = inbound.metadata;
         message.meta.remove("last_seq");
         live.message_count += 1;
-        let op = StoreOp::Append {
+        let op = StoreOp::Append(AppendOp {
             session_id: session_id.to_owned(),
             user_id: live.owner.clone(),
             name: name_for(&message.content),
             model_id: live.model_id.clone(),
             message: Box::new(message.clone()),
             max_messages: self.settings.max_messages,
-        };
+        });
         self.write(
             session_id,
             Write {

@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::hub::{Hub, Resume, User, HELD_FRAMES_MAX};
-use super::jobs::{Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
+use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
 use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
 use super::ratelimit::RateLimiter;
 use super::session::{name_for, AfterWrite, Finished, Live, Write};

@@ -203,14 +203,14 @@ impl Chat {
             message.resp_ms = Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
             live.remember(Sender::Ai, reply.text.clone(), context);
             live.message_count += 1;
-            let op = StoreOp::Append {
+            let op = StoreOp::Append(AppendOp {
                 session_id: session_id.to_owned(),
                 user_id: live.owner.clone(),
                 name: String::new(),
                 model_id: live.model_id.clone(),
                 message: Box::new(message),
                 max_messages,
-            };
+            });
             live.writes.push_back(Write {
                 op,
                 then: AfterWrite::Reply,
