@@ -1,0 +1,440 @@
+//! Chat round trip with the offline `echo` model under N concurrent users, next to the raw
+//! echo endpoint's round trip on the same server in the same run.
+//!
+//! ```text
+//! cargo bench --bench chat_rtt -- [--conns 100,1000] [--secs 10] [--warmup 2] [--size 64]
+//!     [--stores disk,shm]
+//! ```
+//!
+//! The bench starts the release binary (CHATBOX_BIN, else the one cargo just built) once per
+//! store, pinned to CPU 0 with `taskset -c 0` under `prlimit --nofile`, and re-executes
+//! itself pinned to CPU 1 (as `ws_echo` does; the client is the same one-thread mio loop with
+//! hand-built frames, `benches/support/`). The server runs with CHATBOX_ECHO=true,
+//! RATE_LIMIT=1000000 per 1s and MAX_MESSAGES_PER_SESSION=100000, so neither limit is
+//! reached, and the built-in `echo` model, which streams the user's text back word by word.
+//!
+//! For each N in `--conns`, two rows, each with a warm-up and then `--secs` measured:
+//! - `echo`: N sockets on `/chatbox/echo`, each with one `--size`-byte message in flight:
+//!   the round trip through the event loop alone;
+//! - `chat`: N sockets on `/chatbox/ws`, each its own user (`bench-<i>`, a fresh token and
+//!   so a fresh session per row). A socket waits for `connection_status`, then sends
+//!   `{"type":"user_message",…,"content":"hello"}`, takes the time of the first
+//!   `ai_response` frame (p50/p99/p999 columns: the first chunk) and of the one with
+//!   `"done":"true"` (the `done` columns: the whole reply), and sends the next message.
+//!   One message = one exchange: `srv µs/msg` is server CPU per user message and reply.
+//!
+//! The summary holds the issue's target: chat first-chunk p99 at most 2× the raw echo p99.
+//!
+//! What the chat path adds to the raw echo: frame parsing and validation, the rate limiter,
+//! two store writes per message on the `store` lane (the user message, stored before
+//! `loading` and the first chunk, and the reply, stored when it ends), the `llm` lane
+//! thread that runs the model and the completion channel back to the loop. The embedded
+//! store (redb) fsyncs every commit, commits one at a time for the whole server, and a
+//! session's writes run in order, so a message sent right after `done` waits for its
+//! previous reply's commit and then its own: the first chunk includes up to two durable
+//! commits, queued behind every other user's. `--stores disk,shm` runs the whole table
+//! again on a second server with DATA_DIR on /dev/shm (tmpfs, where fsync returns at
+//! once): the difference between the two `chat` rows is what the disk costs, and what
+//! remains on tmpfs is mostly the store's CPU per commit. `disk` is the system temp dir;
+//! its file system is printed with the conditions.
+//!
+//! Reading a row: `others` is the CPU every other process used meanwhile, plus steal; far
+//! from 0 % means a build or test ran next to the bench, and that row's latencies are not
+//! to be trusted. A `chat` row whose `srv CPU` stays well under 100 % while latency grows
+//! with N is waiting on the disk, not on the CPU. `stalled` counts sockets without an answer for 1 s (echo) or for the
+//! whole measured window (chat, where replies may take seconds under load); `errors` are
+//! sockets lost to a server error frame or close, the first one printed under the row.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::args::Flags;
+use support::client::{
+    parse_url, random_mask, server_frame, text_frame, Client, Protocol, Run, Step,
+};
+use support::echo::Echo;
+use support::report::{quantile_us, row, run_cells, RUN_COLUMNS};
+use support::system::{
+    cpu_count, fs_type, print_conditions, reexec_if_needed, server_under_test, CpuMeter, Launch,
+    JWT_SECRET,
+};
+
+/// An echo socket without an echo for this long at the end of a row counts as stalled.
+const ECHO_STALL: Duration = Duration::from_secs(1);
+/// The chat message: one word, so the echo model answers with one chunk and `done`.
+const CONTENT: &str = "hello";
+/// The chat read buffer: `connection_status` (with the model list) is the largest frame.
+const CHAT_BUFFER: usize = 16 * 1024;
+const TOKEN_TTL_SECS: u64 = 3600;
+/// The issue's target: chat first-chunk p99 at most this many times the raw echo p99.
+const TARGET_RATIO: f64 = 2.0;
+
+const USAGE: &str = "usage: cargo bench --bench chat_rtt -- [--conns 100,1000] [--secs 10] \
+                     [--warmup 2] [--size 64] [--stores disk,shm]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Store {
+    /// DATA_DIR in the system temp dir: the disk, fsync per commit.
+    Disk,
+    /// DATA_DIR on /dev/shm (tmpfs): fsync returns at once.
+    Shm,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Store::Disk => "disk",
+            Store::Shm => "shm",
+        }
+    }
+
+    fn data_parent(self) -> PathBuf {
+        match self {
+            Store::Disk => std::env::temp_dir(),
+            Store::Shm => PathBuf::from("/dev/shm"),
+        }
+    }
+}
+
+struct Args {
+    conns: Vec<usize>,
+    secs: u64,
+    warmup: u64,
+    size: usize,
+    stores: Vec<Store>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        conns: vec![100, 1000],
+        secs: 10,
+        warmup: 2,
+        size: 64,
+        stores: vec![Store::Disk],
+    };
+    let mut flags = Flags::new(USAGE);
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--conns" => {
+                args.conns = flags.list("--conns", "numbers above 0 like 100,1000", |n| {
+                    n.parse().ok().filter(|&n| n > 0)
+                })
+            }
+            "--secs" => args.secs = flags.number("--secs"),
+            "--warmup" => args.warmup = flags.number("--warmup"),
+            "--size" => args.size = flags.number("--size"),
+            "--stores" => {
+                args.stores = flags.list("--stores", "disk or shm, like disk,shm", |s| match s {
+                    "disk" => Some(Store::Disk),
+                    "shm" => Some(Store::Shm),
+                    _ => None,
+                })
+            }
+            other => flags.unknown(other),
+        }
+    }
+    assert!(args.secs > 0, "--secs must be at least 1");
+    args
+}
+
+// ---------------------------------------------------------------------------------------
+// The chat socket.
+
+/// One user per socket; each socket keeps one `user_message` in flight.
+struct Chat {
+    next_user: usize,
+}
+
+#[derive(Default)]
+struct ChatConn {
+    session: Option<String>,
+    /// The masked `user_message` frame for `session`.
+    frame: Vec<u8>,
+    /// When the first `ai_response` of the reply in progress arrived.
+    first: Option<Instant>,
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The value of `"session_id"` in a server frame (ids are hex: no escapes to undo).
+fn session_id(json: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"session_id\":\"";
+    let start = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = json[start..].iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&json[start..start + len]).ok()
+}
+
+/// A close frame's payload, for the error message.
+fn describe_close(payload: &[u8]) -> String {
+    match payload {
+        [a, b, reason @ ..] => format!(
+            "server sent close {} {:?}",
+            u16::from_be_bytes([*a, *b]),
+            String::from_utf8_lossy(reason)
+        ),
+        _ => "server sent close".into(),
+    }
+}
+
+impl Protocol for Chat {
+    type State = ChatConn;
+    const GREETING: bool = true;
+
+    fn buffer_len(&self) -> usize {
+        CHAT_BUFFER
+    }
+
+    fn connect(&mut self) -> (String, ChatConn) {
+        let user = format!("bench-{}", self.next_user);
+        self.next_user += 1;
+        let now = chatbox::time::unix_now();
+        let token = chatbox::auth::mint(
+            JWT_SECRET.as_bytes(),
+            &user,
+            None,
+            &[],
+            now,
+            Some(TOKEN_TTL_SECS),
+        )
+        .unwrap_or_else(|e| panic!("mint a token for {user}: {e}"));
+        let headers = format!("Authorization: Bearer {token}\r\n");
+        (headers, ChatConn::default())
+    }
+
+    fn request<'a>(&'a self, state: &'a ChatConn) -> &'a [u8] {
+        &state.frame
+    }
+
+    /// Frames are told apart by their start (`type` is always the first field) and the
+    /// reply's end by `"done":"true"`; the content, "hello", can hold neither.
+    fn on_data(
+        &self,
+        state: &mut ChatConn,
+        data: &[u8],
+        in_flight: bool,
+    ) -> Result<(usize, Step), String> {
+        let mut used = 0;
+        let mut step = Step::Pending;
+        while let Some(frame) = server_frame(&data[used..])? {
+            used += frame.len;
+            match (frame.fin, frame.opcode) {
+                (true, 0x1) => {}
+                (_, 0x8) => return Err(describe_close(frame.payload)),
+                // The server pings every 54 s and any frame of ours counts as alive.
+                (true, 0x9 | 0xa) => continue,
+                (fin, opcode) => {
+                    return Err(format!("unexpected frame: opcode {opcode:#x}, fin {fin}"))
+                }
+            }
+            let json = frame.payload;
+            if json.starts_with(br#"{"type":"ai_response""#) {
+                if !in_flight {
+                    return Err("ai_response with no message in flight".into());
+                }
+                let first = *state.first.get_or_insert_with(Instant::now);
+                if contains(json, br#""done":"true""#) {
+                    if contains(json, br#""error":"true""#) {
+                        return Err("the reply ended with error".into());
+                    }
+                    state.first = None;
+                    step = Step::Reply { first: Some(first) };
+                }
+            } else if json.starts_with(br#"{"type":"connection_status""#) {
+                let session = session_id(json).ok_or("connection_status without a session_id")?;
+                if state.session.as_deref() != Some(session) {
+                    // Adopt the session of every connection_status (the protocol's rule).
+                    let greeting = state.session.is_none();
+                    let message = format!(
+                        r#"{{"type":"user_message","session_id":"{session}","content":"{CONTENT}"}}"#
+                    );
+                    state.frame = text_frame(message.as_bytes(), Some(random_mask()));
+                    state.session = Some(session.to_owned());
+                    if greeting {
+                        step = Step::Open;
+                    }
+                }
+            } else if json.starts_with(br#"{"type":"error""#) {
+                return Err(format!("server error: {}", String::from_utf8_lossy(json)));
+            }
+            // `loading` and anything else: nothing to do.
+        }
+        Ok((used, step))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rows and the summary.
+
+/// Latencies (µs) of one N on one store, for the summary.
+struct Compared {
+    store: Store,
+    conns: usize,
+    echo_p99: Option<f64>,
+    chat_p50: Option<f64>,
+    chat_p99: Option<f64>,
+}
+
+/// Prints one row: `first` are the latencies of the p50/p99/p999 columns, `done` those of
+/// the whole reply (chat only).
+fn print_row(n: usize, phase: &str, run: &Run, first: &[u64], done: Option<&[u64]>) {
+    let us = |sorted: Option<&[u64]>, p| {
+        sorted
+            .and_then(|s| quantile_us(s, p))
+            .map_or("-".into(), |v| format!("{v:.1}"))
+    };
+    let mut cells = vec![(n.to_string(), 6), (phase.to_owned(), 5)];
+    cells.extend(run_cells(run, first));
+    cells.push((us(done, 0.50), 10));
+    cells.push((us(done, 0.99), 10));
+    println!("{}", row(&cells));
+    if let Some(e) = &run.first_error {
+        println!("    first error: {e}");
+    }
+}
+
+/// One server with DATA_DIR on `store`: an echo and a chat row for each N.
+fn run_store(args: &Args, store: Store) -> Vec<Compared> {
+    let max_conns = args.conns.iter().copied().max().unwrap_or(0);
+    let max_connections = max_conns + 1000;
+    let launch = Launch {
+        name: "chatbox-chat-rtt",
+        data_parent: store.data_parent(),
+        max_connections,
+        env: vec![
+            ("RATE_LIMIT", "1000000".into()),
+            ("RATE_LIMIT_WINDOW", "1s".into()),
+            ("MAX_MESSAGES_PER_SESSION", "100000".into()),
+        ],
+    };
+    // Dropping `server` at the end (or on a panic) kills it and removes its DATA_DIR.
+    let (server, echo_url, server_pid) = server_under_test(None, None, &launch);
+    let server = server.expect("a server started here");
+    let meter = CpuMeter::new(server_pid);
+    let echo_target = parse_url(&echo_url);
+    let chat_target = echo_target.with_path("/chatbox/ws");
+    println!();
+    print_conditions(
+        &format!(
+            "chat_rtt  {echo_url} and /chatbox/ws, store on {}",
+            store.name()
+        ),
+        Some(max_connections),
+        &meter,
+    );
+    println!(
+        "  store    DATA_DIR {} ({}), embedded redb, fsync per commit",
+        server.data_dir().display(),
+        fs_type(server.data_dir()).unwrap_or_else(|| "file system unknown".into()),
+    );
+    println!(
+        "  chat     model echo, content {CONTENT:?}, RATE_LIMIT=1000000/1s, \
+         MAX_MESSAGES_PER_SESSION=100000, one user per socket"
+    );
+    println!(
+        "\nround trip ({} s warm-up, {} s measured per row; echo: {}-byte messages; \
+         chat: p50/p99/p999 to the first ai_response, done p50/p99 to the done frame)",
+        args.warmup, args.secs, args.size
+    );
+    let mut headings = vec![("conns", 6), ("phase", 5)];
+    headings.extend(RUN_COLUMNS);
+    headings.extend([("done p50", 10), ("done p99", 10)]);
+    println!("{}", row(&headings));
+
+    let warmup = Duration::from_secs(args.warmup);
+    let measured = Duration::from_secs(args.secs);
+    let mut echo = Client::new(echo_target, Echo::new(args.size));
+    let mut chat = Client::new(chat_target, Chat { next_user: 0 });
+    let mut compared = Vec::new();
+    for &n in &args.conns {
+        meter.settle();
+        echo.open_for_run(n);
+        let echo_run = echo.run(warmup, measured, ECHO_STALL, &meter);
+        echo.close_all();
+        print_row(n, "echo", &echo_run, &echo_run.latencies, None);
+
+        meter.settle();
+        chat.open_for_run(n);
+        let chat_run = chat.run(warmup, measured, measured, &meter);
+        chat.close_all();
+        print_row(
+            n,
+            "chat",
+            &chat_run,
+            &chat_run.first,
+            Some(&chat_run.latencies),
+        );
+        compared.push(Compared {
+            store,
+            conns: n,
+            echo_p99: quantile_us(&echo_run.latencies, 0.99),
+            chat_p50: quantile_us(&chat_run.first, 0.50),
+            chat_p99: quantile_us(&chat_run.first, 0.99),
+        });
+    }
+    compared
+}
+
+fn print_summary(rows: &[Compared]) {
+    let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    println!(
+        "\nchat first-chunk p99 against the raw echo p99 of the same server \
+         (target: at most {TARGET_RATIO}×)"
+    );
+    let headings = [
+        ("store", 5),
+        ("conns", 6),
+        ("echo p99 µs", 12),
+        ("chat p50 µs", 12),
+        ("chat p99 µs", 12),
+        ("ratio", 8),
+        ("target", 7),
+    ];
+    println!("{}", row(&headings));
+    for r in rows {
+        let ratio = r.chat_p99.zip(r.echo_p99).map(|(chat, echo)| chat / echo);
+        let cells = [
+            r.store.name().to_owned(),
+            r.conns.to_string(),
+            us(r.echo_p99),
+            us(r.chat_p50),
+            us(r.chat_p99),
+            ratio.map_or("-".into(), |v| format!("{v:.1}×")),
+            match ratio {
+                Some(v) if v <= TARGET_RATIO => "holds".into(),
+                Some(_) => "missed".into(),
+                None => "-".into(),
+            },
+        ];
+        let cells: Vec<_> = cells.into_iter().zip(headings.map(|h| h.1)).collect();
+        println!("{}", row(&cells));
+    }
+    // With both stores: how much of the chat first chunk the durable commits explain.
+    for disk in rows.iter().filter(|r| r.store == Store::Disk) {
+        let shm = rows
+            .iter()
+            .find(|r| r.store == Store::Shm && r.conns == disk.conns);
+        if let Some((disk_p99, shm_p99)) = disk.chat_p99.zip(shm.and_then(|s| s.chat_p99)) {
+            println!(
+                "  {} conns: DATA_DIR on tmpfs takes chat first-chunk p99 from {disk_p99:.1} to \
+                 {shm_p99:.1} µs: the disk (fsync per commit) accounts for {:.0} % of it",
+                disk.conns,
+                100.0 * (disk_p99 - shm_p99) / disk_p99
+            );
+        }
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let max_conns = args.conns.iter().copied().max().unwrap_or(0);
+    reexec_if_needed(cpu_count() >= 2, max_conns as u64 + 256);
+    let mut compared = Vec::new();
+    for &store in &args.stores {
+        compared.extend(run_store(&args, store));
+    }
+    print_summary(&compared);
+}
