@@ -28,15 +28,18 @@
 //! What the chat path adds to the raw echo: frame parsing and validation, the rate limiter,
 //! two store writes per message on the `store` lane (the user message, stored before
 //! `loading` and the first chunk, and the reply, stored when it ends), the `llm` lane
-//! thread that runs the model and the completion channel back to the loop. The embedded
-//! store (redb) fsyncs every commit, commits one at a time for the whole server, and a
-//! session's writes run in order, so a message sent right after `done` waits for its
-//! previous reply's commit and then its own: the first chunk includes up to two durable
-//! commits, queued behind every other user's. `--stores disk,shm` runs the whole table
-//! again on a second server with DATA_DIR on /dev/shm (tmpfs, where fsync returns at
-//! once): the difference between the two `chat` rows is what the disk costs, and what
-//! remains on tmpfs is mostly the store's CPU per commit. `disk` is the system temp dir;
-//! its file system is printed with the conditions.
+//! thread that runs the model, the completion channel back to the loop, and three or
+//! four frames out instead of one. The embedded store (redb) fsyncs every commit; appends
+//! are group-committed (one batch in flight, the next one holding every append that
+//! arrived meanwhile), so under load the fsync is paid per batch, and what remains is
+//! the store's CPU per append. `--stores disk,shm` runs the whole table again on a
+//! second server with DATA_DIR on /dev/shm (tmpfs, where fsync returns at once): the
+//! difference between the two `chat` rows is what the disk costs. `disk` is the system
+//! temp dir; its file system is printed with the conditions.
+//!
+//! Every socket always has a message in flight, so the server is saturated and a row's
+//! latency is mostly queueing: it grows with N and with the server CPU per message.
+//! Comparing `srv µs/msg` of the two phases says where a latency ratio comes from.
 //!
 //! Reading a row: `others` is the CPU every other process used meanwhile, plus steal; far
 //! from 0 % means a build or test ran next to the bench, and that row's latencies are not
