@@ -351,3 +351,24 @@ fn sessions_and_messages_survive_a_restart_encrypted_on_disk() {
     assert_eq!(messages[1]["content"], message.as_str());
     assert_eq!(messages[1]["sender"], "ai");
 }
+
+#[test]
+fn a_provider_that_hangs_times_out_with_the_configured_duration() {
+    let mock = LlmMock::start(Wire::OpenAi, vec![Script::Hang]);
+    let server = with_mock(&mock, &[("LLM_STREAM_TIMEOUT", "1s")]);
+    let mut client = Client::connect(&server, "ann", "");
+    client.say("anyone there?");
+    let error = client.expect("error", &["loading"]);
+    assert_eq!(error["error"]["code"], "LLM_TIMEOUT");
+    assert_eq!(
+        error["error"]["message"],
+        "AI service request timed out after 1s"
+    );
+    assert!(
+        mock.wait_for_disconnect(Duration::from_secs(5)),
+        "the hung request was dropped"
+    );
+    // The socket still works.
+    client.send(json!({"type": "ping"}));
+    assert_eq!(client.next()["type"], "pong");
+}
