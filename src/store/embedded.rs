@@ -7,20 +7,29 @@
 //!
 //! Layout: a session's record and its messages live apart, so an append writes one
 //! message row and rewrites only the small session record, never the transcript. The
-//! index tables hold only keys, and every query the chat core runs is a point lookup or
-//! one range scan over them:
+//! index tables hold only keys:
 //!
 //! | table | key → value | serves |
 //! |---|---|---|
+//! | `meta` | `"format"` → layout version ([`FORMAT`]) | `open` refuses other layouts |
 //! | `sessions` | id → session record | every lookup by id |
 //! | `messages` | (session id, seq) → message record | `transcript` (the last n are a range from `count - n`) |
 //! | `user_start` | (user id, start) ⇒ session ids | `user_sessions`, newest first |
-//! | `user_active` | (user id, lastActivity) ⇒ ids of active sessions | `latest_active` |
-//! | `active` | lastActivity ⇒ ids of active sessions | `end_idle`, `count_active` |
+//! | `user_active` | user id ⇒ ids of active sessions | `latest_active` |
+//! | `active` | id of an active session → () | `end_idle`, `count_active` |
 //! | `shares` | share token → session id | `shared` |
 //!
-//! (⇒: a multimap, since two sessions may share a timestamp.) Index entries change only
-//! in `Tables::put`, which diffs a session's index keys before and after a change.
+//! (⇒: a multimap.) Index entries change only in `Tables::put`, which diffs a session's
+//! index keys before and after a change.
+//!
+//! No index is keyed by `lastActivity`, on purpose: every append changes it, and each such
+//! key would be a remove and an insert at scattered places in another B-tree, each one a
+//! page copied, zeroed and checksummed on commit. Appends are the hot path (two per chat
+//! message), so an append to an existing session writes exactly two rows, its message and
+//! its record, and leaves every index alone; the active-session indexes change only when
+//! a session starts or ends. What that costs the queries that need `lastActivity`:
+//! `latest_active` reads the records of the user's active sessions (a handful), and
+//! `end_idle` reads the record of every active session, which it runs every few minutes.
 //!
 //! Records are JSON (serde_json): it is in the binary already, it is self-describing, so a
 //! field added later reads as its default from older files without a migration, and a
@@ -33,8 +42,7 @@ use std::path::Path;
 
 use redb::{
     Database, MultimapTable, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
-    ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,13 +53,20 @@ use super::{
 /// The file's name inside `DATA_DIR`.
 pub const FILE_NAME: &str = "chatbox.redb";
 
+/// The table layout this build reads and writes, stored in `meta`. Bump it when a table
+/// changes its key or value type or its meaning; `open` refuses a file with another.
+/// (1 was the unversioned pre-release layout with `lastActivity`-keyed indexes.)
+pub const FORMAT: u64 = 2;
+const FORMAT_KEY: &str = "format";
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 const USER_START: MultimapTableDefinition<(&str, Millis), &str> =
     MultimapTableDefinition::new("user_start");
-const USER_ACTIVE: MultimapTableDefinition<(&str, Millis), &str> =
+const USER_ACTIVE: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("user_active");
-const ACTIVE: MultimapTableDefinition<Millis, &str> = MultimapTableDefinition::new("active");
+const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("active");
 const SHARES: TableDefinition<&str, &str> = TableDefinition::new("shares");
 
 pub struct Embedded {
@@ -67,14 +82,50 @@ impl Embedded {
             .map_err(|err| StoreError::Unavailable(err.to_string()))
             .and_then(|()| Database::create(&path).map_err(db_err))
             .map(|db| Embedded { db })
-            // Readers open tables that must exist: create them all once, up front.
-            .and_then(|store| store.write(|_| Ok(())).map(|()| store));
+            .and_then(|store| store.prepare().map(|()| store));
         let in_file = |detail| format!("{}: {detail}", path.display());
         opened.map_err(|err| match err {
             StoreError::Corrupt(detail) => StoreError::Corrupt(in_file(detail)),
             StoreError::Unavailable(detail) => StoreError::Unavailable(in_file(detail)),
             other => other,
         })
+    }
+
+    /// Checks the file's layout version (stamping a new file with ours), then creates the
+    /// tables: readers open tables that must exist.
+    fn prepare(&self) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let found = meta.get(FORMAT_KEY).map_err(db_err)?.map(|v| v.value());
+            match found {
+                Some(FORMAT) => {}
+                Some(other) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "table layout version {other}, but this build reads version {FORMAT}"
+                    )))
+                }
+                None => {
+                    // Only a new file may be stamped: one that already has tables and
+                    // no version predates versioning, and its indexes differ from ours.
+                    let old = txn
+                        .list_tables()
+                        .map_err(db_err)?
+                        .any(|t| t.name() != META.name())
+                        || txn.list_multimap_tables().map_err(db_err)?.next().is_some();
+                    if old {
+                        return Err(StoreError::Corrupt(format!(
+                            "no table layout version: written by a pre-release chatbox whose \
+                             layout this build ({FORMAT}) cannot read; move the file away"
+                        )));
+                    }
+                    meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
+                }
+            }
+        }
+        Tables::open(&txn)?;
+        txn.commit().map_err(db_err)?;
+        Ok(())
     }
 
     /// Runs `change` in one write transaction and commits it; an error from `change`
@@ -123,19 +174,21 @@ impl Store for Embedded {
     fn latest_active(&self, user_id: &str) -> Result<Option<Session>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let index = txn.open_multimap_table(USER_ACTIVE).map_err(db_err)?;
-        let mut keys = index
-            .range((user_id, Millis::MIN)..=(user_id, Millis::MAX))
-            .map_err(db_err)?;
-        let Some(row) = keys.next_back() else {
-            return Ok(None);
-        };
-        let (_, mut ids) = row.map_err(db_err)?;
-        let Some(id) = ids.next_back() else {
-            return Ok(None);
-        };
-        let id = id.map_err(db_err)?;
         let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
-        indexed(&sessions, id.value()).map(Some)
+        // A user has a handful of active sessions: read them all and keep the latest.
+        // Ids come in order, so on a tie the greatest id wins, as it always has.
+        let mut latest: Option<(String, SessionRecord)> = None;
+        for id in index.get(user_id).map_err(db_err)? {
+            let id = id.map_err(db_err)?;
+            let record = indexed(&sessions, id.value())?;
+            if latest
+                .as_ref()
+                .is_none_or(|(_, best)| record.last_activity >= best.last_activity)
+            {
+                latest = Some((id.value().to_owned(), record));
+            }
+        }
+        Ok(latest.map(|(id, record)| record.into_session(&id)))
     }
 
     fn user_sessions(&self, user_id: &str, limit: usize) -> Result<Vec<Session>> {
@@ -152,7 +205,8 @@ impl Store for Embedded {
                 if out.len() == limit {
                     return Ok(out);
                 }
-                out.push(indexed(&sessions, id.map_err(db_err)?.value())?);
+                let id = id.map_err(db_err)?;
+                out.push(indexed(&sessions, id.value())?.into_session(id.value()));
             }
         }
         Ok(out)
@@ -214,11 +268,13 @@ impl Store for Embedded {
 
     fn end_idle(&self, idle_before: Millis, at: Millis) -> Result<Vec<String>> {
         self.write(|tables| {
+            // `active` holds no times (see the header): read each active record.
             let mut idle = Vec::new();
-            for row in tables.active.range(..idle_before).map_err(db_err)? {
-                let (_, ids) = row.map_err(db_err)?;
-                for id in ids {
-                    idle.push(id.map_err(db_err)?.value().to_owned());
+            for row in tables.active.iter().map_err(db_err)? {
+                let (id, _) = row.map_err(db_err)?;
+                let id = id.value();
+                if indexed(&tables.sessions, id)?.last_activity < idle_before {
+                    idle.push(id.to_owned());
                 }
             }
             for id in &idle {
@@ -230,7 +286,7 @@ impl Store for Embedded {
 
     fn count_active(&self) -> Result<u64> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let active = txn.open_multimap_table(ACTIVE).map_err(db_err)?;
+        let active = txn.open_table(ACTIVE).map_err(db_err)?;
         active.len().map_err(db_err)
     }
 
@@ -246,8 +302,8 @@ struct Tables<'txn> {
     sessions: Table<'txn, &'static str, &'static [u8]>,
     messages: Table<'txn, (&'static str, u64), &'static [u8]>,
     user_start: MultimapTable<'txn, (&'static str, Millis), &'static str>,
-    user_active: MultimapTable<'txn, (&'static str, Millis), &'static str>,
-    active: MultimapTable<'txn, Millis, &'static str>,
+    user_active: MultimapTable<'txn, &'static str, &'static str>,
+    active: Table<'txn, &'static str, ()>,
     shares: Table<'txn, &'static str, &'static str>,
 }
 
@@ -258,7 +314,7 @@ impl<'txn> Tables<'txn> {
             messages: txn.open_table(MESSAGES).map_err(db_err)?,
             user_start: txn.open_multimap_table(USER_START).map_err(db_err)?,
             user_active: txn.open_multimap_table(USER_ACTIVE).map_err(db_err)?,
-            active: txn.open_multimap_table(ACTIVE).map_err(db_err)?,
+            active: txn.open_table(ACTIVE).map_err(db_err)?,
             shares: txn.open_table(SHARES).map_err(db_err)?,
         })
     }
@@ -304,13 +360,13 @@ impl<'txn> Tables<'txn> {
         }
         let (old_active, new_active) = (before.and_then(|k| k.active), after.active);
         if old_active != new_active {
-            if let Some(k) = old_active {
-                self.user_active.remove(k, id).map_err(db_err)?;
-                self.active.remove(k.1, id).map_err(db_err)?;
+            if let Some(user) = old_active {
+                self.user_active.remove(user, id).map_err(db_err)?;
+                self.active.remove(id).map_err(db_err)?;
             }
-            if let Some(k) = new_active {
-                self.user_active.insert(k, id).map_err(db_err)?;
-                self.active.insert(k.1, id).map_err(db_err)?;
+            if let Some(user) = new_active {
+                self.user_active.insert(user, id).map_err(db_err)?;
+                self.active.insert(id, ()).map_err(db_err)?;
             }
         }
         let (old_share, new_share) = (before.and_then(|k| k.share), after.share);
@@ -331,8 +387,9 @@ impl<'txn> Tables<'txn> {
 /// Where one session appears in the index tables.
 struct IndexKeys<'a> {
     user_start: (&'a str, Millis),
-    /// (user id, lastActivity) while the session is active.
-    active: Option<(&'a str, Millis)>,
+    /// The owner while the session is active. Not `lastActivity`: then every append
+    /// would move the session's index entries (see the header).
+    active: Option<&'a str>,
     share: Option<&'a str>,
 }
 
@@ -340,10 +397,7 @@ impl IndexKeys<'_> {
     fn of(record: &SessionRecord) -> IndexKeys<'_> {
         IndexKeys {
             user_start: (record.uid.as_str(), record.ts),
-            active: record
-                .end_ts
-                .is_none()
-                .then_some((record.uid.as_str(), record.last_activity)),
+            active: record.end_ts.is_none().then_some(record.uid.as_str()),
             share: record.share_token.as_deref(),
         }
     }
@@ -376,13 +430,12 @@ fn read_transcript(
     }))
 }
 
-/// A session an index entry points to: it must exist.
+/// The record of a session an index entry points to: it must exist.
 fn indexed(
     sessions: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
-) -> Result<Session> {
+) -> Result<SessionRecord> {
     load(sessions, id)?
-        .map(|record| record.into_session(id))
         .ok_or_else(|| StoreError::Corrupt(format!("an index names missing session {id}")))
 }
 
@@ -622,5 +675,86 @@ impl MessageRecord {
             tokens: self.tokens,
             resp_ms: self.resp_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory per test, removed afterwards.
+    struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let path = std::env::temp_dir()
+                .join(format!("chatbox-embedded-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Writes a bare redb file with one table in it, as another layout would.
+    fn foreign_file(dir: &Path, stamp: Option<u64>) {
+        let db = Database::create(dir.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        // The old layout's `active`: a multimap keyed by lastActivity.
+        let old_active: MultimapTableDefinition<Millis, &str> =
+            MultimapTableDefinition::new("active");
+        txn.open_multimap_table(old_active)
+            .unwrap()
+            .insert(1_000, "s1")
+            .unwrap();
+        if let Some(version) = stamp {
+            txn.open_table(META)
+                .unwrap()
+                .insert(FORMAT_KEY, version)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    fn corrupt_detail(dir: &Path) -> String {
+        match Embedded::open(dir) {
+            Err(StoreError::Corrupt(detail)) => detail,
+            Err(other) => panic!("expected Corrupt, got {other:?}"),
+            Ok(_) => panic!("expected Corrupt, the file opened"),
+        }
+    }
+
+    #[test]
+    fn a_new_file_is_stamped_and_reopens() {
+        let dir = Dir::new("stamp");
+        drop(Embedded::open(&dir.0).unwrap());
+        let store = Embedded::open(&dir.0).unwrap();
+        let txn = store.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT);
+    }
+
+    #[test]
+    fn an_unversioned_file_is_refused() {
+        let dir = Dir::new("unversioned");
+        foreign_file(&dir.0, None);
+        let detail = corrupt_detail(&dir.0);
+        assert!(detail.contains("no table layout version"), "{detail}");
+    }
+
+    #[test]
+    fn another_version_is_refused() {
+        let dir = Dir::new("version");
+        foreign_file(&dir.0, Some(FORMAT + 1));
+        let detail = corrupt_detail(&dir.0);
+        assert!(
+            detail.contains(&format!("version {}", FORMAT + 1)),
+            "{detail}"
+        );
     }
 }
