@@ -10,7 +10,7 @@
 //! dir; `/dev/shm` is tmpfs, where fsync returns at once and what remains is CPU), creates
 //! `--sessions` sessions with `--messages` messages each, then for each batch size B runs
 //! `append_batch` with B appends to B distinct sessions, taken round-robin over all of
-//! them, for `--secs` seconds. Messages alternate user / AI (the AI ones carry tokens and
+//! them (in a fixed shuffled order, as random ids would be), for `--secs` seconds. Messages alternate user / AI (the AI ones carry tokens and
 //! a response time, as in the chat), with `--size` bytes of content.
 //!
 //! `CPU µs/append` is this process's utime + stime (getrusage) over the run divided by the
@@ -136,9 +136,19 @@ fn main() {
         .dir
         .join(format!("chatbox-store-append-{}", std::process::id()));
     let store = Embedded::open(&dir).expect("open the store");
-    let ids: Vec<String> = (0..options.sessions)
+    let mut ids: Vec<String> = (0..options.sessions)
         .map(|i| format!("user-{:05}-{}", i / 2, i % 2))
         .collect();
+    // Real session ids are random, so a batch's sessions lie scattered over the key
+    // space: go round-robin in a fixed shuffled order, not in key order, where a batch
+    // would touch only a few neighbouring pages.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in (1..ids.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        ids.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
     let content = "x".repeat(options.size);
     let mut at = 1_700_000_000_000_i64;
 
