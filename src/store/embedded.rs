@@ -5,15 +5,18 @@
 //! survives `kill -9`. redb runs one writer at a time and readers on snapshots, which is
 //! what makes the read-check-write of `append` (owner, cap) atomic across lane threads.
 //!
-//! Layout: a session's record and its messages live apart, so an append writes one
-//! message row and rewrites only the small session record, never the transcript. The
-//! index tables hold only keys:
+//! Layout: a session's record and each of its messages are rows of their own, so an append
+//! writes one message row and rewrites only the small session record, never the
+//! transcript. Both live in one table, the record keyed after the messages: the row an
+//! append adds and the record it rewrites are neighbours, usually in the same B-tree leaf,
+//! so the append copies one leaf on commit rather than one in each of two trees. The index
+//! tables hold only keys:
 //!
 //! | table | key → value | serves |
 //! |---|---|---|
 //! | `meta` | `"format"` → layout version ([`FORMAT`]) | `open` refuses other layouts |
-//! | `sessions` | id → session record | every lookup by id |
-//! | `messages` | (session id, seq) → message record | `transcript` (the last n are a range from `count - n`) |
+//! | `sessions` | (id, `RECORD` = u64::MAX) → session record | every lookup by id |
+//! | `sessions` | (id, seq) → message record, seq from 0 | `transcript` (the last n are a range from `count - n`) |
 //! | `user_start` | (user id, start) ⇒ session ids | `user_sessions`, newest first |
 //! | `user_active` | user id ⇒ ids of active sessions | `latest_active` |
 //! | `active` | id of an active session → () | `end_idle`, `count_active` |
@@ -25,11 +28,12 @@
 //! No index is keyed by `lastActivity`, on purpose: every append changes it, and each such
 //! key would be a remove and an insert at scattered places in another B-tree, each one a
 //! page copied, zeroed and checksummed on commit. Appends are the hot path (two per chat
-//! message), so an append to an existing session writes exactly two rows, its message and
-//! its record, and leaves every index alone; the active-session indexes change only when
-//! a session starts or ends. What that costs the queries that need `lastActivity`:
-//! `latest_active` reads the records of the user's active sessions (a handful), and
-//! `end_idle` reads the record of every active session, which it runs every few minutes.
+//! message), so an append to an existing session writes exactly two neighbouring rows, its
+//! message and its record, and leaves every index alone; the active-session indexes
+//! change only when a session starts or ends. What that costs the queries that need
+//! `lastActivity`: `latest_active` reads the records of the user's active sessions (a
+//! handful), and `end_idle` reads the record of every active session, which it runs
+//! every few minutes.
 //!
 //! Records are JSON (serde_json): it is in the binary already, it is self-describing, so a
 //! field added later reads as its default from older files without a migration, and a
@@ -55,13 +59,16 @@ pub const FILE_NAME: &str = "chatbox.redb";
 
 /// The table layout this build reads and writes, stored in `meta`. Bump it when a table
 /// changes its key or value type or its meaning; `open` refuses a file with another.
-/// (1 was the unversioned pre-release layout with `lastActivity`-keyed indexes.)
-pub const FORMAT: u64 = 2;
+/// (1 was the unversioned pre-release layout with `lastActivity`-keyed indexes, 2 kept
+/// messages in a table of their own.)
+pub const FORMAT: u64 = 3;
 const FORMAT_KEY: &str = "format";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// A session's record and its messages, side by side (see the header).
+const SESSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sessions");
+/// The sequence number under which a session's record is kept: after every message.
+const RECORD: u64 = u64::MAX;
 const USER_START: MultimapTableDefinition<(&str, Millis), &str> =
     MultimapTableDefinition::new("user_start");
 const USER_ACTIVE: MultimapTableDefinition<&str, &str> =
@@ -299,8 +306,7 @@ impl Store for Embedded {
 
 /// The tables of one write transaction.
 struct Tables<'txn> {
-    sessions: Table<'txn, &'static str, &'static [u8]>,
-    messages: Table<'txn, (&'static str, u64), &'static [u8]>,
+    sessions: Table<'txn, (&'static str, u64), &'static [u8]>,
     user_start: MultimapTable<'txn, (&'static str, Millis), &'static str>,
     user_active: MultimapTable<'txn, &'static str, &'static str>,
     active: Table<'txn, &'static str, ()>,
@@ -311,7 +317,6 @@ impl<'txn> Tables<'txn> {
     fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>> {
         Ok(Tables {
             sessions: txn.open_table(SESSIONS).map_err(db_err)?,
-            messages: txn.open_table(MESSAGES).map_err(db_err)?,
             user_start: txn.open_multimap_table(USER_START).map_err(db_err)?,
             user_active: txn.open_multimap_table(USER_ACTIVE).map_err(db_err)?,
             active: txn.open_table(ACTIVE).map_err(db_err)?,
@@ -379,7 +384,9 @@ impl<'txn> Tables<'txn> {
             }
         }
         let row = encode(new)?;
-        self.sessions.insert(id, row.as_slice()).map_err(db_err)?;
+        self.sessions
+            .insert((id, RECORD), row.as_slice())
+            .map_err(db_err)?;
         Ok(())
     }
 }
@@ -415,8 +422,7 @@ fn read_transcript(
     };
     let count = record.msg_count;
     let first = last.map_or(0, |n| count.saturating_sub(n as u64));
-    let table = txn.open_table(MESSAGES).map_err(db_err)?;
-    let messages = table
+    let messages = sessions
         .range((id, first)..(id, count))
         .map_err(db_err)?
         .map(|row| {
@@ -432,7 +438,7 @@ fn read_transcript(
 
 /// The record of a session an index entry points to: it must exist.
 fn indexed(
-    sessions: &impl ReadableTable<&'static str, &'static [u8]>,
+    sessions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
     id: &str,
 ) -> Result<SessionRecord> {
     load(sessions, id)?
@@ -456,7 +462,7 @@ fn append_in(tables: &mut Tables, append: &Append) -> Result<Result<Session>> {
     }
     let row = encode(&MessageRecord::from_message(message))?;
     tables
-        .messages
+        .sessions
         .insert((id, new.msg_count), row.as_slice())
         .map_err(db_err)?;
     new.msg_count += 1;
@@ -474,10 +480,10 @@ fn append_in(tables: &mut Tables, append: &Append) -> Result<Result<Session>> {
 }
 
 fn load(
-    sessions: &impl ReadableTable<&'static str, &'static [u8]>,
+    sessions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
     id: &str,
 ) -> Result<Option<SessionRecord>> {
-    match sessions.get(id).map_err(db_err)? {
+    match sessions.get((id, RECORD)).map_err(db_err)? {
         Some(row) => decode(row.value(), id).map(Some),
         None => Ok(None),
     }
@@ -508,7 +514,7 @@ fn db_err(err: impl Into<redb::Error>) -> StoreError {
     }
 }
 
-/// A session as stored, without its id (the key) and messages (their own table).
+/// A session as stored, without its id (in the key) and messages (their own rows).
 #[derive(Clone, Serialize, Deserialize)]
 struct SessionRecord {
     uid: String,
