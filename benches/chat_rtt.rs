@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench chat_rtt -- [--conns 100,1000] [--secs 10] [--warmup 2] [--size 64]
-//!     [--stores disk,shm]
+//!     [--stores disk,shm] [--pace MS]
 //! ```
 //!
 //! The bench starts the release binary (CHATBOX_BIN, else the one cargo just built) once per
@@ -37,15 +37,26 @@
 //! difference between the two `chat` rows is what the disk costs. `disk` is the system
 //! temp dir; its file system is printed with the conditions.
 //!
-//! Every socket always has a message in flight, so the server is saturated and a row's
-//! latency is mostly queueing: it grows with N and with the server CPU per message.
-//! Comparing `srv µs/msg` of the two phases says where a latency ratio comes from.
+//! By default every socket always has a message in flight (closed loop), so the server is
+//! saturated and a row's latency is mostly queueing: it grows with N and with the server
+//! CPU per message. Comparing `srv µs/msg` of the two phases says where a latency ratio
+//! comes from.
+//!
+//! `--pace MS` paces both phases as users who read and type: each socket sends its next
+//! message MS ms (uniformly jittered by ±50 %, from a fixed-seed PRNG, so the sockets do
+//! not fall into step) after its previous answer (echo: the echo; chat: the `done` frame),
+//! its first one at a uniform point of the first MS ms. The offered load is then about
+//! N × 1000 / MS messages per second (printed with the table), well under saturation for
+//! a large MS, and a row's latency is the service time plus what queueing remains; it is
+//! still measured from the send to the echo or first chunk. Sends wait in a min-heap of
+//! due times and the poll sleeps until the earliest one (epoll rounds up to 1 ms).
 //!
 //! Reading a row: `others` is the CPU every other process used meanwhile, plus steal; far
 //! from 0 % means a build or test ran next to the bench, and that row's latencies are not
 //! to be trusted. A `chat` row whose `srv CPU` stays well under 100 % while latency grows
-//! with N is waiting on the disk, not on the CPU. `stalled` counts sockets without an answer for 1 s (echo) or for the
-//! whole measured window (chat, where replies may take seconds under load); `errors` are
+//! with N is waiting on the disk, not on the CPU. `stalled` counts sockets whose message
+//! in flight has waited for its answer 1 s (echo) or the whole measured window (chat,
+//! where replies may take seconds under load) at the end of the row; `errors` are
 //! sockets lost to a server error frame or close, the first one printed under the row.
 
 mod support;
@@ -58,13 +69,14 @@ use support::client::{
     parse_url, random_mask, server_frame, text_frame, Client, Protocol, Run, Step,
 };
 use support::echo::Echo;
-use support::report::{quantile_us, row, run_cells, RUN_COLUMNS};
+use support::pace::Load;
+use support::report::{grouped, quantile_us, row, run_cells, RUN_COLUMNS};
 use support::system::{
     cpu_count, fs_type, print_conditions, reexec_if_needed, server_under_test, CpuMeter, Launch,
     JWT_SECRET,
 };
 
-/// An echo socket without an echo for this long at the end of a row counts as stalled.
+/// An echo socket whose message waits this long at the end of a row counts as stalled.
 const ECHO_STALL: Duration = Duration::from_secs(1);
 /// The chat message: one word, so the echo model answers with one chunk and `done`.
 const CONTENT: &str = "hello";
@@ -75,7 +87,7 @@ const TOKEN_TTL_SECS: u64 = 3600;
 const TARGET_RATIO: f64 = 2.0;
 
 const USAGE: &str = "usage: cargo bench --bench chat_rtt -- [--conns 100,1000] [--secs 10] \
-                     [--warmup 2] [--size 64] [--stores disk,shm]";
+                     [--warmup 2] [--size 64] [--stores disk,shm] [--pace MS]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Store {
@@ -107,6 +119,7 @@ struct Args {
     warmup: u64,
     size: usize,
     stores: Vec<Store>,
+    load: Load,
 }
 
 fn parse_args() -> Args {
@@ -116,6 +129,7 @@ fn parse_args() -> Args {
         warmup: 2,
         size: 64,
         stores: vec![Store::Disk],
+        load: Load::Closed,
     };
     let mut flags = Flags::new(USAGE);
     while let Some(flag) = flags.next_flag() {
@@ -134,6 +148,13 @@ fn parse_args() -> Args {
                     "shm" => Some(Store::Shm),
                     _ => None,
                 })
+            }
+            "--pace" => {
+                let ms: u64 = flags.number("--pace");
+                assert!(ms > 0, "--pace must be at least 1 ms");
+                args.load = Load::Paced {
+                    mean: Duration::from_millis(ms),
+                };
             }
             other => flags.unknown(other),
         }
@@ -342,6 +363,18 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
          chat: p50/p99/p999 to the first ai_response, done p50/p99 to the done frame)",
         args.warmup, args.secs, args.size
     );
+    if let Load::Paced { .. } = args.load {
+        let offered: Vec<String> = args
+            .conns
+            .iter()
+            .filter_map(|&n| Some(format!("{} msg/s at {n}", grouped(args.load.offered(n)?))))
+            .collect();
+        println!(
+            "{}: offered load about {} conns",
+            args.load.describe(),
+            offered.join(", ")
+        );
+    }
     let mut headings = vec![("conns", 6), ("phase", 5)];
     headings.extend(RUN_COLUMNS);
     headings.extend([("done p50", 10), ("done p99", 10)]);
@@ -355,13 +388,13 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
     for &n in &args.conns {
         meter.settle();
         echo.open_for_run(n);
-        let echo_run = echo.run(warmup, measured, ECHO_STALL, &meter);
+        let echo_run = echo.run(warmup, measured, ECHO_STALL, &meter, args.load);
         echo.close_all();
         print_row(n, "echo", &echo_run, &echo_run.latencies, None);
 
         meter.settle();
         chat.open_for_run(n);
-        let chat_run = chat.run(warmup, measured, measured, &meter);
+        let chat_run = chat.run(warmup, measured, measured, &meter, args.load);
         chat.close_all();
         print_row(
             n,
@@ -381,11 +414,12 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
     compared
 }
 
-fn print_summary(rows: &[Compared]) {
+fn print_summary(rows: &[Compared], load: Load) {
     let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
     println!(
         "\nchat first-chunk p99 against the raw echo p99 of the same server \
-         (target: at most {TARGET_RATIO}×)"
+         (target: at most {TARGET_RATIO}×), {}",
+        load.describe()
     );
     let headings = [
         ("store", 5),
@@ -439,5 +473,5 @@ fn main() {
     for &store in &args.stores {
         compared.extend(run_store(&args, store));
     }
-    print_summary(&compared);
+    print_summary(&compared, args.load);
 }

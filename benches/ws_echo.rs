@@ -36,6 +36,7 @@ use std::time::Duration;
 use support::args::Flags;
 use support::client::{parse_url, Client, Run, OPEN_PARALLEL};
 use support::echo::Echo;
+use support::pace::Load;
 use support::report::{grouped, opt, percentile_us, row, run_cells, RUN_COLUMNS};
 use support::system::{
     cpu_count, print_conditions, reexec_if_needed, rss_kib, server_under_test, CpuMeter, Launch,
@@ -44,7 +45,7 @@ use support::system::{
 /// Connects in flight in the parallel handshake row.
 const HANDSHAKE_PARALLEL: usize = 64;
 const WARMUP: Duration = Duration::from_secs(1);
-/// A connection without an echo for this long at the end of a row counts as stalled.
+/// A connection whose message waits this long for its echo at the end of a row is stalled.
 const STALL: Duration = Duration::from_secs(1);
 const IDLE_SETTLE: Duration = Duration::from_secs(2);
 
@@ -183,7 +184,8 @@ fn echo_phase(client: &mut Client<Echo>, meter: &CpuMeter, args: &Args) {
     for &n in &args.conns {
         meter.settle();
         client.open_for_run(n);
-        let run = client.run(WARMUP, Duration::from_secs(args.secs), STALL, meter);
+        let secs = Duration::from_secs(args.secs);
+        let run = client.run(WARMUP, secs, STALL, meter, Load::Closed);
         client.close_all();
         print_run(n, &run);
     }

@@ -1,6 +1,7 @@
 //! The WebSocket client: handshake and frames by hand, connections in a slab on one mio
 //! (epoll, edge-triggered) loop, and the loop that keeps one message in flight per
-//! connection. What a connection says once upgraded is a [`Protocol`].
+//! connection (closed loop) or sends each a think time after the answer (paced, see
+//! [`Load`]). What a connection says once upgraded is a [`Protocol`].
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -11,6 +12,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use super::pace::{Load, Pacer};
 use super::system::{CpuDelta, CpuMeter, CpuSample};
 
 /// Connects (TCP + upgrade) in flight while opening idle and echo connections: well under
@@ -441,7 +443,7 @@ pub struct Burst {
     pub elapsed: Duration,
 }
 
-/// One message in flight per connection for a while.
+/// The messages of a run: one in flight per connection, or paced.
 pub struct Run {
     /// Complete answers in the measured window.
     pub messages: u64,
@@ -452,7 +454,8 @@ pub struct Run {
     pub first: Vec<u64>,
     pub errors: usize,
     pub first_error: Option<String>,
-    /// Connections still open without an answer for the `stall` given to [`Client::run`].
+    /// Connections still open with a message in flight unanswered for the `stall` given
+    /// to [`Client::run`].
     pub stalled: usize,
     pub cpu: CpuDelta,
 }
@@ -613,15 +616,20 @@ impl<P: Protocol> Client<P> {
         }
     }
 
-    /// Every open connection keeps one message in flight for `warmup` + `measured`.
-    /// A connection without an answer for `stall` at the end counts as stalled.
+    /// Every open connection sends messages for `warmup` + `measured`, as `load` says:
+    /// the next one on the answer (closed) or a think time after it (paced).
+    /// A connection with a message in flight unanswered for `stall` at the end counts as
+    /// stalled.
     pub fn run(
         &mut self,
         warmup: Duration,
         measured: Duration,
         stall: Duration,
         meter: &CpuMeter,
+        load: Load,
     ) -> Run {
+        /// The longest poll: how late the end of warm-up and of the window may be seen.
+        const TICK: Duration = Duration::from_millis(10);
         let mut run = Run {
             messages: 0,
             latencies: Vec::new(),
@@ -631,16 +639,22 @@ impl<P: Protocol> Client<P> {
             stalled: 0,
             cpu: CpuDelta::default(),
         };
-        let mut last_reply = vec![Instant::now(); self.slots.len()];
+        let mut pacer = match load {
+            Load::Closed => None,
+            Load::Paced { mean } => Some(Pacer::new(mean)),
+        };
         let mut failed_slots = Vec::new();
+        let start = Instant::now();
         for slot in 0..self.slots.len() {
             if let Some(conn) = self.slots[slot].as_mut() {
-                if let Err(e) = conn.send(&self.proto) {
+                if let Some(pacer) = pacer.as_mut() {
+                    pacer.start(slot, start);
+                } else if let Err(e) = conn.send(&self.proto) {
                     failed_slots.push((slot, e));
                 }
             }
         }
-        let warm_until = Instant::now() + warmup;
+        let warm_until = start + warmup;
         let mut window_start: Option<CpuSample> = None;
         loop {
             for (slot, e) in failed_slots.drain(..) {
@@ -659,12 +673,22 @@ impl<P: Protocol> Client<P> {
             } else if now >= warm_until {
                 window_start = Some(meter.sample());
             }
-            for (slot, _, result) in self.poll_once(Duration::from_millis(10)) {
+            if let Some(pacer) = pacer.as_mut() {
+                while let Some(slot) = pacer.pop_due(now) {
+                    // A slot removed after an error stays empty for the rest of the run.
+                    if let Some(conn) = self.slots[slot].as_mut() {
+                        if let Err(e) = conn.send(&self.proto) {
+                            failed_slots.push((slot, e));
+                        }
+                    }
+                }
+            }
+            let timeout = pacer.as_ref().map_or(TICK, |p| p.timeout(now, TICK));
+            for (slot, _, result) in self.poll_once(timeout) {
                 match result {
                     Ok(Step::Reply { first }) => {
                         let conn = self.slots[slot].as_mut().expect("live slot");
                         let now = Instant::now();
-                        last_reply[slot] = now;
                         if window_start.is_some() {
                             run.messages += 1;
                             run.latencies.push(nanos(conn.since, now));
@@ -672,7 +696,9 @@ impl<P: Protocol> Client<P> {
                                 run.first.push(nanos(conn.since, first));
                             }
                         }
-                        if let Err(e) = conn.send(&self.proto) {
+                        if let Some(pacer) = pacer.as_mut() {
+                            pacer.after_answer(slot, now);
+                        } else if let Err(e) = conn.send(&self.proto) {
                             failed_slots.push((slot, e));
                         }
                     }
@@ -690,8 +716,11 @@ impl<P: Protocol> Client<P> {
         if let Some(start) = window_start {
             run.cpu = meter.delta(start, end);
         }
-        run.stalled = (0..self.slots.len())
-            .filter(|&s| self.slots[s].is_some() && end.at - last_reply[s] > stall)
+        run.stalled = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|c| c.in_flight && end.at - c.since > stall)
             .count();
         run.latencies.sort_unstable();
         run.first.sort_unstable();

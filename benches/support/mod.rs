@@ -6,5 +6,6 @@
 pub mod args;
 pub mod client;
 pub mod echo;
+pub mod pace;
 pub mod report;
 pub mod system;
