@@ -403,16 +403,7 @@ fn read_request(shared: &Shared, stream: &mut TcpStream) -> Option<Recorded> {
         if buf.len() > 64 * 1024 || shared.stopping() || Instant::now() > deadline {
             return None;
         }
-        match stream.read(&mut piece) {
-            Ok(0) => return None,
-            Ok(n) => buf.extend_from_slice(&piece[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return None,
-        }
+        read_some(stream, &mut piece, &mut buf)?;
     };
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -426,16 +417,7 @@ fn read_request(shared: &Shared, stream: &mut TcpStream) -> Option<Recorded> {
         if shared.stopping() || Instant::now() > deadline {
             return None;
         }
-        match stream.read(&mut piece) {
-            Ok(0) => return None,
-            Ok(n) => body.extend_from_slice(&piece[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return None,
-        }
+        read_some(stream, &mut piece, &mut body)?;
     }
     Some(Recorded {
         method,
@@ -452,6 +434,26 @@ struct Rendered {
     epilogue: Vec<String>,
 }
 
+/// Appends what the client sent to `buf` (nothing on a read timeout); `None` once the
+/// client is gone or the read failed.
+fn read_some(stream: &mut TcpStream, piece: &mut [u8], buf: &mut Vec<u8>) -> Option<()> {
+    match stream.read(piece) {
+        Ok(0) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&piece[..n]);
+            Some(())
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Some(())
+        }
+        Err(_) => None,
+    }
+}
 fn data(value: &Value) -> String {
     format!("data: {value}\n\n")
 }
