@@ -816,3 +816,21 @@ fn bad_frames_get_errors_on_their_own_socket() {
     let pong = h.send(socket, r#"{"type":"ping"}"#).only_frame(socket);
     assert_eq!(pong["type"], "pong");
 }
+
+#[test]
+fn a_socket_that_closes_while_its_message_is_stored_hears_nothing_more() {
+    let mut h = Harness::new();
+    let (phone, session) = h.fresh("ann");
+    let (laptop, _) = h.open("ann", Some(&session), Resume::default());
+    let frame = serde_json::json!({"type":"user_message","session_id":session,"content":"bye"});
+    let append = h.send(phone, &frame.to_string()).only_job();
+    h.event(Event::Closed { socket: phone });
+    let out = h.store(append.id, Ok(StoreReply::Appended(1)));
+    assert!(out.frames(phone).is_empty(), "{out:?}");
+    assert_eq!(out.only_frame(laptop)["type"], "user_message");
+    assert_eq!(
+        llm_call(&out).turns.len(),
+        1,
+        "the reply still comes, for the laptop"
+    );
+}

@@ -40,7 +40,7 @@ impl Chat {
         let refused = match inbound.kind {
             Kind::Ping => {
                 let pong = Outbound::system(Kind::Pong, now.ms).to_json();
-                self.out.push(Effect::Send(socket, pong));
+                self.send(socket, pong);
                 return;
             }
             // An answer to nothing we asked; harmless.
@@ -105,13 +105,9 @@ impl Chat {
             (named, _) => named.map(str::to_owned),
         };
         let Some(named) = named.filter(|n| Some(n) != bound.as_ref()) else {
-            return match bound {
-                Some(id) => Target::Ready(id),
-                None => {
-                    self.error(socket, None, code::SERVICE_ERROR, BUSY, now);
-                    Target::Refused
-                }
-            };
+            // No session: it ended and the socket is being closed (1000, or 1011 when no
+            // fresh id could be made); the close frame is the answer.
+            return bound.map_or(Target::Refused, Target::Ready);
         };
         let user_id = state.user.id.clone();
         match self.sessions.get(&named) {
@@ -188,7 +184,7 @@ impl Chat {
             .with_session(session_id)
             .with_retry_after(retry_after)
             .to_json();
-            self.out.push(Effect::Send(socket, frame));
+            self.send(socket, frame);
             return;
         }
         let Some(live) = self.sessions.get_mut(session_id) else {

@@ -221,7 +221,15 @@ impl Chat {
         if let Some(id) = session_id {
             frame = frame.with_session(id);
         }
-        self.out.push(Effect::Send(socket, frame.to_json()));
+        self.send(socket, frame.to_json());
+    }
+
+    /// Queues a frame, unless the socket closed meanwhile (a job can outlive the socket
+    /// that asked for it): the core only ever talks to sockets it knows are open.
+    fn send(&mut self, socket: ConnId, frame: String) {
+        if self.hub.get(socket).is_some() {
+            self.out.push(Effect::Send(socket, frame));
+        }
     }
 
     fn unauthorized(&mut self, socket: ConnId, bound: Option<&str>, now: Now) {

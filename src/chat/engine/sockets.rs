@@ -197,7 +197,9 @@ impl Chat {
             return;
         };
         let found = match result {
-            Ok(StoreReply::Found(found)) => Ok(found),
+            // Only the session asked for counts: the core never trusts a store answer
+            // enough to put one session's sockets on another.
+            Ok(StoreReply::Found(found)) => Ok(found.filter(|t| t.session.id == session_id)),
             Ok(_) => Ok(None),
             Err(error) => Err(error),
         };

@@ -101,7 +101,9 @@ impl Chat {
             .with_session(session_id)
             .with_meta("message_id", message_id)
             .to_json();
-        self.out.push(Effect::Send(socket, loading));
+        if self.hub.get(socket).is_some() {
+            self.out.push(Effect::Send(socket, loading));
+        }
         if live.reply.is_some() {
             live.turn_waiting = Some(socket);
         } else {

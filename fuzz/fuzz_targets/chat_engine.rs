@@ -1,0 +1,392 @@
+//! Fuzzes the chat state machine (`chatbox::chat::engine::Chat`) with arbitrary sequences
+//! of events: sockets of three users connecting and closing, frames (well-formed,
+//! malformed, naming their own, someone else's or unknown sessions), drains, ticks, and
+//! job outcomes of every kind, including outcomes that do not match the job (a lane
+//! returning nonsense must not break the core).
+//!
+//! Input: a sequence of 3-byte ops `[what, a, b]`; see `step` for the meaning.
+//!
+//! Invariants:
+//! - never panics;
+//! - every frame goes to a socket that is connected, and is a JSON object with `type`,
+//!   `timestamp` and `sender`;
+//! - every error frame carries a code of spec/websocket.md §Error frame;
+//! - no frame naming a session reaches a socket of a user other than the session's owner
+//!   (owners are learnt from the `connection_status` frames the server sends);
+//! - job ids are never reused.
+//!
+//! `CHATBOX_FUZZ_TRACE=1` prints every event and effect to stderr (for triage: run the
+//! target binary on one input file).
+#![no_main]
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chatbox::chat::engine::{Chat, Effect, Event, Now, Settings};
+use chatbox::chat::hub::{Resume, User};
+use chatbox::chat::jobs::{JobDone, JobId, StoreReply, Work};
+use chatbox::chat::protocol::ModelInfo;
+use chatbox::llm::{Finish, LlmError};
+use chatbox::net::slab::{ConnId, Slab};
+use chatbox::store::{Message, Sender, Session, StoreError, Transcript};
+use libfuzzer_sys::fuzz_target;
+
+const USERS: [&str; 3] = ["ann", "bob", "cy"];
+const CODES: [&str; 9] = [
+    "INVALID_FORMAT",
+    "MISSING_FIELD",
+    "UNAUTHORIZED",
+    "NOT_FOUND",
+    "TOO_MANY_REQUESTS",
+    "LLM_UNAVAILABLE",
+    "LLM_TIMEOUT",
+    "DATABASE_ERROR",
+    "SERVICE_ERROR",
+];
+
+struct Harness {
+    chat: Chat,
+    slab: Slab<&'static str>,
+    start: Instant,
+    elapsed: Duration,
+    /// Open sockets and their user.
+    open: Vec<(ConnId, &'static str)>,
+    /// Sessions the server told a socket about, and whose they are, in the order they
+    /// were learnt: inputs pick sessions by index, so a replay picks the same ones even
+    /// though ids are random.
+    owners: Vec<(String, &'static str)>,
+    store_jobs: Vec<JobId>,
+    llm_jobs: Vec<JobId>,
+    seen_jobs: HashSet<JobId>,
+}
+
+fn settings() -> Settings {
+    Settings {
+        models: vec![
+            ModelInfo {
+                id: "echo".into(),
+                name: "Echo".into(),
+            },
+            ModelInfo {
+                id: "gpt".into(),
+                name: "GPT".into(),
+            },
+        ],
+        default_model: "echo".into(),
+        context_messages: 4,
+        max_messages: 6,
+        rate_limit: 5,
+        rate_window: Duration::from_secs(10),
+        rate_cleanup: Duration::from_secs(30),
+        reconnect_timeout: Duration::from_secs(20),
+        session_ttl: Duration::from_secs(40),
+        sweep_interval: Duration::from_secs(15),
+        stream_timeout: Duration::from_secs(5),
+    }
+}
+
+fn session(id: &str, owner: &str, ended: bool) -> Transcript {
+    Transcript {
+        session: Session {
+            id: id.into(),
+            user_id: owner.into(),
+            name: "n".into(),
+            model_id: String::new(),
+            started_at: 0,
+            ended_at: ended.then_some(1),
+            duration_secs: None,
+            last_activity: 0,
+            admin_assisted: false,
+            assisting_admin: None,
+            help_requested: false,
+            total_tokens: 0,
+            max_resp_ms: 0,
+            avg_resp_ms: 0,
+            share_token: None,
+            created_at: 0,
+            modified_at: 0,
+            message_count: 1,
+        },
+        messages: vec![Message::new("m", Sender::User, "earlier", 0)],
+    }
+}
+
+impl Harness {
+    fn now(&self) -> Now {
+        Now {
+            at: self.start + self.elapsed,
+            ms: 1_700_000_000_000 + self.elapsed.as_millis() as i64,
+        }
+    }
+
+    fn pick<T: Clone>(items: &[T], byte: u8) -> Option<T> {
+        (!items.is_empty()).then(|| items[byte as usize % items.len()].clone())
+    }
+
+    /// A session id to name in a frame or handshake: a known one, or not.
+    fn session_id(&self, byte: u8) -> Option<String> {
+        let known: Vec<String> = self.owners.iter().map(|(id, _)| id.clone()).collect();
+        match byte % 4 {
+            0 => None,
+            1 => Some("unknown-session".into()),
+            _ => Self::pick(&known, byte / 4),
+        }
+    }
+
+    fn frame_text(&self, a: u8, b: u8) -> String {
+        let session = self.session_id(b);
+        let mut frame = match a % 9 {
+            0 | 1 => serde_json::json!({"type": "user_message", "content": format!("hi {b}")}),
+            2 => serde_json::json!({"type": "stop"}),
+            3 => serde_json::json!({"type": "model_select", "model_id": "gpt"}),
+            4 => serde_json::json!({"type": "model_select", "model_id": "nope"}),
+            5 => serde_json::json!({"type": "ping", "metadata": {"last_seq": b}}),
+            6 => serde_json::json!({"type": "help_request"}),
+            7 => serde_json::json!({"type": "user_message"}),
+            _ => return String::from_utf8_lossy(&[a, b, b'{']).into_owned(),
+        };
+        if let Some(id) = session {
+            frame["session_id"] = id.into();
+        }
+        frame.to_string()
+    }
+
+    /// The store is honest about owners: a session it returns belongs to whoever the
+    /// server already told about it, else to a user fixed by its id.
+    fn owner_of(&self, id: &str) -> &'static str {
+        self.owner(id).unwrap_or_else(|| {
+            let hash = id
+                .bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            USERS[hash % USERS.len()]
+        })
+    }
+
+    fn store_result(&self, a: u8, b: u8) -> Result<StoreReply, StoreError> {
+        let id = self
+            .session_id(b)
+            .unwrap_or_else(|| format!("stored-{}", b % 5));
+        let owner = self.owner_of(&id);
+        match a % 8 {
+            0 => Ok(StoreReply::Found(None)),
+            1 => Ok(StoreReply::Found(Some(Box::new(session(
+                &id, owner, false,
+            ))))),
+            2 => Ok(StoreReply::Found(Some(Box::new(session(&id, owner, true))))),
+            3 => Ok(StoreReply::Appended(u64::from(b))),
+            4 => Ok(StoreReply::Updated(b % 2 == 0)),
+            5 => Ok(StoreReply::Ended(vec![id])),
+            6 => Err(StoreError::SessionFull),
+            _ => Err(StoreError::Unavailable("fuzz".into())),
+        }
+    }
+
+    fn step(&mut self, what: u8, a: u8, b: u8) {
+        let event = match what % 10 {
+            0 | 1 => {
+                let user = USERS[a as usize % USERS.len()];
+                let Some(socket) = self.slab.insert_with(|_| user) else {
+                    return;
+                };
+                self.open.push((socket, user));
+                let resume = Resume {
+                    message_id: None,
+                    last_seq: (b % 2 == 0).then_some(u64::from(b / 2)),
+                };
+                self.apply_event(Event::Connected {
+                    socket,
+                    user: User {
+                        id: user.into(),
+                        name: user.into(),
+                        admin: false,
+                    },
+                    session_id: self.session_id(b),
+                    resume,
+                });
+                return;
+            }
+            2 | 3 => {
+                let Some((socket, _)) = Self::pick(&self.open, a) else {
+                    return;
+                };
+                let text = self.frame_text(b, a.wrapping_mul(7));
+                self.apply_event(Event::Frame {
+                    socket,
+                    text: &text,
+                });
+                return;
+            }
+            4 => {
+                let Some((socket, _)) = Self::pick(&self.open, a) else {
+                    return;
+                };
+                self.open.retain(|(s, _)| *s != socket);
+                self.slab.remove(socket);
+                Event::Closed { socket }
+            }
+            5 => {
+                let Some((socket, _)) = Self::pick(&self.open, a) else {
+                    return;
+                };
+                Event::Flushed { socket }
+            }
+            6 => {
+                let Some(id) = Self::pick(&self.store_jobs, a) else {
+                    return;
+                };
+                let done = if b % 16 == 15 {
+                    JobDone::Refused { id }
+                } else {
+                    JobDone::Store {
+                        id,
+                        result: self.store_result(b, a),
+                    }
+                };
+                Event::JobDone(done)
+            }
+            7 => {
+                let Some(id) = Self::pick(&self.llm_jobs, a) else {
+                    return;
+                };
+                let done = match b % 7 {
+                    0..=2 => JobDone::Chunk {
+                        id,
+                        text: format!("w{b} "),
+                    },
+                    3 => JobDone::Finished {
+                        id,
+                        result: Ok(Finish {
+                            total_tokens: Some(u64::from(b)),
+                            conversation_id: None,
+                        }),
+                    },
+                    4 => JobDone::Finished {
+                        id,
+                        result: Err(LlmError::Timeout),
+                    },
+                    5 => JobDone::Finished {
+                        id,
+                        result: Err(LlmError::Interrupted {
+                            detail: "cut".into(),
+                        }),
+                    },
+                    _ => JobDone::Refused { id },
+                };
+                Event::JobDone(done)
+            }
+            8 => {
+                self.elapsed += Duration::from_millis(u64::from(a) * 200);
+                Event::Tick
+            }
+            _ => match (a % 8, self.session_id(b)) {
+                (0, _) => Event::Shutdown,
+                (_, Some(session_id)) => Event::SessionEnded { session_id },
+                (_, None) => return,
+            },
+        };
+        self.apply_event(event);
+    }
+
+    fn apply_event(&mut self, event: Event) {
+        let now = self.now();
+        let trace = std::env::var_os("CHATBOX_FUZZ_TRACE").is_some();
+        if trace {
+            eprintln!("event: {}", describe(&event));
+        }
+        for effect in self.chat.handle(event, now) {
+            if trace {
+                eprintln!("  {effect:?}");
+            }
+            match effect {
+                Effect::Send(socket, text) => self.check_frame(socket, &text),
+                Effect::Spawn(job) => {
+                    assert!(self.seen_jobs.insert(job.id), "job id {} reused", job.id);
+                    match job.work {
+                        Work::Store(_) => self.store_jobs.push(job.id),
+                        Work::Llm(_) => self.llm_jobs.push(job.id),
+                    }
+                }
+                Effect::WatchFlush(socket) | Effect::Close(socket, _, _) => {
+                    assert!(self.user_of(socket).is_some(), "effect for a closed socket")
+                }
+                Effect::Cancel(_) | Effect::Timer(_) => {}
+            }
+        }
+    }
+
+    fn owner(&self, session: &str) -> Option<&'static str> {
+        self.owners
+            .iter()
+            .find(|(id, _)| id == session)
+            .map(|(_, user)| *user)
+    }
+
+    fn user_of(&self, socket: ConnId) -> Option<&'static str> {
+        self.open
+            .iter()
+            .find(|(s, _)| *s == socket)
+            .map(|(_, u)| *u)
+    }
+
+    fn check_frame(&mut self, socket: ConnId, text: &str) {
+        let user = self
+            .user_of(socket)
+            .unwrap_or_else(|| panic!("frame for a socket that is not open: {text}"));
+        let frame: serde_json::Value = serde_json::from_str(text).expect("frames are JSON");
+        for field in ["type", "timestamp", "sender"] {
+            assert!(frame[field].is_string(), "no {field}: {text}");
+        }
+        if frame["type"] == "error" {
+            let code = frame["error"]["code"].as_str().unwrap_or_default();
+            assert!(CODES.contains(&code), "unknown error code: {text}");
+        }
+        let Some(session) = frame["session_id"].as_str() else {
+            return;
+        };
+        if frame["type"] == "connection_status" && self.owner(session).is_none() {
+            self.owners.push((session.to_owned(), user));
+        }
+        if let Some(owner) = self.owner(session) {
+            assert_eq!(
+                owner, user,
+                "a frame of {owner}'s session reached {user}: {text}"
+            );
+        }
+    }
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Connected {
+            socket,
+            user,
+            session_id,
+            resume,
+        } => format!("connected {socket:?} {} {session_id:?} {resume:?}", user.id),
+        Event::Frame { socket, text } => format!("frame {socket:?} {text}"),
+        Event::Closed { socket } => format!("closed {socket:?}"),
+        Event::Flushed { socket } => format!("flushed {socket:?}"),
+        Event::JobDone(done) => format!("{done:?}"),
+        Event::SessionEnded { session_id } => format!("ended {session_id}"),
+        Event::Tick => "tick".into(),
+        Event::Shutdown => "shutdown".into(),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let start = Instant::now();
+    let mut harness = Harness {
+        chat: Chat::new(settings(), start),
+        slab: Slab::with_capacity(32),
+        start,
+        elapsed: Duration::ZERO,
+        open: Vec::new(),
+        owners: Vec::new(),
+        store_jobs: Vec::new(),
+        llm_jobs: Vec::new(),
+        seen_jobs: HashSet::new(),
+    };
+    for op in data.chunks_exact(3) {
+        harness.step(op[0], op[1], op[2]);
+    }
+});
