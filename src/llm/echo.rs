@@ -113,8 +113,8 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn echoes_the_last_user_turn() {
+    /// Streams the echo of `turns()` into a sink that stops after `stop_after` chunks.
+    fn echo(stop_after: usize) -> (Result<Finish, LlmError>, Vec<String>) {
         let turns = turns();
         let request = Request {
             model: "echo",
@@ -124,30 +124,23 @@ mod tests {
         };
         let mut sink = Collect {
             chunks: Vec::new(),
-            stop_after: usize::MAX,
+            stop_after,
         };
-        let finish = Echo.stream(&request, Instant::now(), &mut sink);
+        let result = Echo.stream(&request, Instant::now(), &mut sink);
+        (result, sink.chunks)
+    }
+
+    #[test]
+    fn echoes_the_last_user_turn() {
+        let (finish, chunks) = echo(usize::MAX);
         assert_eq!(finish, Ok(Finish::default()));
-        assert_eq!(sink.chunks, ["say ", "it ", "back"]);
+        assert_eq!(chunks, ["say ", "it ", "back"]);
     }
 
     #[test]
     fn stops_when_the_sink_says_so() {
-        let turns = turns();
-        let request = Request {
-            model: "echo",
-            turns: &turns,
-            user_id: "u",
-            conversation_id: None,
-        };
-        let mut sink = Collect {
-            chunks: Vec::new(),
-            stop_after: 2,
-        };
-        assert_eq!(
-            Echo.stream(&request, Instant::now(), &mut sink),
-            Err(LlmError::Cancelled)
-        );
-        assert_eq!(sink.chunks, ["say ", "it "]);
+        let (finish, chunks) = echo(2);
+        assert_eq!(finish, Err(LlmError::Cancelled));
+        assert_eq!(chunks, ["say ", "it "]);
     }
 }
