@@ -69,6 +69,7 @@ use support::client::{
     parse_url, random_mask, server_frame, text_frame, Client, Protocol, Run, Step,
 };
 use support::echo::Echo;
+use support::idle::idle_phase;
 use support::pace::Load;
 use support::report::{grouped, quantile_us, row, run_cells, RUN_COLUMNS};
 use support::system::{
@@ -87,7 +88,7 @@ const TOKEN_TTL_SECS: u64 = 3600;
 const TARGET_RATIO: f64 = 2.0;
 
 const USAGE: &str = "usage: cargo bench --bench chat_rtt -- [--conns 100,1000] [--secs 10] \
-                     [--warmup 2] [--size 64] [--stores disk,shm] [--pace MS]";
+                     [--warmup 2] [--size 64] [--stores disk,shm] [--pace MS] [--idle N]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Store {
@@ -120,6 +121,8 @@ struct Args {
     size: usize,
     stores: Vec<Store>,
     load: Load,
+    /// Chat sockets to hold open, silent, for the idle footprint (0: skip).
+    idle: usize,
 }
 
 fn parse_args() -> Args {
@@ -130,6 +133,7 @@ fn parse_args() -> Args {
         size: 64,
         stores: vec![Store::Disk],
         load: Load::Closed,
+        idle: 0,
     };
     let mut flags = Flags::new(USAGE);
     while let Some(flag) = flags.next_flag() {
@@ -156,6 +160,7 @@ fn parse_args() -> Args {
                     mean: Duration::from_millis(ms),
                 };
             }
+            "--idle" => args.idle = flags.number("--idle"),
             other => flags.unknown(other),
         }
     }
@@ -322,7 +327,7 @@ fn print_row(n: usize, phase: &str, run: &Run, first: &[u64], done: Option<&[u64
 
 /// One server with DATA_DIR on `store`: an echo and a chat row for each N.
 fn run_store(args: &Args, store: Store) -> Vec<Compared> {
-    let max_conns = args.conns.iter().copied().max().unwrap_or(0);
+    let max_conns = args.conns.iter().copied().max().unwrap_or(0).max(args.idle);
     let max_connections = max_conns + 1000;
     let launch = Launch {
         name: "chatbox-chat-rtt",
@@ -358,6 +363,10 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
         "  chat     model echo, content {CONTENT:?}, RATE_LIMIT=1000000/1s, \
          MAX_MESSAGES_PER_SESSION=100000, one user per socket"
     );
+    let mut chat = Client::new(chat_target, Chat { next_user: 0 });
+    if args.idle > 0 {
+        idle_phase(&mut chat, &meter, args.idle, "chat sockets (one user each)");
+    }
     println!(
         "\nround trip ({} s warm-up, {} s measured per row; echo: {}-byte messages; \
          chat: p50/p99/p999 to the first ai_response, done p50/p99 to the done frame)",
@@ -383,7 +392,6 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
     let warmup = Duration::from_secs(args.warmup);
     let measured = Duration::from_secs(args.secs);
     let mut echo = Client::new(echo_target, Echo::new(args.size));
-    let mut chat = Client::new(chat_target, Chat { next_user: 0 });
     let mut compared = Vec::new();
     for &n in &args.conns {
         meter.settle();
@@ -467,7 +475,7 @@ fn print_summary(rows: &[Compared], load: Load) {
 
 fn main() {
     let args = parse_args();
-    let max_conns = args.conns.iter().copied().max().unwrap_or(0);
+    let max_conns = args.conns.iter().copied().max().unwrap_or(0).max(args.idle);
     reexec_if_needed(cpu_count() >= 2, max_conns as u64 + 256);
     let mut compared = Vec::new();
     for &store in &args.stores {

@@ -34,12 +34,13 @@ mod support;
 use std::time::Duration;
 
 use support::args::Flags;
-use support::client::{parse_url, Client, Run, OPEN_PARALLEL};
+use support::client::{parse_url, Client, Run};
 use support::echo::Echo;
+use support::idle::idle_phase;
 use support::pace::Load;
 use support::report::{grouped, opt, percentile_us, row, run_cells, RUN_COLUMNS};
 use support::system::{
-    cpu_count, print_conditions, reexec_if_needed, rss_kib, server_under_test, CpuMeter, Launch,
+    cpu_count, print_conditions, reexec_if_needed, server_under_test, CpuMeter, Launch,
 };
 
 /// Connects in flight in the parallel handshake row.
@@ -47,7 +48,6 @@ const HANDSHAKE_PARALLEL: usize = 64;
 const WARMUP: Duration = Duration::from_secs(1);
 /// A connection whose message waits this long for its echo at the end of a row is stalled.
 const STALL: Duration = Duration::from_secs(1);
-const IDLE_SETTLE: Duration = Duration::from_secs(2);
 
 const USAGE: &str =
     "usage: cargo bench --bench ws_echo -- [--url ws://HOST:PORT/PATH] [--pid SERVER_PID]
@@ -90,39 +90,6 @@ fn parse_args() -> Args {
     }
     assert!(args.secs > 0, "--secs must be at least 1");
     args
-}
-
-/// Server RSS growth per idle, upgraded connection.
-fn idle_phase(client: &mut Client<Echo>, meter: &CpuMeter, idle: usize) {
-    println!(
-        "\nidle connections ({idle}, at most {OPEN_PARALLEL} connecting at once, then {} s idle)",
-        IDLE_SETTLE.as_secs()
-    );
-    meter.settle();
-    let rss_before = meter.server_pid.and_then(rss_kib);
-    let burst = client.burst(idle, OPEN_PARALLEL, true);
-    std::thread::sleep(IDLE_SETTLE);
-    let rss_with = meter.server_pid.and_then(rss_kib);
-    println!(
-        "  {} upgraded in {:.2} s, {} failed{}",
-        burst.upgraded,
-        burst.elapsed.as_secs_f64(),
-        burst.failed,
-        burst
-            .first_error
-            .map_or(String::new(), |e| format!(" (first: {e})")),
-    );
-    match (rss_before, rss_with) {
-        (Some(before), Some(with)) if client.open > 0 => println!(
-            "  server RSS {:.1} MiB before, {:.1} MiB with {} idle: {} bytes per connection",
-            before as f64 / 1024.0,
-            with as f64 / 1024.0,
-            client.open,
-            grouped((with as f64 - before as f64) * 1024.0 / client.open as f64),
-        ),
-        _ => println!("  server RSS: -"),
-    }
-    client.close_all();
 }
 
 /// Connect + upgrade + close, one at a time and HANDSHAKE_PARALLEL at once.
@@ -225,7 +192,7 @@ fn main() {
     let mut client = Client::new(parse_url(&url), Echo::new(args.size));
     // Idle first: its RSS baseline is a server that has served nothing else yet.
     if args.idle > 0 {
-        idle_phase(&mut client, &meter, args.idle);
+        idle_phase(&mut client, &meter, args.idle, "connections");
     }
     if args.handshakes > 0 {
         handshake_phase(&mut client, &meter, args.handshakes);

@@ -33,7 +33,7 @@ pub struct Write {
 /// A finished reply kept for `RECONNECT_TIMEOUT`, so that a device that lost its socket
 /// mid-stream gets the end it missed.
 pub struct Finished {
-    pub reply: Reply,
+    pub reply: Box<Reply>,
     /// Metadata of its final frame (`stopped`, `error`).
     pub outcome: Option<&'static str>,
     pub at: Instant,
@@ -51,7 +51,8 @@ pub struct Live {
     /// The last turns, oldest first, bounded by `LLM_CONTEXT_MESSAGES`.
     pub history: VecDeque<Turn>,
     pub sockets: Vec<ConnId>,
-    pub reply: Option<Reply>,
+    /// Boxed: most sessions in memory are idle, and a reply is the largest part of one.
+    pub reply: Option<Box<Reply>>,
     pub finished: Option<Finished>,
     /// A user message (from this socket) was stored while a reply was streaming:
     /// answer it next.

@@ -24,7 +24,7 @@ impl Chat {
             conversation_id: live.conversation_id.clone(),
         };
         live.finished = None;
-        live.reply = Some(Reply::new(
+        live.reply = Some(Box::new(Reply::new(
             id,
             message_id,
             model_id,
@@ -32,7 +32,7 @@ impl Chat {
             now.at,
             now.ms,
             prompt_bytes,
-        ));
+        )));
         self.out.push(Effect::Spawn(Job {
             id,
             work: Work::Llm(call),
@@ -164,7 +164,7 @@ impl Chat {
     pub(super) fn conclude(
         &mut self,
         session_id: &str,
-        reply: Reply,
+        reply: Box<Reply>,
         outcome: Option<&'static str>,
         tokens: Option<u64>,
         now: Now,
