@@ -13,7 +13,7 @@ mod anthropic;
 mod dify;
 mod echo;
 mod openai;
-mod sse;
+pub mod sse;
 mod upstream;
 
 use std::fmt;
