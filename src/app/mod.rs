@@ -17,7 +17,7 @@ use crate::chat::engine::{Chat, Effect, Event, Now, Settings};
 use crate::chat::hub::{Resume, User};
 use crate::chat::jobs::{JobDone, JobId};
 use crate::chat::protocol::{Kind, ModelInfo, Outbound};
-use crate::chat::ratelimit::RateLimiter;
+use crate::chat::ratelimit::{retry_after_ms, RateLimiter};
 use crate::config::{Cidr, Config};
 use crate::http::client_ip::client_ip;
 use crate::http::cors::{Cors, Verdict};
@@ -169,10 +169,9 @@ impl App {
             (_, Err(allow)) => Some(error::method_not_allowed(allow)),
             (_, Ok(())) => None,
         };
-        match (refusal, origin) {
-            (Some(response), Some(origin)) => Err(Cors::decorate(response, &origin)),
-            (Some(response), None) => Err(response),
-            (None, origin) => Ok((route, origin)),
+        match refusal {
+            Some(response) => Err(with_origin(response, origin.as_deref())),
+            None => Ok((route, origin)),
         }
     }
 
@@ -365,7 +364,7 @@ fn user_of(identity: Identity) -> User {
 
 /// spec/http.md: the 429 body of rate-limited HTTP routes.
 fn too_many_requests(wait: Duration) -> Response {
-    let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+    let millis = retry_after_ms(wait);
     error::json(
         429,
         &json!({

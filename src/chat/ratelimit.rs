@@ -9,6 +9,12 @@ struct Bucket {
     at: Instant,
 }
 
+/// A wait as the `retry_after` milliseconds clients are told: at least 1, so that a
+/// client never retries at once.
+pub fn retry_after_ms(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 pub struct RateLimiter {
     capacity: f64,
     /// Tokens regained per second.

@@ -2,6 +2,7 @@
 //! each message type does.
 
 use super::*;
+use crate::chat::ratelimit::retry_after_ms;
 
 impl Chat {
     pub(super) fn frame(&mut self, socket: ConnId, text: &str, now: Now) {
@@ -174,7 +175,7 @@ impl Chat {
             return;
         };
         if let Err(wait) = self.limiter.check(&user_id, now.at) {
-            let retry_after = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            let retry_after = retry_after_ms(wait);
             let frame = Outbound::error(
                 code::TOO_MANY_REQUESTS,
                 "Too many requests, please slow down",
