@@ -3,7 +3,7 @@
 //! while anything needs it and is dropped again when idle; the store holds the truth.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::jobs::{JobId, StoreOp};
 use super::stream::Reply;
@@ -28,6 +28,27 @@ pub enum AfterWrite {
 pub struct Write {
     pub op: StoreOp,
     pub then: AfterWrite,
+}
+
+/// A reply the store could not take for a passing reason (it is down, its lane is
+/// full). It holds the session's place in the write order and is tried again, ever
+/// less often, until it is stored: a reply the user has read is never dropped.
+pub struct Parked {
+    pub op: StoreOp,
+    pub failures: u32,
+    pub retry_at: Instant,
+}
+
+impl Parked {
+    const FIRST_WAIT: Duration = Duration::from_secs(1);
+    const LONGEST_WAIT: Duration = Duration::from_secs(30);
+
+    /// The wait before the next attempt after `failures` failed ones: 1 s, doubling,
+    /// at most 30 s.
+    pub fn wait(failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(5);
+        (Self::FIRST_WAIT * (1 << doublings)).min(Self::LONGEST_WAIT)
+    }
 }
 
 /// A finished reply kept for `RECONNECT_TIMEOUT`, so that a device that lost its socket
@@ -62,6 +83,8 @@ pub struct Live {
     pub writes: VecDeque<Write>,
     /// The store job of the write in progress; writes of one session run one at a time.
     pub writing: Option<JobId>,
+    /// A reply waiting to be tried again; later writes wait behind it.
+    pub parked: Option<Parked>,
     pub conversation_id: Option<String>,
     /// Since when no socket is bound: a reply nobody can see is stopped after
     /// `RECONNECT_TIMEOUT`.
@@ -84,6 +107,7 @@ impl Live {
             ended: false,
             writes: VecDeque::new(),
             writing: None,
+            parked: None,
             conversation_id: None,
             orphaned_since: None,
         }
@@ -125,6 +149,7 @@ impl Live {
             && self.finished.is_none()
             && self.writing.is_none()
             && self.writes.is_empty()
+            && self.parked.is_none()
     }
 }
 

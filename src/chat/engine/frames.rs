@@ -224,6 +224,7 @@ impl Chat {
                 op,
                 then: AfterWrite::UserMessage { socket, message },
             },
+            now,
         );
     }
 
@@ -265,6 +266,7 @@ impl Chat {
                     op,
                     then: AfterWrite::Model { socket, model_id },
                 },
+                now,
             );
         } else {
             // Not stored yet: the model is stored with the session's first message.

@@ -69,13 +69,17 @@ impl Chat {
         for id in idle {
             self.sessions.remove(&id);
         }
+        self.retry_parked(now);
         let next = self
             .sessions
             .values()
             .flat_map(|live| {
                 let orphan = live.reply.as_ref().and(live.orphaned_since);
                 let finished = live.finished.as_ref().map(|f| f.at);
-                [orphan, finished].into_iter().flatten().map(|t| t + keep)
+                let expiries = [orphan, finished].into_iter().flatten().map(|t| t + keep);
+                // A parked reply being tried has no time of its own until it fails.
+                let retry = live.parked.as_ref().filter(|_| live.writing.is_none());
+                expiries.chain(retry.map(|parked| parked.retry_at))
             })
             .chain([self.next_sweep, self.next_cleanup])
             .min()
@@ -93,11 +97,18 @@ impl Chat {
         for id in &streaming {
             self.stop(id, now);
         }
-        // Nothing will come back to start the next write: hand them all over now.
+        // Nothing will come back to start the next write: hand them all over now,
+        // parked replies first (they come first in their session's order).
         let writes: Vec<Write> = self
             .sessions
             .values_mut()
-            .flat_map(|live| live.writes.drain(..))
+            .flat_map(|live| {
+                let parked = live.parked.take().map(|parked| Write {
+                    op: parked.op,
+                    then: AfterWrite::Reply,
+                });
+                parked.into_iter().chain(live.writes.drain(..))
+            })
             .collect();
         for write in writes {
             self.spawn(Work::Store(write.op));

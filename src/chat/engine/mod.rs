@@ -20,7 +20,7 @@ use super::hub::{Hub, Resume, User, HELD_FRAMES_MAX};
 use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
 use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
 use super::ratelimit::RateLimiter;
-use super::session::{name_for, AfterWrite, Finished, Live, Write};
+use super::session::{name_for, AfterWrite, Finished, Live, Parked, Write};
 use super::stream::{Delivery, Reply};
 use crate::ids;
 use crate::llm::{Finish, LlmError};
@@ -109,6 +109,8 @@ enum Pending {
     Write {
         session_id: String,
         then: AfterWrite,
+        /// A reply's write, to park if the store fails it (boxed: most writes have none).
+        retry: Option<Box<StoreOp>>,
     },
     Reply {
         session_id: String,

@@ -5,22 +5,36 @@ use super::*;
 
 impl Chat {
     /// Queues a write; writes of one session run one at a time, in order.
-    pub(super) fn write(&mut self, session_id: &str, write: Write) {
-        if let Some(live) = self.sessions.get_mut(session_id) {
-            live.writes.push_back(write);
+    pub(super) fn write(&mut self, session_id: &str, write: Write, now: Now) {
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        if live.parked.is_some() && !matches!(write.then, AfterWrite::Reply) {
+            // The store just failed this session's reply: answer now, rather than hold
+            // the user's message behind it for as long as the store is down.
+            self.after_write(session_id, write.then, Err(waiting_reply()), None, now);
+            return;
         }
+        live.writes.push_back(write);
         self.next_write(session_id);
     }
 
     pub(super) fn next_write(&mut self, session_id: &str) {
         let write = match self.sessions.get_mut(session_id) {
-            Some(live) if live.writing.is_none() => live.writes.pop_front(),
+            Some(live) if live.writing.is_none() && live.parked.is_none() => {
+                live.writes.pop_front()
+            }
             _ => None,
         };
-        let Some(write) = write else {
-            return;
-        };
-        let id = self.spawn(Work::Store(write.op));
+        if let Some(write) = write {
+            self.start_write(session_id, write.op, write.then);
+        }
+    }
+
+    /// Sends a write to the store; a reply's is kept, to be parked if it fails.
+    pub(super) fn start_write(&mut self, session_id: &str, op: StoreOp, then: AfterWrite) {
+        let retry = matches!(then, AfterWrite::Reply).then(|| Box::new(op.clone()));
+        let id = self.spawn(Work::Store(op));
         if let Some(live) = self.sessions.get_mut(session_id) {
             live.writing = Some(id);
         }
@@ -28,7 +42,8 @@ impl Chat {
             id,
             Pending::Write {
                 session_id: session_id.to_owned(),
-                then: write.then,
+                then,
+                retry,
             },
         );
     }
@@ -38,6 +53,7 @@ impl Chat {
         session_id: &str,
         then: AfterWrite,
         result: Result<StoreReply, WriteError>,
+        retry: Option<Box<StoreOp>>,
         now: Now,
     ) {
         if let Some(live) = self.sessions.get_mut(session_id) {
@@ -46,25 +62,98 @@ impl Chat {
                 live.stored = true;
             }
         }
+        self.after_write(session_id, then, result, retry, now);
+        self.next_write(session_id);
+        self.evict_if_idle(session_id);
+    }
+
+    fn after_write(
+        &mut self,
+        session_id: &str,
+        then: AfterWrite,
+        result: Result<StoreReply, WriteError>,
+        retry: Option<Box<StoreOp>>,
+        now: Now,
+    ) {
         match then {
             AfterWrite::UserMessage { socket, message } => {
                 self.user_message_stored(socket, session_id, message, result, now)
             }
-            AfterWrite::Reply => {
-                if let Err(error) = result {
-                    log::error!(
-                        "session {session_id}: a reply could not be stored: {}",
-                        describe(&error)
-                    );
+            AfterWrite::Reply => match result {
+                Ok(_) => {
+                    let live = self.sessions.get_mut(session_id);
+                    if live.and_then(|live| live.parked.take()).is_some() {
+                        log::info!("session {session_id}: the reply that waited is stored");
+                    }
                 }
-            }
+                Err(error) => self.reply_write_failed(session_id, retry, &error, now),
+            },
             AfterWrite::Model { socket, model_id } => match result {
                 Ok(_) => self.model_changed(session_id, &model_id, now),
                 Err(error) => self.write_failed(socket, session_id, &error, now),
             },
         }
-        self.next_write(session_id);
-        self.evict_if_idle(session_id);
+    }
+
+    /// Parks a reply whose write failed for a reason that passes; anything else
+    /// (the session is not the user's, or full) will not change by trying again.
+    fn reply_write_failed(
+        &mut self,
+        session_id: &str,
+        retry: Option<Box<StoreOp>>,
+        error: &WriteError,
+        now: Now,
+    ) {
+        let passing = matches!(
+            error,
+            WriteError::Busy | WriteError::Store(StoreError::Unavailable(_))
+        );
+        let live = self.sessions.get_mut(session_id);
+        let (Some(op), true, Some(live)) = (retry, passing, live) else {
+            log::error!(
+                "session {session_id}: a reply could not be stored: {}",
+                describe(error)
+            );
+            return;
+        };
+        let failures = live.parked.as_ref().map_or(0, |parked| parked.failures) + 1;
+        let retry_at = now.at + Parked::wait(failures);
+        if failures == 1 {
+            log::warn!(
+                "session {session_id}: a reply could not be stored ({}); trying again until it is",
+                describe(error)
+            );
+        }
+        live.parked = Some(Parked {
+            op: *op,
+            failures,
+            retry_at,
+        });
+        self.out.push(Effect::Timer(retry_at));
+        // What queued behind the reply is answered now, as `write` answers what comes
+        // later; other replies keep their place.
+        let (replies, refused) = std::mem::take(&mut live.writes)
+            .into_iter()
+            .partition(|write| matches!(write.then, AfterWrite::Reply));
+        live.writes = replies;
+        for write in refused {
+            self.after_write(session_id, write.then, Err(waiting_reply()), None, now);
+        }
+    }
+
+    /// Tries the parked replies whose wait is over.
+    pub(super) fn retry_parked(&mut self, now: Now) {
+        let due: Vec<(String, StoreOp)> = self
+            .sessions
+            .values()
+            .filter(|live| live.writing.is_none())
+            .filter_map(|live| live.parked.as_ref().map(|parked| (live, parked)))
+            .filter(|(_, parked)| parked.retry_at <= now.at)
+            .map(|(live, parked)| (live.id.clone(), parked.op.clone()))
+            .collect();
+        for (session_id, op) in due {
+            self.start_write(&session_id, op, AfterWrite::Reply);
+        }
     }
 
     pub(super) fn user_message_stored(
@@ -145,7 +234,11 @@ impl Chat {
         match pending {
             Pending::Resolve { socket } => self.resolved(socket, result, now),
             Pending::Load { socket, session_id } => self.loaded(socket, session_id, result, now),
-            Pending::Write { session_id, then } => self.written(&session_id, then, result, now),
+            Pending::Write {
+                session_id,
+                then,
+                retry,
+            } => self.written(&session_id, then, result, retry, now),
             Pending::Sweep => match result {
                 Ok(StoreReply::Ended(ids)) => {
                     if !ids.is_empty() {
@@ -164,6 +257,13 @@ impl Chat {
             }
         }
     }
+}
+
+/// Why a write is refused while its session's reply is parked.
+fn waiting_reply() -> WriteError {
+    WriteError::Store(StoreError::Unavailable(
+        "the session's last reply waits for the store".into(),
+    ))
 }
 
 pub(super) fn describe(error: &WriteError) -> String {
