@@ -3,10 +3,13 @@
 //! `CHATBOX_TEST_PYTHON` (default `python3`); `scripts/test` points it at a venv that has
 //! `cryptography`.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use chatbox::crypto::Cipher;
+use common::python;
 use serde_json::{json, Value};
 
 const KEY: [u8; 32] = *b"interop-key-0123456789-abcdefghi";
@@ -42,10 +45,6 @@ fn texts() -> Vec<String> {
     .map(|s| s.to_string())
     .chain(["long ".repeat(20_000)])
     .collect()
-}
-
-fn python() -> String {
-    std::env::var("CHATBOX_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 /// Runs [`SCRIPT`] on `texts`; panics with a hint when `cryptography` is missing.

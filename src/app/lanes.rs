@@ -8,6 +8,7 @@ use crate::http::sessions::Outcome;
 use crate::net::http::Response;
 use crate::net::lanes::{Completions, Lane};
 use crate::net::slab::ConnId;
+use crate::store::StoreError;
 
 /// Each lane's queue holds this many jobs before `try_submit` answers busy (spec/config.md).
 const LANE_QUEUE: usize = 1024;
@@ -24,6 +25,8 @@ pub enum Done {
     /// A batch of appends has been answered (or lost with these jobs, if its job died):
     /// the next batch may go.
     AppendBatch { lost: Vec<JobId> },
+    /// The store's answer to a readiness ping.
+    StoreHealth(Result<(), StoreError>),
 }
 
 /// Separate lanes so one kind of blocking work cannot starve another.

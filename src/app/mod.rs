@@ -5,6 +5,7 @@
 
 mod jobs;
 mod lanes;
+mod probe;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::time;
 
 use jobs::Runner;
 pub use lanes::{Done, Lanes};
+use probe::StoreProbe;
 
 /// `P/shared/:token` is public: each client IP gets this many reads per minute.
 const PUBLIC_LIMIT: u32 = 60;
@@ -61,6 +63,7 @@ pub struct App {
     max_sockets_per_user: usize,
     verifier: Verifier,
     readiness: Readiness,
+    store_probe: StoreProbe,
     lanes: Lanes,
     chat: Chat,
     runner: Runner,
@@ -88,7 +91,7 @@ impl App {
         let default_model = catalog.default_id().to_owned();
         let mut readiness = Readiness::default();
         readiness.set("llm", Check::ready().with("providers_count", models.len()));
-        readiness.set("store", Check::ready());
+        let store_probe = StoreProbe::new(config.mongo.is_some(), &mut readiness, Instant::now());
         if config.echo_endpoint {
             log::warn!(
                 "CHATBOX_ECHO=true: unauthenticated WebSocket echo at {}/echo (for conformance tests and benchmarks, never production)",
@@ -117,6 +120,7 @@ impl App {
             max_sockets_per_user: config.max_connections_per_user,
             verifier: Verifier::new(config.jwt_secret.expose(), config.require_exp),
             readiness,
+            store_probe,
             lanes,
             chat: Chat::new(settings, now),
             runner: Runner::new(
@@ -491,13 +495,19 @@ impl Handler for App {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        self.wake_at
+        [self.wake_at, self.store_probe.due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn tick(&mut self, ctx: &mut Ctx) {
-        self.wake_at = None;
-        self.public_limiter.cleanup(ctx.now);
-        self.chat_event(Event::Tick, ctx);
+        self.store_probe.run(&self.lanes, &self.store, ctx.now);
+        if self.wake_at.is_some_and(|at| at <= ctx.now) {
+            self.wake_at = None;
+            self.public_limiter.cleanup(ctx.now);
+            self.chat_event(Event::Tick, ctx);
+        }
     }
 
     fn completion(&mut self, done: Done, ctx: &mut Ctx) {
@@ -514,6 +524,10 @@ impl Handler for App {
             Done::Chat(done) => {
                 self.runner.ended(&done);
                 self.chat_event(Event::JobDone(done), ctx);
+            }
+            Done::StoreHealth(result) => {
+                self.store_probe
+                    .answered(result, &mut self.readiness, ctx.now)
             }
             Done::AppendBatch { lost } => {
                 let refused = self.runner.appends_committed(&self.lanes);

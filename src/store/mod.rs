@@ -7,6 +7,7 @@
 //! encrypts message content (and, optionally, the other free-text fields) on the way in.
 
 pub mod embedded;
+pub mod mongo;
 pub mod sealed;
 
 use std::collections::BTreeMap;
@@ -16,15 +17,17 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::crypto::Cipher;
 
-/// The store the settings ask for: the embedded file in `DATA_DIR` (MongoDB is not built
-/// yet), wrapped in [`sealed::Sealed`] when `ENCRYPTION_KEY` is set.
+/// The store the settings ask for: MongoDB when `MONGO_URI` is set, else the embedded
+/// file in `DATA_DIR`; wrapped in [`sealed::Sealed`] when `ENCRYPTION_KEY` is set.
 pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
-    if config.mongo.is_some() {
-        return Err(StoreError::Unavailable(
-            "MONGO_URI is set, but this build has no MongoDB backend yet; \
-             unset MONGO_URI to use the embedded store in DATA_DIR"
-                .into(),
-        ));
+    if let Some(settings) = &config.mongo {
+        let store = mongo::Mongo::connect(settings)?;
+        log::info!(
+            "store: mongodb, collection {}.{}",
+            settings.database,
+            settings.collection
+        );
+        return Ok(seal_if_keyed(store, config));
     }
     let store = embedded::Embedded::open(&config.data_dir)?;
     log::info!(
@@ -34,7 +37,7 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(seal_if_keyed(store, config))
 }
 
-/// Generic so that every backend (MongoDB next) is wrapped the same way.
+/// Generic so that every backend is wrapped the same way.
 fn seal_if_keyed<S: Store + 'static>(store: S, config: &Config) -> Arc<dyn Store> {
     match &config.encryption_key {
         Some(key) => Arc::new(sealed::Sealed::new(

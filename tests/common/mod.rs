@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod llm_mock;
+pub mod mongo;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +21,12 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// The Python the tests run helpers with: `CHATBOX_TEST_PYTHON` (`scripts/test` points
+/// it at `.venv-tools`, which has `cryptography`, `pymongo` and nx-27017), else `python3`.
+pub fn python() -> String {
+    std::env::var("CHATBOX_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 pub fn binary() -> &'static str {

@@ -1,0 +1,94 @@
+//! Keeps `/readyz`'s store check current. The loop may not block on a ping, so it sends
+//! one to the store lane every [`INTERVAL`] and records the answer; `/readyz` reports
+//! the last answer. With MongoDB the same state is also shown as `checks.mongodb`
+//! (spec/http.md), so probes and dashboards built for the old service keep working.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::lanes::{Done, Lanes};
+use crate::http::health::{Check, Readiness};
+use crate::store::{Store, StoreError};
+
+/// How stale the store check may be: MongoDB going away turns `/readyz` 503 (and its
+/// return turns it 200) within about this long.
+const INTERVAL: Duration = Duration::from_secs(2);
+
+pub struct StoreProbe {
+    names: &'static [&'static str],
+    next_at: Instant,
+    in_flight: bool,
+    /// The last answer's outcome, to log changes rather than every ping.
+    healthy: Option<bool>,
+}
+
+impl StoreProbe {
+    /// A probe due at once. The embedded store opened at start-up, so it starts ready;
+    /// MongoDB is not ready until it has answered.
+    pub fn new(mongodb: bool, readiness: &mut Readiness, now: Instant) -> StoreProbe {
+        let (names, check): (&'static [&'static str], _) = if mongodb {
+            (
+                &["store", "mongodb"],
+                Check::not_ready("no answer from MongoDB yet"),
+            )
+        } else {
+            (&["store"], Check::ready())
+        };
+        for name in names {
+            readiness.set(name, check.clone());
+        }
+        StoreProbe {
+            names,
+            next_at: now,
+            in_flight: false,
+            healthy: None,
+        }
+    }
+
+    /// When the next ping is due; `None` while one is out.
+    pub fn due(&self) -> Option<Instant> {
+        (!self.in_flight).then_some(self.next_at)
+    }
+
+    /// Sends a ping if one is due. A full lane skips this round: the work ahead of the
+    /// ping answers for the store soon enough.
+    pub fn run(&mut self, lanes: &Lanes, store: &Arc<dyn Store>, now: Instant) {
+        if self.due().is_none_or(|at| at > now) {
+            return;
+        }
+        self.next_at = now + INTERVAL;
+        let store = Arc::clone(store);
+        let submitted = lanes.store.try_submit(
+            move |ctx| {
+                let _ = ctx.complete(Done::StoreHealth(store.ping()));
+            },
+            Done::StoreHealth(Err(StoreError::Unavailable("the ping was lost".into()))),
+        );
+        self.in_flight = submitted.is_ok();
+    }
+
+    pub fn answered(
+        &mut self,
+        result: Result<(), StoreError>,
+        readiness: &mut Readiness,
+        now: Instant,
+    ) {
+        self.in_flight = false;
+        self.next_at = now + INTERVAL;
+        let healthy = result.is_ok();
+        let check = match result {
+            Ok(()) => Check::ready(),
+            Err(error) => Check::not_ready(error.to_string()),
+        };
+        if self.healthy != Some(healthy) {
+            match &check.detail.get("reason") {
+                Some(reason) => log::warn!("store not ready: {reason}"),
+                None => log::info!("store ready"),
+            }
+            self.healthy = Some(healthy);
+        }
+        for name in self.names {
+            readiness.set(name, check.clone());
+        }
+    }
+}
