@@ -5,9 +5,11 @@
 //!
 //! Values cross this interface in plaintext; [`sealed::Sealed`] wraps any backend and
 //! encrypts message content (and, optionally, the other free-text fields) on the way in.
+//! [`timed::Timed`] wraps every backend and times its calls.
 
 pub mod embedded;
 pub mod sealed;
+pub mod timed;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,10 +17,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::crypto::Cipher;
+use crate::metrics::Metrics;
 
 /// The store the settings ask for: the embedded file in `DATA_DIR` (MongoDB is not built
-/// yet), wrapped in [`sealed::Sealed`] when `ENCRYPTION_KEY` is set.
-pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
+/// yet), timed by [`timed::Timed`] and wrapped in [`sealed::Sealed`] when
+/// `ENCRYPTION_KEY` is set.
+pub fn open(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>> {
     if config.mongo.is_some() {
         return Err(StoreError::Unavailable(
             "MONGO_URI is set, but this build has no MongoDB backend yet; \
@@ -31,11 +35,13 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
         "store: embedded, {}",
         config.data_dir.join(embedded::FILE_NAME).display()
     );
-    Ok(seal_if_keyed(store, config))
+    Ok(wrap(store, config, metrics))
 }
 
-/// Generic so that every backend (MongoDB next) is wrapped the same way.
-fn seal_if_keyed<S: Store + 'static>(store: S, config: &Config) -> Arc<dyn Store> {
+/// Generic so that every backend (MongoDB next) is wrapped the same way. The timing
+/// goes inside the seal: it measures the backend, not the encryption.
+fn wrap<S: Store + 'static>(store: S, config: &Config, metrics: &Arc<Metrics>) -> Arc<dyn Store> {
+    let store = timed::Timed::new(store, Arc::clone(metrics));
     match &config.encryption_key {
         Some(key) => Arc::new(sealed::Sealed::new(
             store,

@@ -46,6 +46,10 @@ impl Chat {
                 live.stored = true;
             }
         }
+        // Only appends write a session into existence, so the first message is its birth.
+        if matches!(result, Ok(StoreReply::Appended(1))) {
+            self.tally.sessions_created += 1;
+        }
         match then {
             AfterWrite::UserMessage { socket, message } => {
                 self.user_message_stored(socket, session_id, message, result, now)
