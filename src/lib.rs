@@ -2,7 +2,8 @@
 //!
 //! `net` is the reactor (sockets, HTTP framing, timers, lanes); `http` maps routes to
 //! answers; `chat` is the domain (a state machine with no I/O); `store` and `llm` are
-//! the blocking backends the lanes call; `app` joins them. The README's layout table
+//! the blocking backends the lanes call; `metrics` is what all of them count; `app`
+//! joins them. The README's layout table
 //! says where each part lives and what runs on which thread.
 
 pub mod app;
@@ -14,6 +15,7 @@ pub mod crypto;
 pub mod http;
 pub mod ids;
 pub mod llm;
+pub mod metrics;
 pub mod net;
 pub mod server;
 pub mod store;

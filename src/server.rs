@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -13,10 +14,11 @@ use mio::Poll;
 use crate::app::{App, Lanes};
 use crate::config::Config;
 use crate::llm::Catalog;
+use crate::metrics::Metrics;
 use crate::net::conn::Limits;
 use crate::net::lanes::completion_channel;
 use crate::net::limits;
-use crate::net::reactor::{self, Exit, Reactor, Settings};
+use crate::net::reactor::{self, Exit, Listeners, Reactor, Settings};
 use crate::net::signals::SignalSource;
 use crate::store::{self, StoreError};
 
@@ -91,9 +93,12 @@ impl Server {
         let poll = Poll::new()?;
         let waker = reactor::waker(&poll)?;
         let (completions, queue) = completion_channel(waker, COMPLETION_CAPACITY);
-        let store = store::open(config).map_err(StartError::Store)?;
         let catalog = Catalog::new(config);
-        let app = App::new(config, Lanes::start(config, &completions)?, store, catalog);
+        let providers: Vec<&str> = catalog.models().into_iter().map(|(id, _)| id).collect();
+        let metrics = Arc::new(Metrics::new(&providers));
+        let store = store::open(config, &metrics).map_err(StartError::Store)?;
+        let lanes = Lanes::start(config, &completions)?;
+        let app = App::new(config, lanes, store, catalog, Arc::clone(&metrics));
         let settings = Settings {
             max_connections: config.max_connections,
             limits: Limits {
@@ -109,7 +114,8 @@ impl Server {
             drain_delay: config.shutdown_drain_delay,
             shutdown_timeout: config.shutdown_timeout,
         };
-        let reactor = Reactor::new(poll, signals, settings, public, internal, queue, app)?;
+        let listeners = Listeners { public, internal };
+        let reactor = Reactor::new(poll, signals, settings, listeners, queue, app, metrics)?;
         Ok(Server {
             reactor,
             addr,

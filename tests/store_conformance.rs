@@ -9,10 +9,12 @@ use std::io::{BufRead, BufReader};
 use std::ops::Deref;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use chatbox::config::Config;
 use chatbox::crypto::Cipher;
+use chatbox::metrics::{Metrics, State};
 use chatbox::store::embedded::{Embedded, FILE_NAME};
 use chatbox::store::sealed::Sealed;
 use chatbox::store::{self, Append, Message, Sender, Store, StoreError};
@@ -294,8 +296,9 @@ fn open_follows_the_settings() {
                 .collect();
         Config::load(&vars).expect("valid settings")
     };
+    let metrics = Arc::new(Metrics::new(&[]));
     {
-        let sealed = store::open(&config(&[("ENCRYPTION_KEY", &key)])).unwrap();
+        let sealed = store::open(&config(&[("ENCRYPTION_KEY", &key)]), &metrics).unwrap();
         append(
             &*sealed,
             "s1",
@@ -307,19 +310,26 @@ fn open_follows_the_settings() {
         );
     }
     {
-        let plain = store::open(&config(&[])).unwrap();
+        let plain = store::open(&config(&[]), &metrics).unwrap();
         let stored = plain.transcript("s1", None).unwrap().unwrap().messages[0]
             .content
             .clone();
         assert_eq!(Cipher::new(&KEY).open(&stored), "hush");
         assert_ne!(stored, "hush");
     }
+    let scrape = metrics.render(&State::default());
+    for timed in [
+        r#"chatbox_mongodb_operation_seconds_count{operation="append"} 1"#,
+        r#"chatbox_mongodb_operation_seconds_count{operation="transcript"} 2"#,
+    ] {
+        assert!(scrape.contains(timed), "{timed} in:\n{scrape}");
+    }
     // A MongoDB that does not answer yet does not stop start-up: `/readyz` reports it.
     let unreachable = [
         ("MONGO_URI", "mongodb://127.0.0.1:1"),
         ("MONGO_CONNECT_TIMEOUT", "1s"),
     ];
-    let mongo = store::open(&config(&unreachable)).expect("a MongoDB store");
+    let mongo = store::open(&config(&unreachable), &metrics).expect("a MongoDB store");
     assert!(matches!(mongo.ping(), Err(StoreError::Unavailable(_))));
 }
 

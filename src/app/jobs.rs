@@ -10,11 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::lanes::{Done, Lanes};
 use crate::chat::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
 use crate::llm::{self, Catalog, LlmError, Request, Sink};
+use crate::metrics::instruments::Histogram;
+use crate::metrics::Metrics;
 use crate::net::lanes::{CancelToken, JobContext};
 use crate::store::{Store, StoreError};
 
@@ -26,17 +28,24 @@ pub struct Runner {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     stream_timeout: Duration,
+    metrics: Arc<Metrics>,
     streams: HashMap<JobId, CancelToken>,
     appends_waiting: Vec<(JobId, AppendOp)>,
     appends_committing: bool,
 }
 
 impl Runner {
-    pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, stream_timeout: Duration) -> Runner {
+    pub fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        stream_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Runner {
         Runner {
             store,
             catalog,
             stream_timeout,
+            metrics,
             streams: HashMap::new(),
             appends_waiting: Vec::new(),
             appends_committing: false,
@@ -65,12 +74,13 @@ impl Runner {
             }
             Work::Llm(call) => {
                 let catalog = Arc::clone(&self.catalog);
+                let metrics = Arc::clone(&self.metrics);
                 let timeout = self.stream_timeout;
                 lanes
                     .llm
                     .try_submit(
                         move |ctx| {
-                            let result = stream(&catalog, &call, timeout, id, ctx);
+                            let result = stream(&catalog, &metrics, &call, timeout, id, ctx);
                             let _ = ctx.complete(Done::Chat(JobDone::Finished { id, result }));
                         },
                         lost,
@@ -164,9 +174,11 @@ impl Runner {
     }
 }
 
-/// Runs on the `llm` lane.
+/// Runs on the `llm` lane, counting the request, its outcome and its first chunk's
+/// latency under the provider's id.
 fn stream(
     catalog: &Catalog,
+    metrics: &Metrics,
     call: &LlmCall,
     timeout: Duration,
     id: JobId,
@@ -184,8 +196,26 @@ fn stream(
         user_id: &call.user_id,
         conversation_id: call.conversation_id.as_deref(),
     };
-    let mut sink = LaneSink { id, ctx };
-    llm::run(provider.as_ref(), &request, timeout, &mut sink)
+    // Catalog ids and metrics labels come from the same configuration.
+    let series = metrics.llm(&call.provider_id);
+    if let Some(series) = series {
+        series.requests.inc();
+    }
+    let mut sink = LaneSink {
+        id,
+        ctx,
+        first_chunk: series.map(|s| (&s.first_chunk, Instant::now())),
+    };
+    let result = llm::run(provider.as_ref(), &request, timeout, &mut sink);
+    if let Some(series) = series {
+        match &result {
+            Ok(finish) => series.tokens.add(finish.total_tokens.unwrap_or(0)),
+            // A stop is the user's choice, not a failure of the provider.
+            Err(LlmError::Cancelled) => {}
+            Err(_) => series.errors.inc(),
+        }
+    }
+    result
 }
 
 /// Passes each chunk to the loop as it arrives. The completion channel is bounded, so
@@ -193,10 +223,15 @@ fn stream(
 struct LaneSink<'a> {
     id: JobId,
     ctx: &'a JobContext<Done>,
+    /// Where the time to the first chunk goes, and since when; `None` once recorded.
+    first_chunk: Option<(&'a Histogram, Instant)>,
 }
 
 impl Sink for LaneSink<'_> {
     fn chunk(&mut self, text: &str) -> bool {
+        if let Some((latency, asked)) = self.first_chunk.take() {
+            latency.observe(asked.elapsed());
+        }
         let chunk = Done::Chat(JobDone::Chunk {
             id: self.id,
             text: text.to_owned(),

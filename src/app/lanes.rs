@@ -5,21 +5,30 @@ use std::time::Instant;
 use crate::chat::jobs::{JobDone, JobId};
 use crate::config::Config;
 use crate::http::sessions::Outcome;
+use crate::metrics::{LaneState, RequestTimer};
 use crate::net::http::Response;
 use crate::net::lanes::{Completions, Lane};
 use crate::net::slab::ConnId;
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 
 /// Each lane's queue holds this many jobs before `try_submit` answers busy (spec/config.md).
 const LANE_QUEUE: usize = 1024;
 
+/// An HTTP request handed to a lane: the connection waiting for the answer, the CORS
+/// origin the answer must carry, and the request's timer.
+#[derive(Clone, Debug)]
+pub struct Waiting {
+    pub conn: ConnId,
+    pub origin: Option<String>,
+    pub timer: RequestTimer,
+}
+
 /// What lanes send back to the loop.
 pub enum Done {
-    /// The answer to an HTTP request that was handed to a lane, with the CORS origin
-    /// it must carry.
-    Reply(ConnId, Response, Option<String>),
+    /// The answer to an HTTP request that was handed to a lane.
+    Reply(Waiting, Response),
     /// A sessions API call; it may have ended a session the chat core must hear about.
-    Sessions(ConnId, Outcome, Option<String>),
+    Sessions(Waiting, Outcome),
     /// A chat job's outcome (store operation, LLM chunk or end).
     Chat(JobDone),
     /// A batch of appends has been answered (or lost with these jobs, if its job died):
@@ -27,6 +36,8 @@ pub enum Done {
     AppendBatch { lost: Vec<JobId> },
     /// The store's answer to a readiness ping.
     StoreHealth(Result<(), StoreError>),
+    /// The active sessions in the store at start-up, where the gauge starts.
+    ActiveSessions(store::Result<u64>),
 }
 
 /// Separate lanes so one kind of blocking work cannot starve another.
@@ -57,6 +68,18 @@ impl Lanes {
 
     fn all(&self) -> [&Lane<Done>; 3] {
         [&self.store, &self.llm, &self.io]
+    }
+
+    /// What `/metrics` shows of each lane.
+    pub fn states(&self) -> Vec<LaneState> {
+        self.all()
+            .iter()
+            .map(|lane| LaneState {
+                name: lane.name(),
+                queue_depth: lane.queue_depth(),
+                rejected: lane.rejected_total(),
+            })
+            .collect()
     }
 
     pub fn is_idle(&self) -> bool {

@@ -24,21 +24,24 @@ use crate::http::client_ip::client_ip;
 use crate::http::cors::{Cors, Verdict};
 use crate::http::error;
 use crate::http::health::{self, Check, Readiness};
+use crate::http::metrics::scrape;
 use crate::http::router::Route;
 use crate::http::sessions::Call;
 use crate::http::upgrade;
 use crate::ids;
 use crate::llm::Catalog;
+use crate::metrics::process::Process;
+use crate::metrics::{Limiter, Metrics, RequestTimer, State};
 use crate::net::conn::{ConnInfo, ListenerKind};
 use crate::net::http::{Request, RequestHead, Response};
 use crate::net::reactor::{Ctx, Handler, Reply};
 use crate::net::slab::ConnId;
 use crate::net::ws::Incoming;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::time;
 
 use jobs::Runner;
-pub use lanes::{Done, Lanes};
+pub use lanes::{Done, Lanes, Waiting};
 use probe::StoreProbe;
 
 /// `P/shared/:token` is public: each client IP gets this many reads per minute.
@@ -74,12 +77,20 @@ pub struct App {
     upgrading: Option<(ConnId, Upgrading)>,
     public_limiter: RateLimiter,
     trusted_proxies: Vec<Cidr>,
+    metrics: Arc<Metrics>,
+    metrics_allowed: Vec<Cidr>,
     wake_at: Option<Instant>,
     shut_down: bool,
 }
 
 impl App {
-    pub fn new(config: &Config, lanes: Lanes, store: Arc<dyn Store>, catalog: Catalog) -> App {
+    pub fn new(
+        config: &Config,
+        lanes: Lanes,
+        store: Arc<dyn Store>,
+        catalog: Catalog,
+        metrics: Arc<Metrics>,
+    ) -> App {
         let models: Vec<ModelInfo> = catalog
             .models()
             .into_iter()
@@ -99,6 +110,7 @@ impl App {
             );
         }
         let now = Instant::now();
+        let counting = count_active_sessions(&lanes, &store);
         let settings = Settings {
             models: models.clone(),
             default_model: default_model.clone(),
@@ -127,6 +139,7 @@ impl App {
                 Arc::clone(&store),
                 Arc::new(catalog),
                 config.llm_stream_timeout,
+                Arc::clone(&metrics),
             ),
             store,
             models,
@@ -135,9 +148,12 @@ impl App {
             upgrading: None,
             public_limiter: RateLimiter::new(PUBLIC_LIMIT, PUBLIC_WINDOW),
             trusted_proxies: config.trusted_proxies.clone(),
+            metrics,
+            metrics_allowed: config.metrics_allowed_networks.clone(),
             // The first tick runs the idle sweep at once: sessions left idle while the
-            // server was down end now.
-            wake_at: Some(now),
+            // server was down end now. It waits for the count of active sessions, so
+            // that the sessions it ends are counted out after they were counted in.
+            wake_at: if counting { None } else { Some(now) },
             shut_down: false,
         }
     }
@@ -155,13 +171,14 @@ impl App {
         }
     }
 
-    /// Everything that can be decided from the head alone.
+    /// Everything that can be decided from the head alone; the CORS origin to answer
+    /// with when it passes.
     fn admit(
         &self,
         head: &RequestHead,
         conn: &ConnInfo,
-    ) -> Result<(Route, Option<String>), Response> {
-        let route = self.route(head, conn);
+        route: Route,
+    ) -> Result<Option<String>, Response> {
         let origin = match self.cors(head, conn, route) {
             Verdict::Pass => None,
             Verdict::Allowed(origin) => Some(origin),
@@ -175,7 +192,7 @@ impl App {
         };
         match refusal {
             Some(response) => Err(with_origin(response, origin.as_deref())),
-            None => Ok((route, origin)),
+            None => Ok(origin),
         }
     }
 
@@ -208,6 +225,7 @@ impl App {
             for &socket in open {
                 ctx.send_text(socket, notice.clone());
             }
+            self.metrics.blocked(Limiter::UserSockets);
             return Err(upgrade::too_many_sockets());
         }
         let expires_at = upgrade::expiry(&identity, ctx.now, ctx.unix);
@@ -232,7 +250,7 @@ impl App {
         request: &Request,
         conn: &ConnInfo,
         route: Route,
-        origin: Option<String>,
+        waiting: Waiting,
         ctx: &Ctx,
     ) -> Result<Reply, Response> {
         let head = &request.head;
@@ -252,6 +270,7 @@ impl App {
                     &self.trusted_proxies,
                 );
                 if let Err(wait) = self.public_limiter.check(&ip.to_string(), ctx.now) {
+                    self.metrics.blocked(Limiter::PublicIp);
                     return Err(too_many_requests(wait));
                 }
                 Call::Shared {
@@ -288,23 +307,75 @@ impl App {
             }
         };
         let store = Arc::clone(&self.store);
-        let id = conn.id;
         let lost = Done::Reply(
-            id,
+            waiting.clone(),
             error::json_error(500, "An internal error occurred"),
-            origin.clone(),
         );
         self.lanes
             .store
             .try_submit(
                 move |job| {
                     let outcome = call.run(store.as_ref(), time::unix_millis_now());
-                    let _ = job.complete(Done::Sessions(id, outcome, origin));
+                    let _ = job.complete(Done::Sessions(waiting, outcome));
                 },
                 lost,
             )
             .map_err(|_| lane_busy())?;
         Ok(Reply::Later)
+    }
+
+    /// Answers a request that waited for a lane.
+    fn answer(&self, waiting: Waiting, response: Response, ctx: &mut Ctx) {
+        ctx.reply(
+            waiting.conn,
+            with_origin(response, waiting.origin.as_deref()),
+        );
+        self.metrics.answered(waiting.timer);
+    }
+
+    /// What a scrape shows besides the counters: the loop's state right now.
+    fn state(&self, ctx: &Ctx) -> State {
+        State {
+            slots_used: ctx.slots_used,
+            slots_total: ctx.slots_total,
+            draining: ctx.draining,
+            lanes: self.lanes.states(),
+            process: Process::read()
+                .map_err(|error| log::warn!("cannot read /proc for metrics: {error}"))
+                .ok(),
+        }
+    }
+
+    /// Serves a request whose route passed [`App::admit`].
+    fn serve(
+        &mut self,
+        request: &Request,
+        conn: &ConnInfo,
+        route: Route,
+        waiting: Waiting,
+        ctx: &mut Ctx,
+    ) -> Reply {
+        let origin = waiting.origin.clone();
+        let response = match route {
+            Route::Healthz => health::healthz(ctx.unix),
+            Route::Readyz => self.readiness.respond(ctx.draining, ctx.unix),
+            Route::Metrics => scrape(&self.metrics, &self.metrics_allowed, conn.peer.ip(), || {
+                self.state(ctx)
+            }),
+            Route::Ws | Route::Echo => {
+                return match self.admit_socket(&request.head, conn, route, ctx) {
+                    Ok(reply) => reply,
+                    Err(response) => Reply::Now(response),
+                }
+            }
+            Route::NotFound => error::not_found(),
+            _ => match self.chat_route(request, conn, route, waiting, ctx) {
+                Ok(Reply::Now(response)) => response,
+                Ok(reply) => return reply,
+                Err(response) => response,
+            },
+        };
+        Reply::Now(with_origin(response, origin.as_deref()))
     }
 
     /// The user behind `Authorization: Bearer`, or the 401 that answers the request.
@@ -331,6 +402,7 @@ impl App {
             ms: time::unix_millis_now(),
         };
         let effects = self.chat.handle(event, now);
+        self.metrics.record_chat(self.chat.take_tally());
         self.apply(effects, ctx);
     }
 
@@ -356,6 +428,25 @@ impl App {
             self.chat_event(Event::JobDone(JobDone::Refused { id }), ctx);
         }
     }
+}
+
+/// Asks the store lane for the active sessions, where the gauge starts; false when the
+/// job could not be queued (the gauge then starts at zero).
+fn count_active_sessions(lanes: &Lanes, store: &Arc<dyn Store>) -> bool {
+    let store = Arc::clone(store);
+    let lost = Done::ActiveSessions(Err(StoreError::Unavailable(
+        "the count of active sessions died".into(),
+    )));
+    let submitted = lanes.store.try_submit(
+        move |job| {
+            let _ = job.complete(Done::ActiveSessions(store.count_active()));
+        },
+        lost,
+    );
+    if let Err(error) = &submitted {
+        log::warn!("cannot count the active sessions: {error}");
+    }
+    submitted.is_ok()
 }
 
 fn user_of(identity: Identity) -> User {
@@ -400,31 +491,29 @@ impl Handler for App {
         conn: &ConnInfo,
         _ctx: &Ctx,
     ) -> Result<usize, Response> {
-        self.admit(head, conn).map(|(route, _)| route.body_limit())
+        let route = self.route(head, conn);
+        self.admit(head, conn, route).map(|_| route.body_limit())
     }
 
     fn request(&mut self, request: Request, conn: &ConnInfo, ctx: &mut Ctx) -> Reply {
-        let (route, origin) = match self.admit(&request.head, conn) {
-            Ok(admitted) => admitted,
-            Err(response) => return Reply::Now(response),
-        };
-        let response = match route {
-            Route::Healthz => health::healthz(ctx.unix),
-            Route::Readyz => self.readiness.respond(ctx.draining, ctx.unix),
-            Route::Ws | Route::Echo => {
-                return match self.admit_socket(&request.head, conn, route, ctx) {
-                    Ok(reply) => reply,
-                    Err(response) => Reply::Now(response),
-                }
+        let route = self.route(&request.head, conn);
+        let timer = RequestTimer::start(route, request.head.method);
+        let reply = match self.admit(&request.head, conn, route) {
+            Ok(origin) => {
+                let waiting = Waiting {
+                    conn: conn.id,
+                    origin,
+                    timer,
+                };
+                self.serve(&request, conn, route, waiting, ctx)
             }
-            Route::NotFound => error::not_found(),
-            _ => match self.chat_route(&request, conn, route, origin.clone(), ctx) {
-                Ok(Reply::Now(response)) => response,
-                Ok(reply) => return reply,
-                Err(response) => response,
-            },
+            Err(response) => Reply::Now(response),
         };
-        Reply::Now(with_origin(response, origin.as_deref()))
+        // A deferred answer is timed when it comes back from its lane.
+        if !matches!(reply, Reply::Later) {
+            self.metrics.answered(timer);
+        }
+        reply
     }
 
     fn ws_opened(&mut self, conn: &ConnInfo, ctx: &mut Ctx) {
@@ -512,11 +601,9 @@ impl Handler for App {
 
     fn completion(&mut self, done: Done, ctx: &mut Ctx) {
         match done {
-            Done::Reply(conn, response, origin) => {
-                ctx.reply(conn, with_origin(response, origin.as_deref()))
-            }
-            Done::Sessions(conn, outcome, origin) => {
-                ctx.reply(conn, with_origin(outcome.response, origin.as_deref()));
+            Done::Reply(waiting, response) => self.answer(waiting, response, ctx),
+            Done::Sessions(waiting, outcome) => {
+                self.answer(waiting, outcome.response, ctx);
                 if let Some(session_id) = outcome.ended {
                     self.chat_event(Event::SessionEnded { session_id }, ctx);
                 }
@@ -533,6 +620,15 @@ impl Handler for App {
                 let refused = self.runner.appends_committed(&self.lanes);
                 self.refuse(lost, ctx);
                 self.refuse(refused, ctx);
+            }
+            Done::ActiveSessions(counted) => {
+                match counted {
+                    Ok(active) => self.metrics.set_sessions_at_start(active),
+                    Err(error) => log::warn!(
+                        "cannot count the active sessions ({error}); the gauge starts at zero"
+                    ),
+                }
+                self.wake_at = Some(ctx.now);
             }
         }
     }

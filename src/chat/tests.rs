@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::engine::{Chat, Effect, Event, Now, Settings};
+use super::engine::{Chat, Effect, Event, Now, Settings, Tally};
 use super::hub::{Resume, User};
 use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
 use super::protocol::ModelInfo;
@@ -925,4 +925,49 @@ fn a_reply_refused_for_good_is_not_retried() {
 fn appends(out: &Out) -> Vec<Job> {
     let is_append = |job: &Job| matches!(job.work, Work::Store(StoreOp::Append(_)));
     out.jobs().into_iter().filter(is_append).collect()
+}
+
+#[test]
+fn the_tally_counts_sessions_errors_and_refusals_once() {
+    let mut s = settings();
+    s.rate_limit = 2;
+    let mut h = Harness::with(s);
+    let (socket, session) = h.fresh("ann");
+    assert_eq!(
+        h.chat.take_tally(),
+        Tally::default(),
+        "connecting counts nothing"
+    );
+
+    let (llm, _) = h.say(socket, &session, "first");
+    h.chunk(llm, "reply");
+    let reply = h.finish(llm, Ok(Finish::default())).only_job();
+    h.store(reply.id, Ok(StoreReply::Appended(2)));
+    let frame = serde_json::json!({"type":"user_message","session_id":session,"content":"x"});
+    let append = h.send(socket, &frame.to_string()).only_job();
+    h.store(append.id, Ok(StoreReply::Appended(3)));
+    assert_eq!(
+        h.chat.take_tally(),
+        Tally {
+            sessions_created: 1,
+            ..Tally::default()
+        },
+        "only the first stored message creates the session"
+    );
+
+    h.send(socket, &frame.to_string());
+    h.send(socket, r#"{"type":"help_request"}"#);
+    h.event(Event::SessionEnded {
+        session_id: session.clone(),
+    });
+    assert_eq!(
+        h.chat.take_tally(),
+        Tally {
+            error_frames: 2,
+            rate_limited: 1,
+            sessions_ended: 1,
+            ..Tally::default()
+        }
+    );
+    assert_eq!(h.chat.take_tally(), Tally::default(), "taking resets it");
 }

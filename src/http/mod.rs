@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod cors;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod router;
 pub mod sessions;
 pub mod upgrade;

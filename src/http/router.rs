@@ -1,5 +1,5 @@
 //! Path → route. The public listener serves everything under the path prefix; the
-//! internal listener (`METRICS_PORT`) serves probes (and metrics) at the root, for
+//! internal listener (`METRICS_PORT`) serves probes and metrics at the root, for
 //! scrapers and kubelets on an internal port.
 
 use crate::net::conn::ListenerKind;
@@ -9,6 +9,8 @@ use crate::net::http::Method;
 pub enum Route {
     Healthz,
     Readyz,
+    /// The Prometheus scrape: `P/metrics/prometheus`, and `/metrics` on the internal port.
+    Metrics,
     /// The chat WebSocket.
     Ws,
     /// The unauthenticated echo WebSocket (only when `CHATBOX_ECHO=true`).
@@ -26,16 +28,34 @@ pub enum Route {
 const SMALL_BODY: usize = 1024;
 
 impl Route {
+    /// Every route, in declaration order (`route as usize` indexes it).
+    pub const ALL: [Route; 12] = [
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Ws,
+        Route::Echo,
+        Route::Sessions,
+        Route::Session,
+        Route::SessionEnd,
+        Route::SessionShare,
+        Route::Shared,
+        Route::Models,
+        Route::NotFound,
+    ];
+
     pub fn resolve(listener: ListenerKind, prefix: &str, path: &str, echo: bool) -> Route {
         match listener {
             ListenerKind::Internal => match path {
                 "/healthz" => Route::Healthz,
                 "/readyz" => Route::Readyz,
+                "/metrics" => Route::Metrics,
                 _ => Route::NotFound,
             },
             ListenerKind::Public => match path.strip_prefix(prefix) {
                 Some("/healthz") => Route::Healthz,
                 Some("/readyz") => Route::Readyz,
+                Some("/metrics/prometheus") => Route::Metrics,
                 Some("/ws") => Route::Ws,
                 Some("/echo") if echo => Route::Echo,
                 Some("/models") => Route::Models,
@@ -79,10 +99,12 @@ impl Route {
     /// The `Allow` header value, and whether `method` is in it.
     pub fn allows(self, method: Method) -> Result<(), &'static str> {
         match self {
-            Route::Healthz | Route::Readyz if matches!(method, Method::Get | Method::Head) => {
+            Route::Healthz | Route::Readyz | Route::Metrics
+                if matches!(method, Method::Get | Method::Head) =>
+            {
                 Ok(())
             }
-            Route::Healthz | Route::Readyz => Err("GET, HEAD"),
+            Route::Healthz | Route::Readyz | Route::Metrics => Err("GET, HEAD"),
             Route::Ws | Route::Echo | Route::Sessions | Route::Session | Route::Shared
                 if method == Method::Get =>
             {
@@ -108,11 +130,13 @@ impl Route {
         }
     }
 
-    /// Route template, the `endpoint` label of request metrics.
+    /// Route template, the `endpoint` label of request metrics: the public path without
+    /// the prefix (a route the internal port also serves has the same label there).
     pub fn template(self) -> &'static str {
         match self {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics/prometheus",
             Route::Ws => "/ws",
             Route::Echo => "/echo",
             Route::Sessions => "/sessions",
@@ -153,6 +177,30 @@ mod tests {
             Route::NotFound,
             "no WebSockets on the internal port"
         );
+    }
+
+    #[test]
+    fn metrics_live_at_different_paths_on_each_listener() {
+        let resolve = |listener, path| Route::resolve(listener, "/chatbox", path, false);
+        let public = ListenerKind::Public;
+        assert_eq!(
+            resolve(public, "/chatbox/metrics/prometheus"),
+            Route::Metrics
+        );
+        assert_eq!(resolve(public, "/chatbox/metrics"), Route::NotFound);
+        assert_eq!(resolve(ListenerKind::Internal, "/metrics"), Route::Metrics);
+        assert_eq!(
+            resolve(ListenerKind::Internal, "/chatbox/metrics/prometheus"),
+            Route::NotFound
+        );
+        assert_eq!(Route::Metrics.allows(Method::Post), Err("GET, HEAD"));
+    }
+
+    #[test]
+    fn all_lists_every_route_at_its_index() {
+        for (i, route) in Route::ALL.iter().enumerate() {
+            assert_eq!(*route as usize, i, "{route:?}");
+        }
     }
 
     #[test]

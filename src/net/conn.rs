@@ -146,8 +146,8 @@ pub struct Conn {
     pub timer_tick: Option<u64>,
     /// The deadline that entry stands for.
     pub timer_at: Option<Instant>,
-    /// Upgraded, and the handler has not yet been told the WebSocket ended.
-    ws_live: bool,
+    /// When the connection was upgraded, until the handler is told the WebSocket ended.
+    ws_opened: Option<Instant>,
     /// In the reactor's queue of connections to pump this turn.
     pub queued: bool,
     /// The handler wants to hear when everything queued so far has been written.
@@ -199,7 +199,7 @@ impl Conn {
             phase: Phase::Http(HttpState::default()),
             timer_tick: None,
             timer_at: None,
-            ws_live: false,
+            ws_opened: None,
             queued: false,
             watch_flush: false,
         }
@@ -414,19 +414,20 @@ impl Conn {
 
     /// Completes the upgrade of the request being served: `101`, then WebSocket framing
     /// on the same buffers (bytes the client pipelined after the request are frames).
+    /// False when no request was being served, and nothing changed.
     pub fn upgrade(
         &mut self,
         accept: &str,
         expires_at: Option<Instant>,
         limits: &Limits,
         now: Instant,
-    ) {
+    ) -> bool {
         if !matches!(&self.phase, Phase::Http(s) if s.awaiting.is_some()) {
-            return;
+            return false;
         }
         self.out.extend_from_slice(&ws::switching_protocols(accept));
         self.last_progress = now;
-        self.ws_live = true;
+        self.ws_opened = Some(now);
         self.phase = Phase::Ws(Box::new(WsState {
             socket: ws::Socket::new(limits.max_message_size),
             last_heard: now,
@@ -434,16 +435,16 @@ impl Conn {
             expires_at,
             close_started: None,
         }));
+        true
     }
 
-    /// True once, when an upgraded connection is no longer an open WebSocket (or is
-    /// about to be dropped): the moment to tell the handler.
-    pub fn take_ws_ended(&mut self) -> bool {
-        let ended = self.ws_live && !matches!(&self.phase, Phase::Ws(ws) if ws.socket.is_open());
-        if ended {
-            self.ws_live = false;
+    /// Once, when an upgraded connection is no longer an open WebSocket (or is about to
+    /// be dropped): the moment to tell the handler. Gives when it was upgraded.
+    pub fn take_ws_ended(&mut self) -> Option<Instant> {
+        if matches!(&self.phase, Phase::Ws(ws) if ws.socket.is_open()) {
+            return None;
         }
-        ended
+        self.ws_opened.take()
     }
 
     /// The next WebSocket event from buffered input.

@@ -23,6 +23,18 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in declaration order (`method as usize` indexes it).
+    pub const ALL: [Method; 8] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Options,
+        Method::Other,
+    ];
+
     fn parse(name: &str) -> Method {
         match name {
             "GET" => Method::Get,
@@ -358,6 +370,14 @@ pub fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_methods_are_listed_at_their_index() {
+        for (i, method) in Method::ALL.iter().enumerate() {
+            assert_eq!(*method as usize, i, "{method:?}");
+            assert_eq!(Method::parse(method.as_str()), *method);
+        }
+    }
 
     fn parse(raw: &str) -> Result<Option<(RequestHead, usize)>, HeadError> {
         parse_head(raw.as_bytes())

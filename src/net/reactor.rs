@@ -24,6 +24,7 @@ use super::signals::{Signal, SignalSource};
 use super::slab::{ConnId, Slab};
 use super::timers::TimerWheel;
 use super::ws::{self, Event, Incoming};
+use crate::metrics::Metrics;
 use crate::time;
 
 const PUBLIC_LISTENER: Token = Token(0);
@@ -156,6 +157,13 @@ impl Ctx {
     }
 }
 
+/// The listening sockets: the public one, and the internal one for probes and metrics
+/// (`METRICS_PORT`) when configured.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub internal: Option<TcpListener>,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     pub max_connections: usize,
@@ -234,14 +242,9 @@ pub struct Reactor<H: Handler> {
     settings: Settings,
     lifecycle: Lifecycle,
     clock: Clock,
-    stats: Stats,
-}
-
-/// Counters the loop keeps about itself (exported as metrics).
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    pub rejected_full: u64,
-    pub slow_consumer_closes: u64,
+    /// Connections refused because the slab was full (logged at each power of two).
+    rejected_full: u64,
+    metrics: Arc<Metrics>,
 }
 
 /// Registers the waker that lanes use to wake the loop; create it before the lanes.
@@ -256,12 +259,12 @@ impl<H: Handler> Reactor<H> {
         poll: Poll,
         mut signals: SignalSource,
         settings: Settings,
-        public: TcpListener,
-        internal: Option<TcpListener>,
+        listeners: Listeners,
         completions: CompletionQueue<H::Completion>,
         handler: H,
+        metrics: Arc<Metrics>,
     ) -> io::Result<Reactor<H>> {
-        let mut listeners = [Some(public), internal];
+        let mut listeners = [Some(listeners.public), listeners.internal];
         for (listener, token) in listeners
             .iter_mut()
             .zip([PUBLIC_LISTENER, INTERNAL_LISTENER])
@@ -291,7 +294,8 @@ impl<H: Handler> Reactor<H> {
             settings,
             lifecycle: Lifecycle::Running,
             clock,
-            stats: Stats::default(),
+            rejected_full: 0,
+            metrics,
         })
     }
 
@@ -379,6 +383,9 @@ impl<H: Handler> Reactor<H> {
             if let Some(exit) = self.advance_lifecycle() {
                 return Ok(exit);
             }
+            self.metrics
+                .loop_iteration
+                .observe(self.clock.now.elapsed());
         }
     }
 
@@ -493,12 +500,12 @@ impl<H: Handler> Reactor<H> {
 
     /// The slab is full: answer 503 straight away and let the pen close the socket.
     fn reject_full(&mut self, stream: TcpStream) {
-        self.stats.rejected_full += 1;
-        if self.stats.rejected_full.is_power_of_two() {
+        self.rejected_full += 1;
+        if self.rejected_full.is_power_of_two() {
             log::warn!(
                 "connection slab full ({} slots): refused {} connection(s) so far",
                 self.slab.capacity(),
-                self.stats.rejected_full
+                self.rejected_full
             );
         }
         let response = self
@@ -509,10 +516,6 @@ impl<H: Handler> Reactor<H> {
         http::write_response(&mut out, &response, false, false, &self.clock.http_date);
         self.reject_pen
             .refuse(stream, &out, self.poll.registry(), self.clock.now);
-    }
-
-    pub fn stats(&self) -> &Stats {
-        &self.stats
     }
 
     /// Reads, parses and serves one connection, applies what the handler asked for,
@@ -580,7 +583,7 @@ impl<H: Handler> Reactor<H> {
             scratch,
             settings,
             clock,
-            stats,
+            metrics,
             ..
         } = self;
         let Some(conn) = slab.get_mut(id) else {
@@ -594,13 +597,14 @@ impl<H: Handler> Reactor<H> {
             if conn.is_websocket() {
                 match conn.ws_event() {
                     Event::Message(message) => {
+                        metrics.messages_received.inc();
                         handler.ws_message(&info, message, ctx);
                         // Answers to this socket go out before its next frame is read: if
                         // that frame is bad, its close frame must follow them, not drop them.
                         for effect in std::mem::take(&mut ctx.effects) {
                             match effect {
                                 Effect::Send(to, message) if to == id => {
-                                    send(conn, message, limits, now, stats)
+                                    send(conn, message, limits, now, metrics)
                                 }
                                 other => ctx.effects.push(other),
                             }
@@ -617,7 +621,9 @@ impl<H: Handler> Reactor<H> {
                     Reply::Now(response) => conn.respond(&response, keep_alive_allowed, date, now),
                     Reply::Later => return Ok(()),
                     Reply::Upgrade { accept, expires_at } => {
-                        conn.upgrade(&accept, expires_at, limits, now);
+                        if conn.upgrade(&accept, expires_at, limits, now) {
+                            metrics.websockets.inc();
+                        }
                         handler.ws_opened(&info, ctx);
                     }
                 },
@@ -673,7 +679,7 @@ impl<H: Handler> Reactor<H> {
                 Effect::Reply(_, response) => {
                     conn.respond(&response, keep_alive_allowed, &self.clock.http_date, now)
                 }
-                Effect::Send(_, message) => send(conn, message, &limits, now, &mut self.stats),
+                Effect::Send(_, message) => send(conn, message, &limits, now, &self.metrics),
                 Effect::Close(_, code, reason) => conn.ws_close(code, &reason, now),
                 Effect::WatchFlush(_) => conn.watch_flush = true,
             }
@@ -686,11 +692,12 @@ impl<H: Handler> Reactor<H> {
     /// A WebSocket that stopped being one (close handshake, failure, slow consumer) is
     /// reported to the handler once, as soon as it happens.
     fn notice_ws_end(&mut self, id: ConnId) {
-        let ended = match self.slab.get_mut(id) {
-            Some(conn) => conn.take_ws_ended(),
-            None => false,
-        };
-        if ended {
+        let opened = self.slab.get_mut(id).and_then(|conn| conn.take_ws_ended());
+        if let Some(opened) = opened {
+            self.metrics.websockets.dec();
+            self.metrics
+                .websocket_seconds
+                .observe(self.clock.now.saturating_duration_since(opened));
             let mut ctx = self.ctx();
             self.handler.ws_closed(id, &mut ctx);
             self.apply(ctx, None);
@@ -852,15 +859,19 @@ impl<H: Handler> Reactor<H> {
     }
 }
 
-/// Queues a message on a WebSocket, counting a slow consumer it closes.
-fn send(conn: &mut Conn, message: Message, limits: &Limits, now: Instant, stats: &mut Stats) {
-    if conn.ws_send(message, limits, now) == Sent::SlowConsumer {
-        stats.slow_consumer_closes += 1;
-        log::info!(
-            "connection {:?}: slow consumer, closed with 1013 (over {} queued bytes)",
-            conn.info.id,
-            limits.max_outbound
-        );
+/// Queues a message on a WebSocket, counting it, or the slow consumer it closes.
+fn send(conn: &mut Conn, message: Message, limits: &Limits, now: Instant, metrics: &Metrics) {
+    match conn.ws_send(message, limits, now) {
+        Sent::Queued => metrics.messages_sent.inc(),
+        Sent::SlowConsumer => {
+            metrics.slow_consumer_closes.inc();
+            log::info!(
+                "connection {:?}: slow consumer, closed with 1013 (over {} queued bytes)",
+                conn.info.id,
+                limits.max_outbound
+            );
+        }
+        Sent::NotOpen => {}
     }
 }
 

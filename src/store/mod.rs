@@ -5,10 +5,12 @@
 //!
 //! Values cross this interface in plaintext; [`sealed::Sealed`] wraps any backend and
 //! encrypts message content (and, optionally, the other free-text fields) on the way in.
+//! [`timed::Timed`] wraps every backend and times its calls.
 
 pub mod embedded;
 pub mod mongo;
 pub mod sealed;
+pub mod timed;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,10 +18,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::crypto::Cipher;
+use crate::metrics::Metrics;
 
 /// The store the settings ask for: MongoDB when `MONGO_URI` is set, else the embedded
-/// file in `DATA_DIR`; wrapped in [`sealed::Sealed`] when `ENCRYPTION_KEY` is set.
-pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
+/// file in `DATA_DIR`; timed by [`timed::Timed`] and wrapped in [`sealed::Sealed`] when
+/// `ENCRYPTION_KEY` is set.
+pub fn open(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>> {
     if let Some(settings) = &config.mongo {
         let store = mongo::Mongo::connect(settings)?;
         log::info!(
@@ -27,18 +31,20 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
             settings.database,
             settings.collection
         );
-        return Ok(seal_if_keyed(store, config));
+        return Ok(wrap(store, config, metrics));
     }
     let store = embedded::Embedded::open(&config.data_dir)?;
     log::info!(
         "store: embedded, {}",
         config.data_dir.join(embedded::FILE_NAME).display()
     );
-    Ok(seal_if_keyed(store, config))
+    Ok(wrap(store, config, metrics))
 }
 
-/// Generic so that every backend is wrapped the same way.
-fn seal_if_keyed<S: Store + 'static>(store: S, config: &Config) -> Arc<dyn Store> {
+/// Generic so that every backend is wrapped the same way. The timing goes inside the
+/// seal: it measures the backend, not the encryption.
+fn wrap<S: Store + 'static>(store: S, config: &Config, metrics: &Arc<Metrics>) -> Arc<dyn Store> {
+    let store = timed::Timed::new(store, Arc::clone(metrics));
     match &config.encryption_key {
         Some(key) => Arc::new(sealed::Sealed::new(
             store,

@@ -183,9 +183,9 @@ impl Chat {
                 now.ms,
             )
             .with_session(session_id)
-            .with_retry_after(retry_after)
-            .to_json();
-            self.send(socket, frame);
+            .with_retry_after(retry_after);
+            self.tally.rate_limited += 1;
+            self.send_error(socket, frame);
             return;
         }
         let Some(live) = self.sessions.get_mut(session_id) else {

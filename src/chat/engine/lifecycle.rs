@@ -4,8 +4,10 @@ use super::*;
 
 impl Chat {
     /// Tells every socket of an ended session, and closes them: a client starts a new
-    /// session by reconnecting.
+    /// session by reconnecting. Called only for sessions the store has just ended, so
+    /// each is counted once.
     pub(super) fn end_session(&mut self, session_id: &str, now: Now) {
+        self.tally.sessions_ended += 1;
         self.stop(session_id, now);
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;

@@ -97,6 +97,19 @@ pub enum Effect {
     Timer(Instant),
 }
 
+/// What the metrics count, accumulated until [`Chat::take_tally`] collects it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// `error` frames sent, the rate-limit refusal included.
+    pub error_frames: u64,
+    /// User messages refused by the per-user rate limit.
+    pub rate_limited: u64,
+    /// Sessions the store created: their first message was stored.
+    pub sessions_created: u64,
+    /// Sessions the store ended, through the API or the idle sweep.
+    pub sessions_ended: u64,
+}
+
 /// What a job in flight was for.
 enum Pending {
     Resolve {
@@ -142,6 +155,7 @@ pub struct Chat {
     next_sweep: Instant,
     next_cleanup: Instant,
     out: Vec<Effect>,
+    tally: Tally,
 }
 
 impl Chat {
@@ -156,11 +170,17 @@ impl Chat {
             pending: HashMap::new(),
             next_job: 1,
             out: Vec::new(),
+            tally: Tally::default(),
         }
     }
 
     pub fn sockets_of(&self, user_id: &str) -> &[ConnId] {
         self.hub.sockets_of(user_id)
+    }
+
+    /// What was counted since the last call.
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
     }
 
     /// Handles one event; the effects are to be applied in order.
@@ -223,15 +243,25 @@ impl Chat {
         if let Some(id) = session_id {
             frame = frame.with_session(id);
         }
-        self.send(socket, frame.to_json());
+        self.send_error(socket, frame);
+    }
+
+    /// Sends an `error` frame, counting it.
+    fn send_error(&mut self, socket: ConnId, frame: Outbound<'_>) {
+        if self.send(socket, frame.to_json()) {
+            self.tally.error_frames += 1;
+        }
     }
 
     /// Queues a frame, unless the socket closed meanwhile (a job can outlive the socket
     /// that asked for it): the core only ever talks to sockets it knows are open.
-    fn send(&mut self, socket: ConnId, frame: String) {
-        if self.hub.get(socket).is_some() {
+    /// Returns whether the frame was queued.
+    fn send(&mut self, socket: ConnId, frame: String) -> bool {
+        let open = self.hub.get(socket).is_some();
+        if open {
             self.out.push(Effect::Send(socket, frame));
         }
+        open
     }
 
     fn unauthorized(&mut self, socket: ConnId, bound: Option<&str>, now: Now) {

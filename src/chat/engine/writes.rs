@@ -62,6 +62,10 @@ impl Chat {
                 live.stored = true;
             }
         }
+        // Only appends write a session into existence, so the first message is its birth.
+        if matches!(result, Ok(StoreReply::Appended(1))) {
+            self.tally.sessions_created += 1;
+        }
         self.after_write(session_id, then, result, retry, now);
         self.next_write(session_id);
         self.evict_if_idle(session_id);

@@ -1,0 +1,589 @@
+//! Every metric chatbox exports, in one registry, and the scrape that writes them out
+//! (`spec/integrations.md` §Metrics; `docs/METRICS.md` explains each one).
+//!
+//! Names, types and labels of the old service are kept exactly: its dashboards read
+//! them. Recording is a relaxed atomic add (see [`instruments`]), so the loop and the
+//! lane threads share one `Arc<Metrics>` with no lock anywhere. What is a state rather
+//! than an event (slots in use, lane queues, the drain, `/proc`) is not recorded at all:
+//! the loop reads it when a scrape comes and passes it in as [`State`].
+//!
+//! Every series exists from the first scrape, with a zero, so that a dashboard never
+//! sees "no data" for "nothing happened" — except HTTP request durations, whose
+//! route × method grid is shown as it is used.
+
+pub mod instruments;
+pub mod process;
+pub mod text;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::chat::engine::Tally;
+use crate::http::router::Route;
+use crate::net::http::Method;
+use crate::store::timed::Operation;
+use instruments::{Counter, Gauge, Histogram};
+use process::Process;
+use text::{Exposition, Kind, Value};
+
+/// spec/integrations.md gives these.
+const CONNECTION_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Time to first chunk: a local model answers in well under a second, a hosted one
+/// in one to a few, a struggling one in tens (then retries and timeouts show).
+const LLM_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+/// An embedded read takes microseconds, a synced write or a MongoDB round trip
+/// milliseconds; past a second the store is in trouble.
+const STORE_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Answers from the loop take microseconds; those from a lane include its queue.
+const HTTP_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// A loop turn should take microseconds: every connection waits for the slowest one.
+const LOOP_BUCKETS: [f64; 13] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,
+];
+
+/// The `limiter` label of `chatbox_ratelimit_blocked_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limiter {
+    /// `RATE_LIMIT` chat messages per user per `RATE_LIMIT_WINDOW`.
+    UserMessages,
+    /// `P/shared/:token` reads per client IP.
+    PublicIp,
+    /// `MAX_CONNECTIONS_PER_USER` open WebSockets.
+    UserSockets,
+}
+
+impl Limiter {
+    const ALL: [Limiter; 3] = [
+        Limiter::UserMessages,
+        Limiter::PublicIp,
+        Limiter::UserSockets,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Limiter::UserMessages => "user_messages",
+            Limiter::PublicIp => "public_ip",
+            Limiter::UserSockets => "user_sockets",
+        }
+    }
+}
+
+/// An HTTP request being served: what its duration is recorded under, and since when.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestTimer {
+    route: Route,
+    method: Method,
+    started: Instant,
+}
+
+impl RequestTimer {
+    pub fn start(route: Route, method: Method) -> RequestTimer {
+        RequestTimer {
+            route,
+            method,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// One LLM provider's series, labelled with its configured id.
+#[derive(Debug)]
+pub struct Llm {
+    id: String,
+    pub requests: Counter,
+    pub errors: Counter,
+    pub tokens: Counter,
+    pub first_chunk: Histogram,
+}
+
+/// What the loop knows at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub slots_used: usize,
+    pub slots_total: usize,
+    pub draining: bool,
+    pub lanes: Vec<LaneState>,
+    /// `None` where `/proc` could not be read: the `process_*` families are left out.
+    pub process: Option<Process>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LaneState {
+    pub name: &'static str,
+    pub queue_depth: usize,
+    pub rejected: u64,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    /// Open WebSockets (the reactor counts them as they open and end).
+    pub websockets: Gauge,
+    pub websocket_seconds: Histogram,
+    /// WebSocket data messages, in and out, on every socket.
+    pub messages_received: Counter,
+    pub messages_sent: Counter,
+    pub slow_consumer_closes: Counter,
+    /// The work of one loop turn, from the poll's return to the next poll.
+    pub loop_iteration: Histogram,
+    message_errors: Counter,
+    sessions_created: Counter,
+    sessions_ended: Counter,
+    /// Active sessions found in the store at start-up; the gauge moves from there.
+    sessions_at_start: AtomicU64,
+    blocked: [Counter; Limiter::ALL.len()],
+    /// Indexed by `route as usize * Method::ALL.len() + method as usize`.
+    requests: Box<[Histogram]>,
+    llm: Vec<Llm>,
+    /// Indexed by `operation as usize`.
+    store: Box<[Histogram]>,
+}
+
+impl Metrics {
+    /// `providers`: the configured provider ids, each labelled from the start.
+    pub fn new(providers: &[&str]) -> Metrics {
+        Metrics {
+            websockets: Gauge::default(),
+            websocket_seconds: Histogram::new(&CONNECTION_BUCKETS),
+            messages_received: Counter::default(),
+            messages_sent: Counter::default(),
+            slow_consumer_closes: Counter::default(),
+            loop_iteration: Histogram::new(&LOOP_BUCKETS),
+            message_errors: Counter::default(),
+            sessions_created: Counter::default(),
+            sessions_ended: Counter::default(),
+            sessions_at_start: AtomicU64::new(0),
+            blocked: Default::default(),
+            requests: (0..Route::ALL.len() * Method::ALL.len())
+                .map(|_| Histogram::new(&HTTP_BUCKETS))
+                .collect(),
+            llm: providers
+                .iter()
+                .map(|&id| Llm {
+                    id: id.to_owned(),
+                    requests: Counter::default(),
+                    errors: Counter::default(),
+                    tokens: Counter::default(),
+                    first_chunk: Histogram::new(&LLM_BUCKETS),
+                })
+                .collect(),
+            store: Operation::ALL
+                .iter()
+                .map(|_| Histogram::new(&STORE_BUCKETS))
+                .collect(),
+        }
+    }
+
+    /// Adds what the chat core counted while handling an event.
+    pub fn record_chat(&self, tally: Tally) {
+        let pairs = [
+            (&self.message_errors, tally.error_frames),
+            (&self.sessions_created, tally.sessions_created),
+            (&self.sessions_ended, tally.sessions_ended),
+            (
+                &self.blocked[Limiter::UserMessages as usize],
+                tally.rate_limited,
+            ),
+        ];
+        for (counter, n) in pairs {
+            // Most events count nothing: skip the atomic add for them.
+            if n > 0 {
+                counter.add(n);
+            }
+        }
+    }
+
+    pub fn set_sessions_at_start(&self, active: u64) {
+        self.sessions_at_start.store(active, Ordering::Relaxed);
+    }
+
+    pub fn blocked(&self, limiter: Limiter) {
+        self.blocked[limiter as usize].inc();
+    }
+
+    /// The request was answered.
+    pub fn answered(&self, timer: RequestTimer) {
+        let cell = timer.route as usize * Method::ALL.len() + timer.method as usize;
+        self.requests[cell].observe(timer.started.elapsed());
+    }
+
+    /// The series of the provider with this id (`None` for an id never configured).
+    pub fn llm(&self, provider_id: &str) -> Option<&Llm> {
+        self.llm.iter().find(|llm| llm.id == provider_id)
+    }
+
+    pub fn store_operation(&self, operation: Operation, took: Duration) {
+        self.store[operation as usize].observe(took);
+    }
+
+    /// Never negative: ends of sessions that started before the count was taken can
+    /// only bring it down to zero.
+    fn active_sessions(&self) -> u64 {
+        (self.sessions_at_start.load(Ordering::Relaxed) + self.sessions_created.get())
+            .saturating_sub(self.sessions_ended.get())
+    }
+
+    /// The whole scrape, in the text format.
+    pub fn render(&self, state: &State) -> String {
+        let mut out = Exposition::default();
+        self.render_sockets(&mut out);
+        self.render_chat(&mut out);
+        self.render_llm(&mut out);
+        self.render_store_and_http(&mut out);
+        render_state(&mut out, state);
+        histogram(
+            &mut out,
+            "chatbox_event_loop_iteration_seconds",
+            "Time the event loop spent on one turn (not counting the wait for events).",
+            &self.loop_iteration,
+        );
+        out.into_string()
+    }
+
+    fn render_sockets(&self, out: &mut Exposition) {
+        single(
+            out,
+            "chatbox_websocket_connections_total",
+            Kind::Gauge,
+            "Open WebSocket connections.",
+            Value::Signed(self.websockets.get()),
+        );
+        histogram(
+            out,
+            "chatbox_websocket_connection_duration_seconds",
+            "How long WebSocket connections stayed open.",
+            &self.websocket_seconds,
+        );
+        for (name, help, counter) in [
+            (
+                "chatbox_messages_received_total",
+                "WebSocket messages received from clients.",
+                &self.messages_received,
+            ),
+            (
+                "chatbox_messages_sent_total",
+                "WebSocket messages sent to clients.",
+                &self.messages_sent,
+            ),
+            (
+                "chatbox_message_errors_total",
+                "Error frames sent to chat clients.",
+                &self.message_errors,
+            ),
+            (
+                "chatbox_ws_slow_consumer_closes_total",
+                "WebSockets closed with 1013 because they did not read what was sent to them.",
+                &self.slow_consumer_closes,
+            ),
+        ] {
+            single(out, name, Kind::Counter, help, Value::Int(counter.get()));
+        }
+    }
+
+    fn render_chat(&self, out: &mut Exposition) {
+        single(
+            out,
+            "chatbox_active_sessions_total",
+            Kind::Gauge,
+            "Sessions not yet ended (counted in the store at start-up, then followed).",
+            Value::Int(self.active_sessions()),
+        );
+        for (name, help, counter) in [
+            (
+                "chatbox_sessions_created_total",
+                "Sessions stored for the first time.",
+                &self.sessions_created,
+            ),
+            (
+                "chatbox_sessions_ended_total",
+                "Sessions ended, by their user or by the idle sweep.",
+                &self.sessions_ended,
+            ),
+        ] {
+            single(out, name, Kind::Counter, help, Value::Int(counter.get()));
+        }
+        // Admin takeover is not built yet; the zero keeps the dashboards' panel alive.
+        single(
+            out,
+            "chatbox_admin_takeovers_total",
+            Kind::Counter,
+            "Sessions taken over by an admin.",
+            Value::Int(0),
+        );
+        out.family(
+            "chatbox_ratelimit_blocked_total",
+            Kind::Counter,
+            "Requests refused by a rate limiter.",
+        );
+        for limiter in Limiter::ALL {
+            out.sample(
+                "chatbox_ratelimit_blocked_total",
+                &[("limiter", limiter.label())],
+                Value::Int(self.blocked[limiter as usize].get()),
+            );
+        }
+    }
+
+    fn render_llm(&self, out: &mut Exposition) {
+        type Pick = fn(&Llm) -> &Counter;
+        let counters: [(&str, &str, Pick); 3] = [
+            (
+                "chatbox_llm_requests_total",
+                "Replies asked of an LLM provider.",
+                |llm| &llm.requests,
+            ),
+            (
+                "chatbox_llm_errors_total",
+                "Replies that failed at the provider (not counting those stopped by the user).",
+                |llm| &llm.errors,
+            ),
+            (
+                "chatbox_tokens_used_total",
+                "Tokens the provider reported as used.",
+                |llm| &llm.tokens,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            out.family(name, Kind::Counter, help);
+            for llm in &self.llm {
+                out.sample(name, &[("provider", &llm.id)], Value::Int(pick(llm).get()));
+            }
+        }
+        let name = "chatbox_llm_latency_seconds";
+        out.family(
+            name,
+            Kind::Histogram,
+            "Time from asking a provider to its first chunk.",
+        );
+        for llm in &self.llm {
+            out.histogram(name, &[("provider", &llm.id)], &llm.first_chunk.snapshot());
+        }
+    }
+
+    fn render_store_and_http(&self, out: &mut Exposition) {
+        let name = "chatbox_mongodb_operation_seconds";
+        out.family(
+            name,
+            Kind::Histogram,
+            "Time of each store operation (MongoDB or the embedded store).",
+        );
+        for (operation, timing) in Operation::ALL.iter().zip(self.store.iter()) {
+            out.histogram(name, &[("operation", operation.name())], &timing.snapshot());
+        }
+        let name = "chatbox_http_request_duration_seconds";
+        out.family(
+            name,
+            Kind::Histogram,
+            "Time from a complete HTTP request to its response, by route template.",
+        );
+        let grid = Route::ALL
+            .iter()
+            .flat_map(|route| Method::ALL.iter().map(move |method| (route, method)));
+        for ((route, method), timing) in grid.zip(self.requests.iter()) {
+            let snapshot = timing.snapshot();
+            if snapshot.count > 0 {
+                let labels = [("endpoint", route.template()), ("method", method.as_str())];
+                out.histogram(name, &labels, &snapshot);
+            }
+        }
+    }
+}
+
+fn render_state(out: &mut Exposition, state: &State) {
+    if let Some(process) = &state.process {
+        render_process(out, process);
+    }
+    let name = "chatbox_connection_slots";
+    out.family(
+        name,
+        Kind::Gauge,
+        "Connection slots (MAX_CONNECTIONS) in use and free.",
+    );
+    let free = state.slots_total.saturating_sub(state.slots_used);
+    for (label, n) in [("used", state.slots_used), ("free", free)] {
+        out.sample(name, &[("state", label)], Value::Int(n as u64));
+    }
+    let name = "chatbox_lane_queue_depth";
+    out.family(name, Kind::Gauge, "Jobs waiting for a worker, per lane.");
+    for lane in &state.lanes {
+        let depth = Value::Int(lane.queue_depth as u64);
+        out.sample(name, &[("lane", lane.name)], depth);
+    }
+    let name = "chatbox_lane_rejected_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Jobs refused because their lane's queue was full.",
+    );
+    for lane in &state.lanes {
+        out.sample(name, &[("lane", lane.name)], Value::Int(lane.rejected));
+    }
+    single(
+        out,
+        "chatbox_draining",
+        Kind::Gauge,
+        "1 from SIGTERM until exit, else 0.",
+        Value::Int(u64::from(state.draining)),
+    );
+}
+
+fn render_process(out: &mut Exposition, process: &Process) {
+    let families = [
+        (
+            "process_resident_memory_bytes",
+            Kind::Gauge,
+            "Resident memory size in bytes.",
+            Value::Int(process.resident_bytes),
+        ),
+        (
+            "process_cpu_seconds_total",
+            Kind::Counter,
+            "Total user and system CPU time spent in seconds.",
+            Value::Float(process.cpu_seconds),
+        ),
+        (
+            "process_open_fds",
+            Kind::Gauge,
+            "Number of open file descriptors.",
+            Value::Int(process.open_fds),
+        ),
+        (
+            "process_start_time_seconds",
+            Kind::Gauge,
+            "Start time of the process since unix epoch in seconds.",
+            Value::Float(process.start_time_seconds),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        single(out, name, kind, help, value);
+    }
+}
+
+/// A family with one unlabelled sample.
+fn single(out: &mut Exposition, name: &str, kind: Kind, help: &str, value: Value) {
+    out.family(name, kind, help);
+    out.sample(name, &[], value);
+}
+
+/// A family with one unlabelled histogram.
+fn histogram(out: &mut Exposition, name: &str, help: &str, histogram: &Histogram) {
+    out.family(name, Kind::Histogram, help);
+    out.histogram(name, &[], &histogram.snapshot());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_of<'s>(scrape: &'s str, series: &str) -> &'s str {
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing from:\n{scrape}"))
+    }
+
+    #[test]
+    fn active_sessions_follow_the_start_count_and_never_go_below_zero() {
+        let metrics = Metrics::new(&[]);
+        let active = |m: &Metrics| {
+            value_of(
+                &m.render(&State::default()),
+                "chatbox_active_sessions_total",
+            )
+            .to_owned()
+        };
+        metrics.set_sessions_at_start(2);
+        metrics.record_chat(Tally {
+            sessions_ended: 5,
+            ..Tally::default()
+        });
+        assert_eq!(
+            active(&metrics),
+            "0",
+            "ends of older sessions cannot go below zero"
+        );
+        metrics.record_chat(Tally {
+            sessions_created: 4,
+            error_frames: 1,
+            rate_limited: 1,
+            ..Tally::default()
+        });
+        assert_eq!(active(&metrics), "1");
+        let scrape = metrics.render(&State::default());
+        assert_eq!(value_of(&scrape, "chatbox_sessions_created_total"), "4");
+        assert_eq!(value_of(&scrape, "chatbox_sessions_ended_total"), "5");
+        assert_eq!(value_of(&scrape, "chatbox_message_errors_total"), "1");
+        assert_eq!(
+            value_of(
+                &scrape,
+                r#"chatbox_ratelimit_blocked_total{limiter="user_messages"}"#
+            ),
+            "1"
+        );
+    }
+
+    #[test]
+    fn labelled_series_exist_before_anything_happens() {
+        let metrics = Metrics::new(&["echo", "gpt"]);
+        let state = State {
+            slots_used: 3,
+            slots_total: 10,
+            draining: true,
+            lanes: vec![LaneState {
+                name: "store",
+                queue_depth: 2,
+                rejected: 9,
+            }],
+            process: None,
+        };
+        let scrape = metrics.render(&state);
+        for (series, value) in [
+            (r#"chatbox_llm_requests_total{provider="gpt"}"#, "0"),
+            (r#"chatbox_llm_latency_seconds_count{provider="echo"}"#, "0"),
+            (
+                r#"chatbox_ratelimit_blocked_total{limiter="user_sockets"}"#,
+                "0",
+            ),
+            (
+                r#"chatbox_mongodb_operation_seconds_count{operation="ping"}"#,
+                "0",
+            ),
+            (r#"chatbox_connection_slots{state="used"}"#, "3"),
+            (r#"chatbox_connection_slots{state="free"}"#, "7"),
+            (r#"chatbox_lane_queue_depth{lane="store"}"#, "2"),
+            (r#"chatbox_lane_rejected_total{lane="store"}"#, "9"),
+            ("chatbox_draining", "1"),
+            ("chatbox_admin_takeovers_total", "0"),
+        ] {
+            assert_eq!(value_of(&scrape, series), value, "{series}");
+        }
+        assert!(!scrape.contains("process_"), "no /proc, no process metrics");
+    }
+
+    #[test]
+    fn http_durations_show_the_cells_in_use_by_route_template() {
+        let metrics = Metrics::new(&[]);
+        let timer = RequestTimer::start(Route::Session, Method::Get);
+        metrics.answered(timer);
+        metrics.answered(timer);
+        let scrape = metrics.render(&State::default());
+        assert_eq!(
+            value_of(
+                &scrape,
+                r#"chatbox_http_request_duration_seconds_count{endpoint="/sessions/:id",method="GET"}"#
+            ),
+            "2"
+        );
+        let cells = scrape
+            .lines()
+            .filter(|l| l.starts_with("chatbox_http_request_duration_seconds_count"))
+            .count();
+        assert_eq!(cells, 1, "unused route × method cells are not shown");
+    }
+}
