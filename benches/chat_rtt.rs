@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench chat_rtt -- [--conns 100,1000] [--secs 10] [--warmup 2] [--size 64]
-//!     [--stores disk,shm] [--pace MS]
+//!     [--stores disk,shm,mongo] [--pace MS]
 //! ```
 //!
 //! The bench starts the release binary (CHATBOX_BIN, else the one cargo just built) once per
@@ -19,9 +19,11 @@
 //! - `chat`: N sockets on `/chatbox/ws`, each its own user (`bench-<i>`, a fresh token and
 //!   so a fresh session per row). A socket waits for `connection_status`, then sends
 //!   `{"type":"user_message",…,"content":"hello"}`, takes the time of the first
-//!   `ai_response` frame (p50/p99/p999 columns: the first chunk) and of the one with
-//!   `"done":"true"` (the `done` columns: the whole reply), and sends the next message.
-//!   One message = one exchange: `srv µs/msg` is server CPU per user message and reply.
+//!   `ai_response` frame (p50/p99/p999 columns: the first chunk), of the one with
+//!   `"done":"true"` (the `done` columns: the whole reply) and of `loading` (the `ack`
+//!   columns: sent once the user message is stored), and sends the next message.
+//!   One message = one exchange: `srv µs/msg` is server CPU per user message and reply,
+//!   and two messages stored (the summary's `stored/s`).
 //!
 //! The summary holds the issue's target: chat first-chunk p99 at most 2× the raw echo p99.
 //!
@@ -35,7 +37,10 @@
 //! the store's CPU per append. `--stores disk,shm` runs the whole table again on a
 //! second server with DATA_DIR on /dev/shm (tmpfs, where fsync returns at once): the
 //! difference between the two `chat` rows is what the disk costs. `disk` is the system
-//! temp dir; its file system is printed with the conditions.
+//! temp dir; its file system is printed with the conditions. `mongo` runs the table on a
+//! server whose store is MongoDB: nx-27017 (Python on SQLite, the tests' server; see
+//! `support::mongo`), so its rows say what chatbox's side of MongoDB costs and how an
+//! outside store's round trips show in the latency, not how fast a real `mongod` is.
 //!
 //! By default every socket always has a message in flight (closed loop), so the server is
 //! saturated and a row's latency is mostly queueing: it grows with N and with the server
@@ -70,6 +75,7 @@ use support::client::{
 };
 use support::echo::Echo;
 use support::idle::idle_phase;
+use support::mongo::MongoUnderTest;
 use support::pace::Load;
 use support::report::{grouped, quantile_us, row, run_cells, RUN_COLUMNS};
 use support::system::{
@@ -88,7 +94,7 @@ const TOKEN_TTL_SECS: u64 = 3600;
 const TARGET_RATIO: f64 = 2.0;
 
 const USAGE: &str = "usage: cargo bench --bench chat_rtt -- [--conns 100,1000] [--secs 10] \
-                     [--warmup 2] [--size 64] [--stores disk,shm] [--pace MS] [--idle N]";
+                     [--warmup 2] [--size 64] [--stores disk,shm,mongo] [--pace MS] [--idle N]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Store {
@@ -96,6 +102,8 @@ enum Store {
     Disk,
     /// DATA_DIR on /dev/shm (tmpfs): fsync returns at once.
     Shm,
+    /// MONGO_URI: nx-27017 on 127.0.0.1 (`support::mongo`), its file in the temp dir.
+    Mongo,
 }
 
 impl Store {
@@ -103,12 +111,13 @@ impl Store {
         match self {
             Store::Disk => "disk",
             Store::Shm => "shm",
+            Store::Mongo => "mongo",
         }
     }
 
     fn data_parent(self) -> PathBuf {
         match self {
-            Store::Disk => std::env::temp_dir(),
+            Store::Disk | Store::Mongo => std::env::temp_dir(),
             Store::Shm => PathBuf::from("/dev/shm"),
         }
     }
@@ -147,11 +156,17 @@ fn parse_args() -> Args {
             "--warmup" => args.warmup = flags.number("--warmup"),
             "--size" => args.size = flags.number("--size"),
             "--stores" => {
-                args.stores = flags.list("--stores", "disk or shm, like disk,shm", |s| match s {
-                    "disk" => Some(Store::Disk),
-                    "shm" => Some(Store::Shm),
-                    _ => None,
-                })
+                args.stores =
+                    flags.list(
+                        "--stores",
+                        "disk, shm or mongo, like disk,mongo",
+                        |s| match s {
+                            "disk" => Some(Store::Disk),
+                            "shm" => Some(Store::Shm),
+                            "mongo" => Some(Store::Mongo),
+                            _ => None,
+                        },
+                    )
             }
             "--pace" => {
                 let ms: u64 = flags.number("--pace");
@@ -183,6 +198,8 @@ struct ChatConn {
     frame: Vec<u8>,
     /// When the first `ai_response` of the reply in progress arrived.
     first: Option<Instant>,
+    /// When the message in flight was acknowledged with `loading` (it is stored).
+    ack: Option<Instant>,
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -270,7 +287,10 @@ impl Protocol for Chat {
                         return Err("the reply ended with error".into());
                     }
                     state.first = None;
-                    step = Step::Reply { first: Some(first) };
+                    step = Step::Reply {
+                        first: Some(first),
+                        ack: state.ack.take(),
+                    };
                 }
             } else if json.starts_with(br#"{"type":"connection_status""#) {
                 let session = session_id(json).ok_or("connection_status without a session_id")?;
@@ -286,10 +306,14 @@ impl Protocol for Chat {
                         step = Step::Open;
                     }
                 }
+            } else if json.starts_with(br#"{"type":"loading""#) {
+                if in_flight {
+                    state.ack.get_or_insert_with(Instant::now);
+                }
             } else if json.starts_with(br#"{"type":"error""#) {
                 return Err(format!("server error: {}", String::from_utf8_lossy(json)));
             }
-            // `loading` and anything else: nothing to do.
+            // Anything else: nothing to do.
         }
         Ok((used, step))
     }
@@ -305,11 +329,22 @@ struct Compared {
     echo_p99: Option<f64>,
     chat_p50: Option<f64>,
     chat_p99: Option<f64>,
+    /// Appends per second: each exchange stores the user message and the reply.
+    stored_per_sec: f64,
+    ack_p50: Option<f64>,
+    ack_p99: Option<f64>,
 }
 
-/// Prints one row: `first` are the latencies of the p50/p99/p999 columns, `done` those of
-/// the whole reply (chat only).
-fn print_row(n: usize, phase: &str, run: &Run, first: &[u64], done: Option<&[u64]>) {
+/// Prints one row: `first` are the latencies of the p50/p99/p999 columns; chat only: `done`
+/// those of the whole reply and `ack` those of `loading` (the user message stored).
+fn print_row(
+    n: usize,
+    phase: &str,
+    run: &Run,
+    first: &[u64],
+    done: Option<&[u64]>,
+    ack: Option<&[u64]>,
+) {
     let us = |sorted: Option<&[u64]>, p| {
         sorted
             .and_then(|s| quantile_us(s, p))
@@ -319,6 +354,8 @@ fn print_row(n: usize, phase: &str, run: &Run, first: &[u64], done: Option<&[u64
     cells.extend(run_cells(run, first));
     cells.push((us(done, 0.50), 10));
     cells.push((us(done, 0.99), 10));
+    cells.push((us(ack, 0.50), 9));
+    cells.push((us(ack, 0.99), 9));
     println!("{}", row(&cells));
     if let Some(e) = &run.first_error {
         println!("    first error: {e}");
@@ -329,7 +366,7 @@ fn print_row(n: usize, phase: &str, run: &Run, first: &[u64], done: Option<&[u64
 fn run_store(args: &Args, store: Store) -> Vec<Compared> {
     let max_conns = args.conns.iter().copied().max().unwrap_or(0).max(args.idle);
     let max_connections = max_conns + 1000;
-    let launch = Launch {
+    let mut launch = Launch {
         name: "chatbox-chat-rtt",
         data_parent: store.data_parent(),
         max_connections,
@@ -339,6 +376,11 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
             ("MAX_MESSAGES_PER_SESSION", "100000".into()),
         ],
     };
+    // Started first and dropped last: chatbox must not outlive its database.
+    let mongo = (store == Store::Mongo).then(MongoUnderTest::start);
+    if let Some(mongo) = &mongo {
+        launch.env.push(("MONGO_URI", mongo.uri.clone()));
+    }
     // Dropping `server` at the end (or on a panic) kills it and removes its DATA_DIR.
     let (server, echo_url, server_pid) = server_under_test(None, None, &launch);
     let server = server.expect("a server started here");
@@ -354,11 +396,17 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
         Some(max_connections),
         &meter,
     );
-    println!(
-        "  store    DATA_DIR {} ({}), embedded redb, fsync per commit",
-        server.data_dir().display(),
-        fs_type(server.data_dir()).unwrap_or_else(|| "file system unknown".into()),
-    );
+    match &mongo {
+        Some(mongo) => println!(
+            "  store    MongoDB {} (nx-27017 on SQLite, unpinned: its CPU is in `others`)",
+            mongo.uri
+        ),
+        None => println!(
+            "  store    DATA_DIR {} ({}), embedded redb, fsync per commit",
+            server.data_dir().display(),
+            fs_type(server.data_dir()).unwrap_or_else(|| "file system unknown".into()),
+        ),
+    }
     println!(
         "  chat     model echo, content {CONTENT:?}, RATE_LIMIT=1000000/1s, \
          MAX_MESSAGES_PER_SESSION=100000, one user per socket"
@@ -386,7 +434,12 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
     }
     let mut headings = vec![("conns", 6), ("phase", 5)];
     headings.extend(RUN_COLUMNS);
-    headings.extend([("done p50", 10), ("done p99", 10)]);
+    headings.extend([
+        ("done p50", 10),
+        ("done p99", 10),
+        ("ack p50", 9),
+        ("ack p99", 9),
+    ]);
     println!("{}", row(&headings));
 
     let warmup = Duration::from_secs(args.warmup);
@@ -398,7 +451,7 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
         echo.open_for_run(n);
         let echo_run = echo.run(warmup, measured, ECHO_STALL, &meter, args.load);
         echo.close_all();
-        print_row(n, "echo", &echo_run, &echo_run.latencies, None);
+        print_row(n, "echo", &echo_run, &echo_run.latencies, None, None);
 
         meter.settle();
         chat.open_for_run(n);
@@ -410,6 +463,7 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
             &chat_run,
             &chat_run.first,
             Some(&chat_run.latencies),
+            Some(&chat_run.acks),
         );
         compared.push(Compared {
             store,
@@ -417,6 +471,10 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
             echo_p99: quantile_us(&echo_run.latencies, 0.99),
             chat_p50: quantile_us(&chat_run.first, 0.50),
             chat_p99: quantile_us(&chat_run.first, 0.99),
+            stored_per_sec: 2.0 * chat_run.messages as f64
+                / chat_run.cpu.wall.max(f64::MIN_POSITIVE),
+            ack_p50: quantile_us(&chat_run.acks, 0.50),
+            ack_p99: quantile_us(&chat_run.acks, 0.99),
         });
     }
     compared
@@ -453,6 +511,30 @@ fn print_summary(rows: &[Compared], load: Load) {
                 Some(_) => "missed".into(),
                 None => "-".into(),
             },
+        ];
+        let cells: Vec<_> = cells.into_iter().zip(headings.map(|h| h.1)).collect();
+        println!("{}", row(&cells));
+    }
+    println!(
+        "\nstore writes through the store lane: messages stored per second (two per \
+         exchange: the user message and the reply) and user_message to `loading` (sent once \
+         the message is stored)"
+    );
+    let headings = [
+        ("store", 5),
+        ("conns", 6),
+        ("stored/s", 10),
+        ("ack p50 µs", 11),
+        ("ack p99 µs", 11),
+    ];
+    println!("{}", row(&headings));
+    for r in rows {
+        let cells = [
+            r.store.name().to_owned(),
+            r.conns.to_string(),
+            grouped(r.stored_per_sec),
+            us(r.ack_p50),
+            us(r.ack_p99),
         ];
         let cells: Vec<_> = cells.into_iter().zip(headings.map(|h| h.1)).collect();
         println!("{}", row(&cells));

@@ -1,13 +1,15 @@
-//! The embedded store's appends alone, without the server: throughput and CPU per append
-//! for `append_batch` at several batch sizes.
+//! A store's appends alone, without the server: throughput and CPU per append for
+//! `append_batch` at several batch sizes.
 //!
 //! ```text
 //! cargo bench --bench store_append -- [--dir /dev/shm] [--sessions 1000] [--messages 4]
-//!     [--batches 1,10,100] [--secs 3] [--size 120]
+//!     [--batches 1,10,100] [--secs 3] [--size 120] [--mongo [--rtt-ms MS]]
 //! ```
 //!
 //! Opens an `Embedded` store in a fresh directory under `--dir` (default: the system temp
-//! dir; `/dev/shm` is tmpfs, where fsync returns at once and what remains is CPU), creates
+//! dir; `/dev/shm` is tmpfs, where fsync returns at once and what remains is CPU), or with
+//! `--mongo` the MongoDB backend on nx-27017 started here (`support::mongo`; `--rtt-ms`
+//! puts it behind a relay that adds that round trip, as a network would), creates
 //! `--sessions` sessions with `--messages` messages each, then for each batch size B runs
 //! `append_batch` with B appends to B distinct sessions, taken round-robin over all of
 //! them (in a fixed shuffled order, as random ids would be), for `--secs` seconds. Messages alternate user / AI (the AI ones carry tokens and
@@ -16,19 +18,23 @@
 //! `CPU µs/append` is this process's utime + stime (getrusage) over the run divided by the
 //! appends: the store runs on the calling thread, so it is the store's CPU. On a real disk
 //! most of the wall time is fsync, so there the `appends/s` column mostly measures the
-//! device; compare CPU.
+//! device; compare CPU. With `--mongo` it is chatbox's side of an append (the driver and
+//! its runtime threads included); the database's own CPU is the other process's.
 mod support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chatbox::config::Config;
 use chatbox::store::embedded::Embedded;
+use chatbox::store::mongo::Mongo;
 use chatbox::store::{Append, Message, Sender, Store};
 use support::args::Flags;
-use support::system::fs_type;
+use support::mongo::MongoUnderTest;
+use support::system::{fs_type, JWT_SECRET};
 
 const USAGE: &str = "cargo bench --bench store_append -- [--dir DIR] [--sessions 1000] \
-                     [--messages 4] [--batches 1,10,100] [--secs 3] [--size 120]";
+                     [--messages 4] [--batches 1,10,100] [--secs 3] [--size 120] [--mongo [--rtt-ms MS]]";
 
 struct Options {
     dir: PathBuf,
@@ -37,6 +43,8 @@ struct Options {
     batches: Vec<usize>,
     secs: f64,
     size: usize,
+    mongo: bool,
+    rtt_ms: u64,
 }
 
 fn options() -> Options {
@@ -47,6 +55,8 @@ fn options() -> Options {
         batches: vec![1, 10, 100],
         secs: 3.0,
         size: 120,
+        mongo: false,
+        rtt_ms: 0,
     };
     let mut flags = Flags::new(USAGE);
     while let Some(flag) = flags.next_flag() {
@@ -59,6 +69,8 @@ fn options() -> Options {
             }
             "--secs" => options.secs = flags.number("--secs"),
             "--size" => options.size = flags.number("--size"),
+            "--mongo" => options.mongo = true,
+            "--rtt-ms" => options.rtt_ms = flags.number("--rtt-ms"),
             _ => flags.unknown(&flag),
         }
     }
@@ -102,7 +114,7 @@ fn message(n: u64, at: i64, content: &str) -> Message {
 
 /// Sessions `ids[first..first + count]` (wrapping), one message each, as one batch.
 fn batch(
-    store: &Embedded,
+    store: &dyn Store,
     ids: &[String],
     first: usize,
     count: usize,
@@ -135,7 +147,22 @@ fn main() {
     let dir = options
         .dir
         .join(format!("chatbox-store-append-{}", std::process::id()));
-    let store = Embedded::open(&dir).expect("open the store");
+    let mongo = options.mongo.then(MongoUnderTest::start);
+    let uri = mongo.as_ref().map(|server| match options.rtt_ms {
+        0 => server.uri.clone(),
+        ms => support::mongo::delayed(&server.uri, Duration::from_micros(ms * 500)),
+    });
+    let store: Box<dyn Store> = match &uri {
+        Some(uri) => {
+            let vars = [("JWT_SECRET", JWT_SECRET), ("MONGO_URI", uri.as_str())]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()));
+            let config = Config::from_vars(&vars.into_iter().collect()).expect("settings");
+            let settings = config.mongo.as_ref().expect("MONGO_URI is set");
+            Box::new(Mongo::connect(settings).expect("connect to MongoDB"))
+        }
+        None => Box::new(Embedded::open(&dir).expect("open the store")),
+    };
+    let store = &*store;
     let mut ids: Vec<String> = (0..options.sessions)
         .map(|i| format!("user-{:05}-{}", i / 2, i % 2))
         .collect();
@@ -157,7 +184,7 @@ fn main() {
         for first in (0..ids.len()).step_by(100) {
             at += 1;
             batch(
-                &store,
+                store,
                 &ids,
                 first,
                 100.min(ids.len() - first),
@@ -168,14 +195,20 @@ fn main() {
         }
     }
 
+    let place = match &uri {
+        Some(uri) => format!(
+            "MongoDB {uri} (nx-27017, {} ms added round trip)",
+            options.rtt_ms
+        ),
+        None => format!(
+            "{} ({})",
+            dir.display(),
+            fs_type(&dir).unwrap_or_else(|| "file system unknown".into())
+        ),
+    };
     println!(
-        "store_append: {} ({}), {} sessions × {} messages set up, {} B content, {} s per row",
-        dir.display(),
-        fs_type(&dir).unwrap_or_else(|| "file system unknown".into()),
-        options.sessions,
-        options.messages,
-        options.size,
-        options.secs,
+        "store_append: {place}, {} sessions × {} messages set up, {} B content, {} s per row",
+        options.sessions, options.messages, options.size, options.secs,
     );
     println!(
         "{:>6} {:>9} {:>10} {:>14} {:>15}",
@@ -188,7 +221,7 @@ fn main() {
         let mut batches = 0_u64;
         while wall0.elapsed().as_secs_f64() < options.secs {
             at += 1;
-            batch(&store, &ids, next, size, n, at, &content);
+            batch(store, &ids, next, size, n, at, &content);
             next += size;
             if next >= ids.len() {
                 // A full round: every session got one more message.
@@ -208,10 +241,11 @@ fn main() {
             wall.as_secs_f64() * 1e6 / batches as f64,
         );
     }
-    drop(store);
-    let size = std::fs::metadata(dir.join(chatbox::store::embedded::FILE_NAME))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    println!("file: {:.1} MiB", size as f64 / (1 << 20) as f64);
-    std::fs::remove_dir_all(&dir).expect("remove the bench directory");
+    if mongo.is_none() {
+        let size = std::fs::metadata(dir.join(chatbox::store::embedded::FILE_NAME))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        println!("file: {:.1} MiB", size as f64 / (1 << 20) as f64);
+        std::fs::remove_dir_all(&dir).expect("remove the bench directory");
+    }
 }

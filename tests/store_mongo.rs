@@ -49,7 +49,7 @@ fn settings(server: &MongoServer, extra: &[(&str, &str)]) -> Config {
     .chain(extra)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    Config::load(&vars).expect("valid settings")
+    Config::from_vars(&vars).expect("valid settings")
 }
 
 fn metrics() -> Arc<Metrics> {

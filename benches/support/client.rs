@@ -234,9 +234,11 @@ pub enum Step {
     /// Upgraded (and greeted, where the server speaks first).
     Open,
     /// The answer to the message in flight is complete; `first` is when its first part
-    /// arrived, for answers that come in parts.
+    /// arrived, for answers that come in parts, and `ack` when the server acknowledged
+    /// the message, for protocols that do (chat: `loading`).
     Reply {
         first: Option<Instant>,
+        ack: Option<Instant>,
     },
 }
 
@@ -452,6 +454,8 @@ pub struct Run {
     /// Send to the first part of an answer that comes in parts, ns, sorted; empty when
     /// answers come whole.
     pub first: Vec<u64>,
+    /// Send to the server's acknowledgement, ns, sorted; empty without one.
+    pub acks: Vec<u64>,
     pub errors: usize,
     pub first_error: Option<String>,
     /// Connections still open with a message in flight unanswered for the `stall` given
@@ -634,6 +638,7 @@ impl<P: Protocol> Client<P> {
             messages: 0,
             latencies: Vec::new(),
             first: Vec::new(),
+            acks: Vec::new(),
             errors: 0,
             first_error: None,
             stalled: 0,
@@ -686,7 +691,7 @@ impl<P: Protocol> Client<P> {
             let timeout = pacer.as_ref().map_or(TICK, |p| p.timeout(now, TICK));
             for (slot, _, result) in self.poll_once(timeout) {
                 match result {
-                    Ok(Step::Reply { first }) => {
+                    Ok(Step::Reply { first, ack }) => {
                         let conn = self.slots[slot].as_mut().expect("live slot");
                         let now = Instant::now();
                         if window_start.is_some() {
@@ -694,6 +699,9 @@ impl<P: Protocol> Client<P> {
                             run.latencies.push(nanos(conn.since, now));
                             if let Some(first) = first {
                                 run.first.push(nanos(conn.since, first));
+                            }
+                            if let Some(ack) = ack {
+                                run.acks.push(nanos(conn.since, ack));
                             }
                         }
                         if let Some(pacer) = pacer.as_mut() {
@@ -724,6 +732,7 @@ impl<P: Protocol> Client<P> {
             .count();
         run.latencies.sort_unstable();
         run.first.sort_unstable();
+        run.acks.sort_unstable();
         run
     }
 }

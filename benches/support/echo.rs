@@ -43,7 +43,13 @@ impl Protocol for Echo {
             return Err(describe_unexpected(got));
         }
         if got.len() == self.echo.len() {
-            return Ok((got.len(), Step::Reply { first: None }));
+            return Ok((
+                got.len(),
+                Step::Reply {
+                    first: None,
+                    ack: None,
+                },
+            ));
         }
         Ok((0, Step::Pending))
     }

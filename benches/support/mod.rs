@@ -7,6 +7,7 @@ pub mod args;
 pub mod client;
 pub mod echo;
 pub mod idle;
+pub mod mongo;
 pub mod pace;
 pub mod report;
 pub mod system;

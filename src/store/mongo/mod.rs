@@ -26,7 +26,8 @@
 mod codec;
 mod retry;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -48,6 +49,10 @@ const READ_BUDGET: Duration = Duration::from_secs(10);
 /// is down turns into `DATABASE_ERROR` for the user within the write budget, after the
 /// retries, instead of after the driver's default of 30 s.
 const SERVER_SELECTION: Duration = Duration::from_secs(2);
+/// How many appends of one batch run at once. A batch names distinct sessions, so its
+/// appends are independent; run one after another, a batch would cost the sum of their
+/// round trips instead of about one append's.
+const BATCH_PARALLELISM: usize = 16;
 
 /// The indexes of `spec/storage.md`, by name.
 fn indexes() -> Vec<IndexModel> {
@@ -370,6 +375,49 @@ fn new_session(append: &Append) -> Session {
 }
 
 impl Store for Mongo {
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+        let workers = appends.len().min(BATCH_PARALLELISM);
+        if workers <= 1 {
+            return appends.iter().map(|append| self.append(append)).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<Option<Result<Session>>> = appends.iter().map(|_| None).collect();
+        let finished: Vec<(usize, Result<Session>)> = thread::scope(|scope| {
+            let workers: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(append) = appends.get(i) else {
+                                return mine;
+                            };
+                            mine.push((i, self.append(append)));
+                        }
+                    })
+                })
+                .collect();
+            // A worker that panicked loses its answers; they are reported below.
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().unwrap_or_default())
+                .collect()
+        });
+        for (i, result) in finished {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(StoreError::Unavailable(
+                        "an append of the batch failed".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+
     fn append(&self, append: &Append) -> Result<Session> {
         let mut retrying = false;
         self.write("append", || {
