@@ -88,24 +88,9 @@ fn settings() -> Settings {
 fn session(id: &str, owner: &str, ended: bool) -> Transcript {
     Transcript {
         session: Session {
-            id: id.into(),
-            user_id: owner.into(),
-            name: "n".into(),
-            model_id: String::new(),
-            started_at: 0,
             ended_at: ended.then_some(1),
-            duration_secs: None,
-            last_activity: 0,
-            admin_assisted: false,
-            assisting_admin: None,
-            help_requested: false,
-            total_tokens: 0,
-            max_resp_ms: 0,
-            avg_resp_ms: 0,
-            share_token: None,
-            created_at: 0,
-            modified_at: 0,
             message_count: 1,
+            ..Session::new(id, owner, "n", "", 0)
         },
         messages: vec![Message::new("m", Sender::User, "earlier", 0)],
     }

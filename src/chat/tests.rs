@@ -115,24 +115,8 @@ fn meta<'a>(frame: &'a Value, key: &str) -> Option<&'a str> {
 fn stored_session(id: &str, owner: &str, messages: Vec<Message>) -> Transcript {
     Transcript {
         session: Session {
-            id: id.into(),
-            user_id: owner.into(),
-            name: "Earlier".into(),
-            model_id: String::new(),
-            started_at: 0,
-            ended_at: None,
-            duration_secs: None,
-            last_activity: 0,
-            admin_assisted: false,
-            assisting_admin: None,
-            help_requested: false,
-            total_tokens: 0,
-            max_resp_ms: 0,
-            avg_resp_ms: 0,
-            share_token: None,
-            created_at: 0,
-            modified_at: 0,
             message_count: messages.len() as u64,
+            ..Session::new(id, owner, "Earlier", "", 0)
         },
         messages,
     }

@@ -162,6 +162,30 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session as its first message, at `at`, creates it: active, nothing counted yet.
+    pub fn new(id: &str, user_id: &str, name: &str, model_id: &str, at: Millis) -> Session {
+        Session {
+            id: id.to_owned(),
+            user_id: user_id.to_owned(),
+            name: name.to_owned(),
+            model_id: model_id.to_owned(),
+            started_at: at,
+            ended_at: None,
+            duration_secs: None,
+            last_activity: at,
+            admin_assisted: false,
+            assisting_admin: None,
+            help_requested: false,
+            total_tokens: 0,
+            max_resp_ms: 0,
+            avg_resp_ms: 0,
+            share_token: None,
+            created_at: at,
+            modified_at: at,
+            message_count: 0,
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         self.ended_at.is_none()
     }

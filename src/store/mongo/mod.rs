@@ -352,26 +352,13 @@ impl Plan {
 
 fn new_session(append: &Append) -> Session {
     let at = append.message.at;
-    Session {
-        id: append.session_id.to_owned(),
-        user_id: append.user_id.to_owned(),
-        name: append.name.to_owned(),
-        model_id: append.model_id.to_owned(),
-        started_at: at,
-        ended_at: None,
-        duration_secs: None,
-        last_activity: at,
-        admin_assisted: false,
-        assisting_admin: None,
-        help_requested: false,
-        total_tokens: 0,
-        max_resp_ms: 0,
-        avg_resp_ms: 0,
-        share_token: None,
-        created_at: at,
-        modified_at: at,
-        message_count: 0,
-    }
+    Session::new(
+        append.session_id,
+        append.user_id,
+        append.name,
+        append.model_id,
+        at,
+    )
 }
 
 impl Store for Mongo {
