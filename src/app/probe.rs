@@ -76,17 +76,17 @@ impl StoreProbe {
         self.in_flight = false;
         self.next_at = now + INTERVAL;
         let healthy = result.is_ok();
+        if self.healthy != Some(healthy) {
+            match &result {
+                Ok(()) => log::info!("store ready"),
+                Err(error) => log::warn!("store not ready: {error}"),
+            }
+            self.healthy = Some(healthy);
+        }
         let check = match result {
             Ok(()) => Check::ready(),
             Err(error) => Check::not_ready(error.to_string()),
         };
-        if self.healthy != Some(healthy) {
-            match &check.detail.get("reason") {
-                Some(reason) => log::warn!("store not ready: {reason}"),
-                None => log::info!("store ready"),
-            }
-            self.healthy = Some(healthy);
-        }
         for name in self.names {
             readiness.set(name, check.clone());
         }

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
 use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::sync::{Client, Collection, Database};
+use mongodb::sync::{Client, Collection, Cursor, Database};
 use mongodb::IndexModel;
 
 use self::codec::{date, Header, MESSAGE_COUNT, REPLY_COUNT};
@@ -139,16 +139,21 @@ impl Mongo {
         }
         pipeline.push(doc! {"$addFields": {MESSAGE_COUNT: message_count()}});
         pipeline.push(doc! {"$project": {"msgs": 0}});
+        let mut headers = Vec::new();
+        for doc in self.aggregate(pipeline)? {
+            headers.push(Header::of(&doc?)?);
+        }
+        Ok(headers)
+    }
+
+    /// Runs a read pipeline within the read budget, on the server too (`maxTimeMS`).
+    fn aggregate(&self, pipeline: Vec<Document>) -> Attempt<Cursor<Document>> {
         let cursor = self
             .sessions
             .aggregate(pipeline)
             .max_time(READ_BUDGET)
             .run()?;
-        let mut headers = Vec::new();
-        for doc in cursor {
-            headers.push(Header::of(&doc?)?);
-        }
-        Ok(headers)
+        Ok(cursor)
     }
 
     fn header(&self, id: &str) -> Attempt<Option<Header>> {
@@ -178,12 +183,7 @@ impl Mongo {
             doc! {"$limit": 1},
             doc! {"$addFields": fields},
         ];
-        let cursor = self
-            .sessions
-            .aggregate(pipeline)
-            .max_time(READ_BUDGET)
-            .run()?;
-        let Some(doc) = cursor.into_iter().next().transpose()? else {
+        let Some(doc) = self.aggregate(pipeline)?.next().transpose()? else {
             return Ok(None);
         };
         let session = Header::of(&doc)?.session;
@@ -290,7 +290,13 @@ impl Plan {
 
         let mut after = match header {
             Some(header) => header.session.clone(),
-            None => new_session(append),
+            None => Session::new(
+                append.session_id,
+                append.user_id,
+                append.name,
+                append.model_id,
+                at,
+            ),
         };
         after.message_count += 1;
         after.last_activity = at;
@@ -348,17 +354,6 @@ impl Plan {
             after,
         }
     }
-}
-
-fn new_session(append: &Append) -> Session {
-    let at = append.message.at;
-    Session::new(
-        append.session_id,
-        append.user_id,
-        append.name,
-        append.model_id,
-        at,
-    )
 }
 
 impl Store for Mongo {
@@ -636,7 +631,7 @@ mod tests {
     fn a_reply_moves_the_counters_atomically_and_the_average_by_its_weight() {
         let message = reply();
         let mut header = Header {
-            session: new_session(&append(&message)),
+            session: Session::new("s1", "u1", "Hi", "gpt", 1_000),
             reply_count: 3,
         };
         header.session.avg_resp_ms = 100;
