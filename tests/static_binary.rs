@@ -6,29 +6,32 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, Server, TempDir, JWT_SECRET};
+use common::{Server, TempDir, JWT_SECRET};
 
 #[test]
 #[ignore = "needs scripts/build-static and root; run by scripts/test"]
 fn static_binary_serves_healthz_from_an_empty_root() {
     let binary =
         std::env::var("CHATBOX_STATIC_BIN").expect("CHATBOX_STATIC_BIN names the static binary");
-    let port = free_port();
     let roots = TempDir::new();
-    let mut command = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/run-in-empty-root"
-    ));
-    command
-        .env("TMPDIR", roots.path())
-        .arg(&binary)
-        .arg("--")
-        .arg(format!("JWT_SECRET={JWT_SECRET}"))
-        .arg("SERVER_HOST=127.0.0.1")
-        .arg(format!("SERVER_PORT={port}"))
-        .arg("SHUTDOWN_DRAIN_DELAY=100ms")
-        .arg("SHUTDOWN_TIMEOUT=2s");
-    let mut server = Server::launch(command, port, roots);
+    let roots_path = roots.path().to_path_buf();
+    let for_port = |port: u16| {
+        let mut command = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/run-in-empty-root"
+        ));
+        command
+            .env("TMPDIR", &roots_path)
+            .arg(&binary)
+            .arg("--")
+            .arg(format!("JWT_SECRET={JWT_SECRET}"))
+            .arg("SERVER_HOST=127.0.0.1")
+            .arg(format!("SERVER_PORT={port}"))
+            .arg("SHUTDOWN_DRAIN_DELAY=100ms")
+            .arg("SHUTDOWN_TIMEOUT=2s");
+        command
+    };
+    let mut server = Server::launch(for_port, roots);
 
     let health = server.get("/chatbox/healthz");
     assert_eq!(health.status, 200);

@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 /// A signing secret that passes the weak-secret rules.
 pub const JWT_SECRET: &str = "q8Vn2xLr7TzKp4WmYc9HbEs6JdUf3GaN";
 
+/// How often a test server is started on a fresh port when the last one was taken.
+pub const BIND_ATTEMPTS: usize = 5;
+/// How much of a server's log a failing test prints.
+const FAILURE_LOG_LINES: usize = 200;
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -37,7 +42,7 @@ pub struct Server {
     child: Child,
     pub port: u16,
     logs: Arc<Mutex<Vec<String>>>,
-    /// `DATA_DIR`; `None` only after `kill` handed it out.
+    /// `DATA_DIR`; `None` only while starting and after `kill` handed it out.
     data: Option<TempDir>,
 }
 
@@ -54,24 +59,48 @@ impl Server {
 
     /// Starts the server on an existing `DATA_DIR` (a restart after `kill`).
     pub fn start_in(program: &str, data: TempDir, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let mut command = Command::new(program);
-        command
-            .env_clear()
-            .env("JWT_SECRET", JWT_SECRET)
-            .env("SERVER_HOST", "127.0.0.1")
-            .env("SERVER_PORT", port.to_string())
-            .env("DATA_DIR", data.path())
-            .env("LOG_LEVEL", "debug");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        Server::launch(command, port, data)
+        let data_path = data.path().to_path_buf();
+        Server::launch(
+            |port| {
+                let mut command = Command::new(program);
+                command
+                    .env_clear()
+                    .env("JWT_SECRET", JWT_SECRET)
+                    .env("SERVER_HOST", "127.0.0.1")
+                    .env("SERVER_PORT", port.to_string())
+                    .env("DATA_DIR", &data_path)
+                    .env("LOG_LEVEL", "debug");
+                for (key, value) in env {
+                    command.env(key, value);
+                }
+                command
+            },
+            data,
+        )
     }
 
-    /// Spawns `command` (which must make the server listen on `port`), collecting its
-    /// output, and waits until the port accepts connections.
-    pub fn launch(mut command: Command, port: u16, data: TempDir) -> Server {
+    /// Spawns the command `for_port` builds (it must make the server listen on
+    /// 127.0.0.1:`port` and log at info or finer), and waits until the server says it
+    /// listens there. The listener `free_port` dropped can live on for a moment in a
+    /// child another test thread is forking (until that child's exec closes it), so a
+    /// server that cannot bind its port is started again on another.
+    pub fn launch(mut for_port: impl FnMut(u16) -> Command, data: TempDir) -> Server {
+        for _ in 0..BIND_ATTEMPTS {
+            let port = free_port();
+            let mut server = Server::spawn(for_port(port), port);
+            match server.wait_until_listening() {
+                Ok(()) => {
+                    server.data = Some(data);
+                    return server;
+                }
+                Err(logs) if logs.iter().any(|l| l.contains("cannot listen on")) => continue,
+                Err(logs) => panic!("chatbox did not start:\n{}", logs.join("\n")),
+            }
+        }
+        panic!("chatbox found no free port in {BIND_ATTEMPTS} attempts");
+    }
+
+    fn spawn(mut command: Command, port: u16) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,24 +127,34 @@ impl Server {
                 }
             });
         }
-        let mut server = Server {
+        Server {
             child,
             port,
             logs,
-            data: Some(data),
-        };
-        server.wait_until_listening(port);
-        server
+            data: None,
+        }
     }
 
-    pub fn wait_until_listening(&mut self, port: u16) {
+    /// Waits for the server's own "listening on" line rather than for the port to
+    /// accept: that forked copy of `free_port`'s listener accepts too, then resets
+    /// what it queued when it closes. `Err` carries the logs of a server that exited
+    /// or never got there.
+    fn wait_until_listening(&mut self) -> Result<(), Vec<String>> {
+        let announcement = format!("listening on http://127.0.0.1:{}", self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("chatbox exited with {status}:\n{}", self.logs().join("\n"));
+        loop {
+            if self.logs().iter().any(|line| line.contains(&announcement)) {
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "chatbox did not start listening");
-            std::thread::sleep(Duration::from_millis(10));
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                // The pipes close with the process; give the readers their last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return Err(self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -201,6 +240,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server saw (cargo prints a failed test's output).
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail = &logs[logs.len().saturating_sub(FAILURE_LOG_LINES)..];
+            eprintln!("--- chatbox on port {} ---\n{}", self.port, tail.join("\n"));
+        }
     }
 }
 

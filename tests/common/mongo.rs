@@ -6,12 +6,12 @@
 //! Documents in the old service's shape are written with `pymongo`, the way that
 //! service wrote them: see [`MongoServer::python`].
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, python, TempDir};
+use super::{free_port, python, TempDir, BIND_ATTEMPTS};
 
 pub struct MongoServer {
     child: Option<Child>,
@@ -23,11 +23,21 @@ impl MongoServer {
     pub fn start() -> MongoServer {
         let mut server = MongoServer {
             child: None,
-            port: free_port(),
+            port: 0,
             dir: TempDir::new(),
         };
-        server.resume();
-        server
+        // A port from `free_port` can still be held for a moment by a child another
+        // test thread is forking (the listener's fd lives until that child's exec), so a
+        // server that cannot bind is started again on another.
+        for _ in 0..BIND_ATTEMPTS {
+            server.port = free_port();
+            match server.launch() {
+                Ok(()) => return server,
+                Err(stderr) if stderr.to_lowercase().contains("address already in use") => continue,
+                Err(stderr) => panic!("{}", not_started(&stderr)),
+            }
+        }
+        panic!("the MongoDB test server found no free port in {BIND_ATTEMPTS} attempts");
     }
 
     pub fn uri(&self) -> String {
@@ -42,12 +52,20 @@ impl MongoServer {
         }
     }
 
-    /// Starts the server (again) on the same port and data file.
+    /// Starts the server again on the same port and data file.
     pub fn resume(&mut self) {
+        if let Err(stderr) = self.launch() {
+            panic!("{}", not_started(&stderr));
+        }
+    }
+
+    /// Spawns the server and waits until it answers a `ping`; `Err` carries its stderr.
+    fn launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "the server is running");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mongo-test-server");
         let file = |name: &str| self.dir.path().join(name);
-        let stderr = std::fs::File::create(file("stderr")).expect("stderr file");
+        let stderr_path = file("stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let child = Command::new(python())
             .arg(script)
             .arg("--db")
@@ -63,21 +81,18 @@ impl MongoServer {
             .unwrap_or_else(|err| panic!("cannot run {}: {err}", python()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !answers_ping(self.port) {
             let exited = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
-                panic!(
-                    "the MongoDB test server did not start ({exited:?}); run scripts/test, which \
-                     installs nx-27017 into .venv-tools, or set CHATBOX_TEST_PYTHON to a Python \
-                     that has it. Its stderr:\n{}",
-                    std::fs::read_to_string(file("stderr")).unwrap_or_default()
-                );
+                self.stop();
+                return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Runs `script` with pymongo: `URI` is the server's URI, `DB` the `chat` database,
@@ -111,6 +126,44 @@ impl MongoServer {
         );
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
+}
+
+fn not_started(stderr: &str) -> String {
+    format!(
+        "the MongoDB test server did not start; run scripts/test, which installs nx-27017 \
+         into .venv-tools, or set CHATBOX_TEST_PYTHON to a Python that has it. Its \
+         stderr:\n{stderr}"
+    )
+}
+
+/// Whether a MongoDB server answers an `OP_MSG` `ping` on `port`. An accepted connection
+/// alone proves nothing: a listener that is about to close accepts too.
+fn answers_ping(port: u16) -> bool {
+    const OP_MSG: i32 = 2013;
+    const REQUEST_ID: i32 = 1;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let Ok(body) = mongodb::bson::doc! { "ping": 1, "$db": "admin" }.to_vec() else {
+        return false;
+    };
+    // Header (length, request id, response to, op code), flag bits, one body section.
+    let length = 16 + 4 + 1 + body.len();
+    let mut message = Vec::with_capacity(length);
+    for field in [length as i32, REQUEST_ID, 0, OP_MSG, 0] {
+        message.extend_from_slice(&field.to_le_bytes());
+    }
+    message.push(0);
+    message.extend_from_slice(&body);
+    let mut header = [0u8; 16];
+    if stream.write_all(&message).is_err() || stream.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let field = |at: usize| {
+        i32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    field(8) == REQUEST_ID && field(12) == OP_MSG
 }
 
 impl Drop for MongoServer {
