@@ -94,7 +94,10 @@ impl Server {
                     return server;
                 }
                 Err(logs) if logs.iter().any(|l| l.contains("cannot listen on")) => continue,
-                Err(logs) => panic!("chatbox did not start:\n{}", logs.join("\n")),
+                Err(logs) => {
+                    drop(server); // its log is in the message; not twice
+                    panic!("chatbox did not start:\n{}", logs.join("\n"))
+                }
             }
         }
         panic!("chatbox found no free port in {BIND_ATTEMPTS} attempts");
