@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub const JWT_SECRET: &str = "q8Vn2xLr7TzKp4WmYc9HbEs6JdUf3GaN";
 
 /// How often a test server is started on a fresh port when the last one was taken.
-pub const BIND_ATTEMPTS: usize = 5;
+const BIND_ATTEMPTS: usize = 5;
 /// How much of a server's log a failing test prints.
 const FAILURE_LOG_LINES: usize = 200;
 
@@ -26,6 +26,23 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Starts a server with `start(port)` on a port from `free_port`, and again on a fresh
+/// port while `port_taken` says it could not bind: the listener `free_port` dropped can
+/// live on for a moment in a child another test thread is forking, until that child's
+/// exec closes it.
+pub fn on_free_port<T, E>(
+    mut start: impl FnMut(u16) -> Result<T, E>,
+    port_taken: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut attempt = 1;
+    loop {
+        match start(free_port()) {
+            Err(error) if port_taken(&error) && attempt < BIND_ATTEMPTS => attempt += 1,
+            result => return result,
+        }
+    }
 }
 
 /// The Python the tests run helpers with: `CHATBOX_TEST_PYTHON` (`scripts/test` points
@@ -81,26 +98,22 @@ impl Server {
 
     /// Spawns the command `for_port` builds (it must make the server listen on
     /// 127.0.0.1:`port` and log at info or finer), and waits until the server says it
-    /// listens there. The listener `free_port` dropped can live on for a moment in a
-    /// child another test thread is forking (until that child's exec closes it), so a
-    /// server that cannot bind its port is started again on another.
+    /// listens there.
     pub fn launch(mut for_port: impl FnMut(u16) -> Command, data: TempDir) -> Server {
-        for _ in 0..BIND_ATTEMPTS {
-            let port = free_port();
-            let mut server = Server::spawn(for_port(port), port);
-            match server.wait_until_listening() {
-                Ok(()) => {
-                    server.data = Some(data);
-                    return server;
-                }
-                Err(logs) if logs.iter().any(|l| l.contains("cannot listen on")) => continue,
-                Err(logs) => {
-                    drop(server); // its log is in the message; not twice
-                    panic!("chatbox did not start:\n{}", logs.join("\n"))
-                }
+        let started = on_free_port(
+            |port| {
+                let mut server = Server::spawn(for_port(port), port);
+                server.wait_until_listening().map(|()| server)
+            },
+            |logs| logs.iter().any(|line| line.contains("cannot listen on")),
+        );
+        match started {
+            Ok(mut server) => {
+                server.data = Some(data);
+                server
             }
+            Err(logs) => panic!("chatbox did not start:\n{}", logs.join("\n")),
         }
-        panic!("chatbox found no free port in {BIND_ATTEMPTS} attempts");
     }
 
     fn spawn(mut command: Command, port: u16) -> Server {

@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, python, TempDir, BIND_ATTEMPTS};
+use super::{on_free_port, python, TempDir};
 
 pub struct MongoServer {
     child: Option<Child>,
@@ -26,18 +26,17 @@ impl MongoServer {
             port: 0,
             dir: TempDir::new(),
         };
-        // A port from `free_port` can still be held for a moment by a child another
-        // test thread is forking (the listener's fd lives until that child's exec), so a
-        // server that cannot bind is started again on another.
-        for _ in 0..BIND_ATTEMPTS {
-            server.port = free_port();
-            match server.launch() {
-                Ok(()) => return server,
-                Err(stderr) if stderr.to_lowercase().contains("address already in use") => continue,
-                Err(stderr) => panic!("{}", not_started(&stderr)),
-            }
+        let started = on_free_port(
+            |port| {
+                server.port = port;
+                server.launch()
+            },
+            |stderr| stderr.to_lowercase().contains("address already in use"),
+        );
+        if let Err(stderr) = started {
+            panic!("{}", not_started(&stderr));
         }
-        panic!("the MongoDB test server found no free port in {BIND_ATTEMPTS} attempts");
+        server
     }
 
     pub fn uri(&self) -> String {
