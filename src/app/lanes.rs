@@ -52,13 +52,13 @@ impl Lanes {
         Ok(Lanes {
             store: Lane::new(
                 "store",
-                config.store_workers,
+                config.store.workers,
                 LANE_QUEUE,
                 completions.clone(),
             )?,
             llm: Lane::new(
                 "llm",
-                config.llm_max_concurrent,
+                config.llm.max_concurrent,
                 LANE_QUEUE,
                 completions.clone(),
             )?,
