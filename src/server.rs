@@ -99,7 +99,7 @@ impl Server {
         let providers: Vec<&str> = catalog.models().into_iter().map(|(id, _)| id).collect();
         let metrics = Arc::new(Metrics::new(&providers));
         let store = store::open(&config.store, &metrics).map_err(StartError::Store)?;
-        let lanes = Lanes::start(config, &completions)?;
+        let lanes = Lanes::start(&config.store, &config.llm, &completions)?;
         let app = App::new(config, lanes, store, catalog, Arc::clone(&metrics));
         let settings = Settings {
             max_connections: server.max_connections,
