@@ -157,7 +157,7 @@ fn main() {
             let vars = [("JWT_SECRET", JWT_SECRET), ("MONGO_URI", uri.as_str())]
                 .map(|(k, v)| (k.to_owned(), v.to_owned()));
             let config = Config::from_vars(&vars.into_iter().collect()).expect("settings");
-            let settings = config.mongo.as_ref().expect("MONGO_URI is set");
+            let settings = config.store.mongo.as_ref().expect("MONGO_URI is set");
             Box::new(Mongo::connect(settings).expect("connect to MongoDB"))
         }
         None => Box::new(Embedded::open(&dir).expect("open the store")),

@@ -11,7 +11,7 @@ with kubernetes-validate and PyYAML) after yamllint and before `nginx -t`.
    kubectl on PATH each kustomization is also rendered (`kubectl kustomize`) and the
    output is validated as in 1; without it the structural check is all (said so).
 3. The manifests agree with the binary and with each other: the ConfigMap and the Secret
-   template name every variable of src/config.rs exactly once, with the binary's default;
+   template name every variable of src/config/table.rs exactly once, with the binary's default;
    each rendered ConfigMap passes `chatbox --check-config` when a built binary is at hand
    (CHATBOX_BIN, or cargo's target/debug or target/release); the grace period covers the
    drain; probes, ports and DATA_DIR match the settings; the pod's security settings;
@@ -103,8 +103,8 @@ def size_bytes(text):
 # --- the binary's settings table ---------------------------------------------------------
 
 def config_table():
-    """{name: (default or None, is_secret)} from the VARS table in src/config.rs."""
-    source = (ROOT / "src/config.rs").read_text()
+    """{name: (default or None, is_secret)} from the VARS table in src/config/table.rs."""
+    source = (ROOT / "src/config/table.rs").read_text()
     macros = dict(re.findall(r'macro_rules!\s*(\w+)\s*\{\s*\(\)\s*=>\s*\{\s*"([^"]*)"', source))
     table = source[source.index("const VARS: &[Var]"):]
     table = table[:table.index("\n];")]
@@ -120,7 +120,7 @@ def config_table():
         secret = bool(re.search(r"\bKind::Secret\(|\bKey\(", entry))
         out[name] = (default, secret)
     if len(out) < 40 or "JWT_SECRET" not in out:
-        problem("src/config.rs", f"settings table not understood ({len(out)} variables read)")
+        problem("src/config/table.rs", f"settings table not understood ({len(out)} variables read)")
     return out
 
 
@@ -252,7 +252,7 @@ def find(objects, kind, name="chatbox"):
 
 
 def check_settings_files(table):
-    """configmap.yaml and secret.template.yaml against src/config.rs."""
+    """configmap.yaml and secret.template.yaml against src/config/table.rs."""
     where_cm = "deployments/kubernetes/configmap.yaml"
     where_secret = "deployments/kubernetes/secret.template.yaml"
     cm = load_docs(DEPLOY / "kubernetes/configmap.yaml")[0]["data"]
@@ -263,7 +263,7 @@ def check_settings_files(table):
     names = {n.replace("<n>", "1"): spec for n, spec in table.items()}
     for name in sorted(set(cm) | set(secret)):
         if name not in names:
-            problem(where_cm, f"{name} is not a variable of src/config.rs (a typo?)")
+            problem(where_cm, f"{name} is not a variable of src/config/table.rs (a typo?)")
     for name, (default, is_secret) in names.items():
         in_cm, in_secret = name in cm, name in secret
         if is_secret and in_cm:
@@ -482,4 +482,4 @@ if problems:
     print("\n".join(f"FAIL {p}" for p in problems))
     sys.exit(1)
 print(f"  {len(listed)} files valid; ConfigMap and Secret template cover all "
-      f"{len(TABLE)} settings of src/config.rs; timeouts and drain consistent")
+      f"{len(TABLE)} settings of src/config/table.rs; timeouts and drain consistent")

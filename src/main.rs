@@ -81,7 +81,7 @@ fn config_failure(error: &ConfigError) -> ExitCode {
 
 fn print_token(config: &Config, request: &TokenRequest) -> ExitCode {
     let minted = auth::mint(
-        config.jwt_secret.expose(),
+        config.auth.jwt_secret.expose(),
         &request.user,
         request.name.as_deref(),
         &request.roles,
@@ -115,6 +115,9 @@ fn serve(config: &Config, dev: bool, started: Instant) -> ExitCode {
     for name in &config.ignored_legacy {
         log::info!("{name} is a setting of the previous service and has no effect here");
     }
+    for name in &config.not_used_yet {
+        log::warn!("{name} is set but not used yet by this version");
+    }
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(error) => {
@@ -126,8 +129,8 @@ fn serve(config: &Config, dev: bool, started: Instant) -> ExitCode {
     let addr = server.local_addr();
     log::info!(
         "listening on http://{addr}{} ({} connection slots); ready in {:.1} ms",
-        config.path_prefix,
-        config.max_connections,
+        config.server.path_prefix,
+        config.server.max_connections,
         started.elapsed().as_secs_f64() * 1000.0
     );
     if let Some(internal) = server.internal_addr() {
@@ -157,7 +160,7 @@ fn serve(config: &Config, dev: bool, started: Instant) -> ExitCode {
 
 fn print_dev_links(config: &Config, addr: std::net::SocketAddr) {
     let now = time::unix_now();
-    let secret = config.jwt_secret.expose();
+    let secret = config.auth.jwt_secret.expose();
     let day = Some(24 * 3600);
     let user = auth::mint(secret, "dev-user", Some("Dev User"), &[], now, day);
     let admin = auth::mint(
@@ -172,7 +175,7 @@ fn print_dev_links(config: &Config, addr: std::net::SocketAddr) {
         log::warn!("--dev: could not mint tokens");
         return;
     };
-    let base = format!("http://{addr}{}", config.path_prefix);
+    let base = format!("http://{addr}{}", config.server.path_prefix);
     println!(
         "\nchatbox --dev: tokens are valid for 24 h and signed with a throw-away secret\n\
          \x20 chat:     {base}/chat?token={user}\n\

@@ -74,18 +74,20 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, StartError> {
         // Before anything can be reached: once the port answers, a SIGTERM must drain.
         let signals = SignalSource::new()?;
-        match limits::ensure_open_files(config.max_connections) {
-            Ok(soft) if (soft as usize) < config.max_connections => log::warn!(
+        let server = &config.server;
+        match limits::ensure_open_files(server.max_connections) {
+            Ok(soft) if (soft as usize) < server.max_connections => log::warn!(
                 "open-file limit {soft} is below MAX_CONNECTIONS={}: connections past it will fail to be accepted",
-                config.max_connections
+                server.max_connections
             ),
             Ok(_) => {}
             Err(error) => log::warn!("cannot read the open-file limit: {error}"),
         }
-        let public = bind(SocketAddr::new(config.server_host, config.server_port))?;
+        let public = bind(SocketAddr::new(server.host, server.port))?;
         let internal = config
-            .metrics_port
-            .map(|port| bind(SocketAddr::new(config.server_host, port)))
+            .metrics
+            .port
+            .map(|port| bind(SocketAddr::new(server.host, port)))
             .transpose()?;
         let addr = public.local_addr()?;
         let internal_addr = internal.as_ref().map(TcpListener::local_addr).transpose()?;
@@ -93,26 +95,26 @@ impl Server {
         let poll = Poll::new()?;
         let waker = reactor::waker(&poll)?;
         let (completions, queue) = completion_channel(waker, COMPLETION_CAPACITY);
-        let catalog = Catalog::new(config);
+        let catalog = Catalog::new(&config.llm);
         let providers: Vec<&str> = catalog.models().into_iter().map(|(id, _)| id).collect();
         let metrics = Arc::new(Metrics::new(&providers));
-        let store = store::open(config, &metrics).map_err(StartError::Store)?;
-        let lanes = Lanes::start(config, &completions)?;
+        let store = store::open(&config.store, &metrics).map_err(StartError::Store)?;
+        let lanes = Lanes::start(&config.store, &config.llm, &completions)?;
         let app = App::new(config, lanes, store, catalog, Arc::clone(&metrics));
         let settings = Settings {
-            max_connections: config.max_connections,
+            max_connections: server.max_connections,
             limits: Limits {
                 head_timeout: HTTP_HEAD_TIMEOUT,
                 body_idle_timeout: HTTP_BODY_IDLE_TIMEOUT,
                 idle_timeout: HTTP_IDLE_TIMEOUT,
-                write_timeout: config.ws_write_wait,
-                max_outbound: config.ws_max_outbound_bytes,
-                ping_period: config.ws_ping_period,
-                pong_wait: config.ws_pong_wait,
-                max_message_size: config.max_message_size,
+                write_timeout: config.ws.write_wait,
+                max_outbound: config.ws.max_outbound_bytes,
+                ping_period: config.ws.ping_period,
+                pong_wait: config.ws.pong_wait,
+                max_message_size: config.ws.max_message_size,
             },
-            drain_delay: config.shutdown_drain_delay,
-            shutdown_timeout: config.shutdown_timeout,
+            drain_delay: server.shutdown_drain_delay,
+            shutdown_timeout: server.shutdown_timeout,
         };
         let listeners = Listeners { public, internal };
         let reactor = Reactor::new(poll, signals, settings, listeners, queue, app, metrics)?;

@@ -44,7 +44,7 @@ fn provider(wire: Wire, endpoint: &str) -> Arc<dyn Provider> {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     let config = Config::from_vars(&vars).expect("valid config");
-    let catalog = Catalog::new(&config);
+    let catalog = Catalog::new(&config.llm);
     let (settings, provider) = catalog.get("p").expect("the provider");
     assert_eq!(settings.model, "test-model");
     provider

@@ -294,7 +294,7 @@ fn open_follows_the_settings() {
                 .chain(extra)
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-        Config::load(&vars).expect("valid settings")
+        Config::load(&vars).expect("valid settings").store
     };
     let metrics = Arc::new(Metrics::new(&[]));
     {

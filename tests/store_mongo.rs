@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chatbox::config::Config;
+use chatbox::config::{Config, StoreConfig};
 use chatbox::metrics::Metrics;
 use chatbox::store::{self, Append, Message, Sender, Store, StoreError};
 use common::mongo::MongoServer;
@@ -37,7 +37,7 @@ impl Deref for Scratch {
     }
 }
 
-fn settings(server: &MongoServer, extra: &[(&str, &str)]) -> Config {
+fn settings(server: &MongoServer, extra: &[(&str, &str)]) -> StoreConfig {
     let uri = server.uri();
     let vars: HashMap<String, String> = [
         ("JWT_SECRET", common::JWT_SECRET),
@@ -49,7 +49,7 @@ fn settings(server: &MongoServer, extra: &[(&str, &str)]) -> Config {
     .chain(extra)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    Config::from_vars(&vars).expect("valid settings")
+    Config::from_vars(&vars).expect("valid settings").store
 }
 
 fn metrics() -> Arc<Metrics> {

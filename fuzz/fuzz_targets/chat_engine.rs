@@ -26,6 +26,7 @@ use chatbox::chat::engine::{Chat, Effect, Event, Now, Settings};
 use chatbox::chat::hub::{Resume, User};
 use chatbox::chat::jobs::{JobDone, JobId, StoreReply, Work};
 use chatbox::chat::protocol::ModelInfo;
+use chatbox::config::ChatConfig;
 use chatbox::llm::{Finish, LlmError};
 use chatbox::net::slab::{ConnId, Slab};
 use chatbox::store::{Message, Sender, Session, StoreError, Transcript};
@@ -73,15 +74,17 @@ fn settings() -> Settings {
             },
         ],
         default_model: "echo".into(),
-        context_messages: 4,
-        max_messages: 6,
-        rate_limit: 5,
-        rate_window: Duration::from_secs(10),
-        rate_cleanup: Duration::from_secs(30),
-        reconnect_timeout: Duration::from_secs(20),
-        session_ttl: Duration::from_secs(40),
-        sweep_interval: Duration::from_secs(15),
         stream_timeout: Duration::from_secs(5),
+        chat: ChatConfig {
+            context_messages: 4,
+            max_messages: 6,
+            rate_limit: 5,
+            rate_window: Duration::from_secs(10),
+            rate_cleanup: Duration::from_secs(30),
+            reconnect_timeout: Duration::from_secs(20),
+            session_ttl: Duration::from_secs(40),
+            sweep_interval: Duration::from_secs(15),
+        },
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::chat::jobs::{JobDone, JobId};
-use crate::config::Config;
+use crate::config::{LlmConfig, StoreConfig};
 use crate::http::sessions::Outcome;
 use crate::metrics::{LaneState, RequestTimer};
 use crate::net::http::Response;
@@ -44,55 +44,65 @@ pub enum Done {
 pub struct Lanes {
     pub store: Lane<Done>,
     pub llm: Lane<Done>,
-    pub io: Lane<Done>,
+    /// Uploads, email and SMS: `None` until the first of them is built, so that
+    /// `IO_WORKERS` threads do not sit idle on a lane nothing submits to.
+    pub io: Option<Lane<Done>>,
 }
 
+/// The io lane's name, reported at zero while the lane is not started: dashboards and
+/// alerts keep their `lane="io"` series (docs/METRICS.md).
+const IO: &str = "io";
+
 impl Lanes {
-    pub fn start(config: &Config, completions: &Completions<Done>) -> std::io::Result<Lanes> {
+    pub fn start(
+        store: &StoreConfig,
+        llm: &LlmConfig,
+        completions: &Completions<Done>,
+    ) -> std::io::Result<Lanes> {
         Ok(Lanes {
-            store: Lane::new(
-                "store",
-                config.store_workers,
-                LANE_QUEUE,
-                completions.clone(),
-            )?,
-            llm: Lane::new(
-                "llm",
-                config.llm_max_concurrent,
-                LANE_QUEUE,
-                completions.clone(),
-            )?,
-            io: Lane::new("io", config.io_workers, LANE_QUEUE, completions.clone())?,
+            store: Lane::new("store", store.workers, LANE_QUEUE, completions.clone())?,
+            llm: Lane::new("llm", llm.max_concurrent, LANE_QUEUE, completions.clone())?,
+            io: None,
         })
     }
 
-    fn all(&self) -> [&Lane<Done>; 3] {
-        [&self.store, &self.llm, &self.io]
+    fn all(&self) -> impl Iterator<Item = &Lane<Done>> {
+        [&self.store, &self.llm].into_iter().chain(&self.io)
     }
 
     /// What `/metrics` shows of each lane.
     pub fn states(&self) -> Vec<LaneState> {
-        self.all()
-            .iter()
+        let mut states: Vec<LaneState> = self
+            .all()
             .map(|lane| LaneState {
                 name: lane.name(),
                 queue_depth: lane.queue_depth(),
                 rejected: lane.rejected_total(),
             })
-            .collect()
+            .collect();
+        if self.io.is_none() {
+            states.push(LaneState {
+                name: IO,
+                queue_depth: 0,
+                rejected: 0,
+            });
+        }
+        states
     }
 
     pub fn is_idle(&self) -> bool {
         self.all()
-            .iter()
             .all(|lane| lane.queue_depth() == 0 && lane.busy_workers() == 0)
     }
 
     /// Lets queued work (store writes above all) finish, up to `deadline`.
     pub fn shutdown(&mut self, deadline: Instant) -> bool {
         // Every lane is asked, even after one fails to finish in time.
-        let joined =
-            [&mut self.store, &mut self.llm, &mut self.io].map(|lane| lane.shutdown(deadline));
+        let joined: Vec<bool> = [&mut self.store, &mut self.llm]
+            .into_iter()
+            .chain(&mut self.io)
+            .map(|lane| lane.shutdown(deadline))
+            .collect();
         joined.iter().all(|&done| done)
     }
 }

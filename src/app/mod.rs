@@ -102,11 +102,12 @@ impl App {
         let default_model = catalog.default_id().to_owned();
         let mut readiness = Readiness::default();
         readiness.set("llm", Check::ready().with("providers_count", models.len()));
-        let store_probe = StoreProbe::new(config.mongo.is_some(), &mut readiness, Instant::now());
-        if config.echo_endpoint {
+        let store_probe =
+            StoreProbe::new(config.store.mongo.is_some(), &mut readiness, Instant::now());
+        if config.server.echo_endpoint {
             log::warn!(
                 "CHATBOX_ECHO=true: unauthenticated WebSocket echo at {}/echo (for conformance tests and benchmarks, never production)",
-                config.path_prefix
+                config.server.path_prefix
             );
         }
         let now = Instant::now();
@@ -114,23 +115,16 @@ impl App {
         let settings = Settings {
             models: models.clone(),
             default_model: default_model.clone(),
-            context_messages: config.llm_context_messages,
-            max_messages: config.max_messages_per_session,
-            rate_limit: config.rate_limit,
-            rate_window: config.rate_limit_window,
-            rate_cleanup: config.rate_limit_cleanup_interval,
-            reconnect_timeout: config.reconnect_timeout,
-            session_ttl: config.session_ttl,
-            sweep_interval: config.session_cleanup_interval,
-            stream_timeout: config.llm_stream_timeout,
+            stream_timeout: config.llm.stream_timeout,
+            chat: config.chat.clone(),
         };
         App {
-            prefix: config.path_prefix.clone(),
-            echo_enabled: config.echo_endpoint,
-            cors: Cors::new(config.cors_allowed_origins.clone()),
-            ws_allowed_origins: config.ws_allowed_origins.clone(),
-            max_sockets_per_user: config.max_connections_per_user,
-            verifier: Verifier::new(config.jwt_secret.expose(), config.require_exp),
+            prefix: config.server.path_prefix.clone(),
+            echo_enabled: config.server.echo_endpoint,
+            cors: Cors::new(config.access.cors_allowed_origins.clone()),
+            ws_allowed_origins: config.access.ws_allowed_origins.clone(),
+            max_sockets_per_user: config.access.max_connections_per_user,
+            verifier: Verifier::new(config.auth.jwt_secret.expose(), config.auth.require_exp),
             readiness,
             store_probe,
             lanes,
@@ -138,7 +132,7 @@ impl App {
             runner: Runner::new(
                 Arc::clone(&store),
                 Arc::new(catalog),
-                config.llm_stream_timeout,
+                config.llm.stream_timeout,
                 Arc::clone(&metrics),
             ),
             store,
@@ -147,9 +141,9 @@ impl App {
             echo_sockets: HashSet::new(),
             upgrading: None,
             public_limiter: RateLimiter::new(PUBLIC_LIMIT, PUBLIC_WINDOW),
-            trusted_proxies: config.trusted_proxies.clone(),
+            trusted_proxies: config.access.trusted_proxies.clone(),
             metrics,
-            metrics_allowed: config.metrics_allowed_networks.clone(),
+            metrics_allowed: config.metrics.allowed_networks.clone(),
             // The first tick runs the idle sweep at once: sessions left idle while the
             // server was down end now. It waits for the count of active sessions, so
             // that the sessions it ends are counted out after they were counted in.

@@ -10,6 +10,7 @@ use super::engine::{Chat, Effect, Event, Now, Settings, Tally};
 use super::hub::{Resume, User};
 use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
 use super::protocol::ModelInfo;
+use crate::config::ChatConfig;
 use crate::llm::{Finish, LlmError, Role};
 use crate::net::slab::{ConnId, Slab};
 use crate::store::{Message, Sender, Session, StoreError, Transcript};
@@ -27,15 +28,17 @@ fn settings() -> Settings {
             },
         ],
         default_model: "echo".into(),
-        context_messages: 20,
-        max_messages: 100,
-        rate_limit: 100,
-        rate_window: Duration::from_secs(60),
-        rate_cleanup: Duration::from_secs(300),
-        reconnect_timeout: Duration::from_secs(900),
-        session_ttl: Duration::from_secs(900),
-        sweep_interval: Duration::from_secs(300),
         stream_timeout: Duration::from_secs(120),
+        chat: ChatConfig {
+            context_messages: 20,
+            max_messages: 100,
+            rate_limit: 100,
+            rate_window: Duration::from_secs(60),
+            rate_cleanup: Duration::from_secs(300),
+            reconnect_timeout: Duration::from_secs(900),
+            session_ttl: Duration::from_secs(900),
+            sweep_interval: Duration::from_secs(300),
+        },
     }
 }
 
@@ -514,7 +517,7 @@ fn an_unknown_session_id_starts_a_fresh_session_the_frames_follow() {
 #[test]
 fn the_rate_limit_answers_with_retry_after() {
     let mut s = settings();
-    s.rate_limit = 2;
+    s.chat.rate_limit = 2;
     let mut h = Harness::with(s);
     let (socket, session) = h.fresh("ann");
     let frame = serde_json::json!({"type":"user_message","session_id":session,"content":"x"});
@@ -644,7 +647,7 @@ fn a_failed_store_write_is_reported_and_nothing_is_acknowledged() {
 #[test]
 fn a_full_session_refuses_new_messages() {
     let mut s = settings();
-    s.max_messages = 3;
+    s.chat.max_messages = 3;
     let mut h = Harness::with(s);
     let (socket, session) = h.fresh("ann");
     let (llm, _) = h.say(socket, &session, "one");
@@ -914,7 +917,7 @@ fn appends(out: &Out) -> Vec<Job> {
 #[test]
 fn the_tally_counts_sessions_errors_and_refusals_once() {
     let mut s = settings();
-    s.rate_limit = 2;
+    s.chat.rate_limit = 2;
     let mut h = Harness::with(s);
     let (socket, session) = h.fresh("ann");
     assert_eq!(

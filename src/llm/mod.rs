@@ -20,7 +20,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ProviderConfig, ProviderKind};
+use crate::config::{LlmConfig, ProviderConfig, ProviderKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -213,7 +213,7 @@ pub struct Catalog {
 impl Catalog {
     /// `config.providers` is never empty (the built-in echo provider stands in for none)
     /// and `config.default_model` is always one of them: `Config` checks both.
-    pub fn new(config: &Config) -> Catalog {
+    pub fn new(config: &LlmConfig) -> Catalog {
         let agent = upstream::agent();
         let entries = config
             .providers
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(sink.chunks, ["a", "b"]);
     }
 
-    fn config(vars: &[(&str, &str)]) -> Config {
+    fn config(vars: &[(&str, &str)]) -> LlmConfig {
         let mut map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -503,7 +503,9 @@ mod tests {
             "JWT_SECRET".into(),
             "q8Vn2xLr7TzKp4WmYc9HbEs6JdUf3GaN".into(),
         );
-        Config::from_vars(&map).expect("valid config")
+        crate::config::Config::from_vars(&map)
+            .expect("valid config")
+            .llm
     }
 
     #[test]

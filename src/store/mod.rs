@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::StoreConfig;
 use crate::crypto::Cipher;
 use crate::metrics::Metrics;
 
 /// The store the settings ask for: MongoDB when `MONGO_URI` is set, else the embedded
 /// file in `DATA_DIR`; timed by [`timed::Timed`] and wrapped in [`sealed::Sealed`] when
 /// `ENCRYPTION_KEY` is set.
-pub fn open(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>> {
+pub fn open(config: &StoreConfig, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>> {
     if let Some(settings) = &config.mongo {
         let store = mongo::Mongo::connect(settings)?;
         log::info!(
@@ -43,7 +43,11 @@ pub fn open(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>> {
 
 /// Generic so that every backend is wrapped the same way. The timing goes inside the
 /// seal: it measures the backend, not the encryption.
-fn wrap<S: Store + 'static>(store: S, config: &Config, metrics: &Arc<Metrics>) -> Arc<dyn Store> {
+fn wrap<S: Store + 'static>(
+    store: S,
+    config: &StoreConfig,
+    metrics: &Arc<Metrics>,
+) -> Arc<dyn Store> {
     let store = timed::Timed::new(store, Arc::clone(metrics));
     match &config.encryption_key {
         Some(key) => Arc::new(sealed::Sealed::new(

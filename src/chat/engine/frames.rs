@@ -134,7 +134,7 @@ impl Chat {
                 }
                 let id = self.spawn(Work::Store(StoreOp::Load {
                     session_id: named.clone(),
-                    history: self.settings.context_messages,
+                    history: self.settings.chat.context_messages,
                 }));
                 self.pending.insert(
                     id,
@@ -192,7 +192,7 @@ impl Chat {
             return;
         };
         // Room for the message and for the reply it asks for.
-        if live.message_count + 2 > self.settings.max_messages as u64 {
+        if live.message_count + 2 > self.settings.chat.max_messages as u64 {
             self.error(
                 socket,
                 Some(session_id),
@@ -216,7 +216,7 @@ impl Chat {
             name: name_for(&message.content),
             model_id: live.model_id.clone(),
             message: Box::new(message.clone()),
-            max_messages: self.settings.max_messages,
+            max_messages: self.settings.chat.max_messages,
         });
         self.write(
             session_id,

@@ -35,8 +35,8 @@ impl Chat {
 
     pub(super) fn tick(&mut self, now: Now) {
         if now.at >= self.next_sweep {
-            self.next_sweep = now.at + self.settings.sweep_interval;
-            let ttl = i64::try_from(self.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
+            self.next_sweep = now.at + self.settings.chat.sweep_interval;
+            let ttl = i64::try_from(self.settings.chat.session_ttl.as_millis()).unwrap_or(i64::MAX);
             let id = self.spawn(Work::Store(StoreOp::EndIdle {
                 idle_before: now.ms.saturating_sub(ttl),
                 at: now.ms,
@@ -44,10 +44,10 @@ impl Chat {
             self.pending.insert(id, Pending::Sweep);
         }
         if now.at >= self.next_cleanup {
-            self.next_cleanup = now.at + self.settings.rate_cleanup;
+            self.next_cleanup = now.at + self.settings.chat.rate_cleanup;
             self.limiter.cleanup(now.at);
         }
-        let keep = self.settings.reconnect_timeout;
+        let keep = self.settings.chat.reconnect_timeout;
         let expired = |since: Option<Instant>| since.is_some_and(|t| t + keep <= now.at);
         let orphans: Vec<String> = self
             .sessions

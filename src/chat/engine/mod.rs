@@ -22,6 +22,7 @@ use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
 use super::ratelimit::RateLimiter;
 use super::session::{name_for, AfterWrite, Finished, Live, Parked, Write};
 use super::stream::{Delivery, Reply};
+use crate::config::ChatConfig;
 use crate::ids;
 use crate::llm::{Finish, LlmError};
 use crate::net::slab::ConnId;
@@ -36,16 +37,10 @@ const SESSION_FULL: &str = "Session is full, start a new chat";
 pub struct Settings {
     pub models: Vec<ModelInfo>,
     pub default_model: String,
-    pub context_messages: usize,
-    pub max_messages: usize,
-    pub rate_limit: u32,
-    pub rate_window: Duration,
-    pub rate_cleanup: Duration,
-    pub reconnect_timeout: Duration,
-    pub session_ttl: Duration,
-    pub sweep_interval: Duration,
     /// Only for the text of `LLM_TIMEOUT` errors; the lane enforces it.
     pub stream_timeout: Duration,
+    /// The limits and timing the operator set for the chat, kept as loaded.
+    pub chat: ChatConfig,
 }
 
 /// The time of an event: monotonic for deadlines, wall clock for what is stored.
@@ -161,9 +156,9 @@ pub struct Chat {
 impl Chat {
     pub fn new(settings: Settings, now: Instant) -> Chat {
         Chat {
-            limiter: RateLimiter::new(settings.rate_limit, settings.rate_window),
+            limiter: RateLimiter::new(settings.chat.rate_limit, settings.chat.rate_window),
             next_sweep: now,
-            next_cleanup: now + settings.rate_cleanup,
+            next_cleanup: now + settings.chat.rate_cleanup,
             settings,
             hub: Hub::default(),
             sessions: HashMap::new(),

@@ -169,8 +169,8 @@ impl Chat {
         tokens: Option<u64>,
         now: Now,
     ) {
-        let context = self.settings.context_messages;
-        let max_messages = self.settings.max_messages;
+        let context = self.settings.chat.context_messages;
+        let max_messages = self.settings.chat.max_messages;
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };

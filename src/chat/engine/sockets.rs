@@ -35,7 +35,7 @@ impl Chat {
         let id = self.spawn(Work::Store(StoreOp::Resolve {
             user_id,
             requested,
-            history: self.settings.context_messages,
+            history: self.settings.chat.context_messages,
         }));
         self.pending.insert(id, Pending::Resolve { socket });
     }
@@ -173,7 +173,7 @@ impl Chat {
         match found.filter(|t| t.session.user_id == user_id && t.session.is_active()) {
             Some(transcript) => {
                 let id = transcript.session.id.clone();
-                let context = self.settings.context_messages;
+                let context = self.settings.chat.context_messages;
                 self.sessions
                     .entry(id.clone())
                     .or_insert_with(|| Live::from_store(*transcript, context));
@@ -215,7 +215,7 @@ impl Chat {
                 self.requeue(socket, held, 1, now);
             }
             Ok(Some(t)) if t.session.is_active() => {
-                let context = self.settings.context_messages;
+                let context = self.settings.chat.context_messages;
                 self.sessions
                     .entry(session_id)
                     .or_insert_with(|| Live::from_store(*t, context));

@@ -168,7 +168,7 @@ impl Chat {
         result: Result<StoreReply, WriteError>,
         now: Now,
     ) {
-        let context = self.settings.context_messages;
+        let context = self.settings.chat.context_messages;
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
