@@ -96,7 +96,7 @@ impl Server {
         let catalog = Catalog::new(config);
         let providers: Vec<&str> = catalog.models().into_iter().map(|(id, _)| id).collect();
         let metrics = Arc::new(Metrics::new(&providers));
-        let store = store::open(config, &metrics).map_err(StartError::Store)?;
+        let store = store::open(config, metrics.store_timings()).map_err(StartError::Store)?;
         let lanes = Lanes::start(config, &completions)?;
         let app = App::new(config, lanes, store, catalog, Arc::clone(&metrics));
         let settings = Settings {

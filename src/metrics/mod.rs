@@ -13,17 +13,19 @@
 
 pub mod instruments;
 pub mod process;
+mod store_timings;
 pub mod text;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::chat::engine::Tally;
 use crate::http::router::Route;
 use crate::net::http::Method;
-use crate::store::timed::Operation;
 use instruments::{Counter, Gauge, Histogram};
 use process::Process;
+pub use store_timings::StoreTimings;
 use text::{Exposition, Kind, Value};
 
 /// spec/integrations.md gives these.
@@ -33,11 +35,6 @@ const CONNECTION_BUCKETS: [f64; 10] = [
 /// Time to first chunk: a local model answers in well under a second, a hosted one
 /// in one to a few, a struggling one in tens (then retries and timeouts show).
 const LLM_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
-/// An embedded read takes microseconds, a synced write or a MongoDB round trip
-/// milliseconds; past a second the store is in trouble.
-const STORE_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
 /// Answers from the loop take microseconds; those from a lane include its queue.
 const HTTP_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -141,8 +138,7 @@ pub struct Metrics {
     /// Indexed by `route as usize * Method::ALL.len() + method as usize`.
     requests: Box<[Histogram]>,
     llm: Vec<Llm>,
-    /// Indexed by `operation as usize`.
-    store: Box<[Histogram]>,
+    store: Arc<StoreTimings>,
 }
 
 impl Metrics {
@@ -173,11 +169,13 @@ impl Metrics {
                     first_chunk: Histogram::new(&LLM_BUCKETS),
                 })
                 .collect(),
-            store: Operation::ALL
-                .iter()
-                .map(|_| Histogram::new(&STORE_BUCKETS))
-                .collect(),
+            store: Arc::default(),
         }
+    }
+
+    /// The one family the store records into, for its timing decorator.
+    pub fn store_timings(&self) -> &Arc<StoreTimings> {
+        &self.store
     }
 
     /// Adds what the chat core counted while handling an event.
@@ -218,10 +216,6 @@ impl Metrics {
         self.llm.iter().find(|llm| llm.id == provider_id)
     }
 
-    pub fn store_operation(&self, operation: Operation, took: Duration) {
-        self.store[operation as usize].observe(took);
-    }
-
     /// Never negative: ends of sessions that started before the count was taken can
     /// only bring it down to zero.
     fn active_sessions(&self) -> u64 {
@@ -235,7 +229,8 @@ impl Metrics {
         self.render_sockets(&mut out);
         self.render_chat(&mut out);
         self.render_llm(&mut out);
-        self.render_store_and_http(&mut out);
+        self.store.render(&mut out);
+        self.render_http(&mut out);
         render_state(&mut out, state);
         histogram(
             &mut out,
@@ -366,16 +361,7 @@ impl Metrics {
         }
     }
 
-    fn render_store_and_http(&self, out: &mut Exposition) {
-        let name = "chatbox_mongodb_operation_seconds";
-        out.family(
-            name,
-            Kind::Histogram,
-            "Time of each store operation (MongoDB or the embedded store).",
-        );
-        for (operation, timing) in Operation::ALL.iter().zip(self.store.iter()) {
-            out.histogram(name, &[("operation", operation.name())], &timing.snapshot());
-        }
+    fn render_http(&self, out: &mut Exposition) {
         let name = "chatbox_http_request_duration_seconds";
         out.family(
             name,
