@@ -10,21 +10,24 @@
 //! Every series exists from the first scrape, with a zero, so that a dashboard never
 //! sees "no data" for "nothing happened" — except HTTP request durations, whose
 //! route × method grid is shown as it is used.
+//!
+//! A leaf: it imports nothing else of the crate. What it records is put in its own
+//! terms (label values, counts); the application, which knows routes, methods and the
+//! chat core, does the translation (`app::measure`).
 
 pub mod instruments;
 pub mod process;
+mod requests;
 mod store_timings;
 pub mod text;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use crate::chat::engine::Tally;
-use crate::http::router::Route;
-use crate::net::http::Method;
 use instruments::{Counter, Gauge, Histogram};
 use process::Process;
+pub use requests::RequestTimer;
+use requests::RequestTimings;
 pub use store_timings::StoreTimings;
 use text::{Exposition, Kind, Value};
 
@@ -35,10 +38,6 @@ const CONNECTION_BUCKETS: [f64; 10] = [
 /// Time to first chunk: a local model answers in well under a second, a hosted one
 /// in one to a few, a struggling one in tens (then retries and timeouts show).
 const LLM_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
-/// Answers from the loop take microseconds; those from a lane include its queue.
-const HTTP_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 /// A loop turn should take microseconds: every connection waits for the slowest one.
 const LOOP_BUCKETS: [f64; 13] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -72,22 +71,15 @@ impl Limiter {
     }
 }
 
-/// An HTTP request being served: what its duration is recorded under, and since when.
-#[derive(Clone, Copy, Debug)]
-pub struct RequestTimer {
-    route: Route,
-    method: Method,
-    started: Instant,
-}
-
-impl RequestTimer {
-    pub fn start(route: Route, method: Method) -> RequestTimer {
-        RequestTimer {
-            route,
-            method,
-            started: Instant::now(),
-        }
-    }
+/// What the chat core counted while handling an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChatCounts {
+    /// `error` frames sent to chat clients.
+    pub error_frames: u64,
+    /// User messages refused by the per-user rate limit.
+    pub rate_limited: u64,
+    pub sessions_created: u64,
+    pub sessions_ended: u64,
 }
 
 /// One LLM provider's series, labelled with its configured id.
@@ -135,14 +127,14 @@ pub struct Metrics {
     /// Active sessions found in the store at start-up; the gauge moves from there.
     sessions_at_start: AtomicU64,
     blocked: [Counter; Limiter::ALL.len()],
-    /// Indexed by `route as usize * Method::ALL.len() + method as usize`.
-    requests: Box<[Histogram]>,
+    requests: RequestTimings,
     llm: Vec<Llm>,
     store: Arc<StoreTimings>,
 }
 
 impl Metrics {
-    /// `providers`: the configured provider ids, each labelled from the start.
+    /// `providers`: the configured provider ids, each labelled from the start. HTTP
+    /// requests are not recorded until [`Metrics::with_requests`] gives their grid.
     pub fn new(providers: &[&str]) -> Metrics {
         Metrics {
             websockets: Gauge::default(),
@@ -156,9 +148,7 @@ impl Metrics {
             sessions_ended: Counter::default(),
             sessions_at_start: AtomicU64::new(0),
             blocked: Default::default(),
-            requests: (0..Route::ALL.len() * Method::ALL.len())
-                .map(|_| Histogram::new(&HTTP_BUCKETS))
-                .collect(),
+            requests: RequestTimings::default(),
             llm: providers
                 .iter()
                 .map(|&id| Llm {
@@ -173,20 +163,32 @@ impl Metrics {
         }
     }
 
+    /// The HTTP request grid: every `endpoint` and `method` label value a request may
+    /// be recorded under.
+    pub fn with_requests(
+        self,
+        endpoints: impl IntoIterator<Item = &'static str>,
+        methods: impl IntoIterator<Item = &'static str>,
+    ) -> Metrics {
+        Metrics {
+            requests: RequestTimings::new(endpoints, methods),
+            ..self
+        }
+    }
+
     /// The one family the store records into, for its timing decorator.
     pub fn store_timings(&self) -> &Arc<StoreTimings> {
         &self.store
     }
 
-    /// Adds what the chat core counted while handling an event.
-    pub fn record_chat(&self, tally: Tally) {
+    pub fn record_chat(&self, counts: ChatCounts) {
         let pairs = [
-            (&self.message_errors, tally.error_frames),
-            (&self.sessions_created, tally.sessions_created),
-            (&self.sessions_ended, tally.sessions_ended),
+            (&self.message_errors, counts.error_frames),
+            (&self.sessions_created, counts.sessions_created),
+            (&self.sessions_ended, counts.sessions_ended),
             (
                 &self.blocked[Limiter::UserMessages as usize],
-                tally.rate_limited,
+                counts.rate_limited,
             ),
         ];
         for (counter, n) in pairs {
@@ -207,8 +209,7 @@ impl Metrics {
 
     /// The request was answered.
     pub fn answered(&self, timer: RequestTimer) {
-        let cell = timer.route as usize * Method::ALL.len() + timer.method as usize;
-        self.requests[cell].observe(timer.started.elapsed());
+        self.requests.answered(timer);
     }
 
     /// The series of the provider with this id (`None` for an id never configured).
@@ -230,7 +231,7 @@ impl Metrics {
         self.render_chat(&mut out);
         self.render_llm(&mut out);
         self.store.render(&mut out);
-        self.render_http(&mut out);
+        self.requests.render(&mut out);
         render_state(&mut out, state);
         histogram(
             &mut out,
@@ -360,25 +361,6 @@ impl Metrics {
             out.histogram(name, &[("provider", &llm.id)], &llm.first_chunk.snapshot());
         }
     }
-
-    fn render_http(&self, out: &mut Exposition) {
-        let name = "chatbox_http_request_duration_seconds";
-        out.family(
-            name,
-            Kind::Histogram,
-            "Time from a complete HTTP request to its response, by route template.",
-        );
-        let grid = Route::ALL
-            .iter()
-            .flat_map(|route| Method::ALL.iter().map(move |method| (route, method)));
-        for ((route, method), timing) in grid.zip(self.requests.iter()) {
-            let snapshot = timing.snapshot();
-            if snapshot.count > 0 {
-                let labels = [("endpoint", route.template()), ("method", method.as_str())];
-                out.histogram(name, &labels, &snapshot);
-            }
-        }
-    }
 }
 
 fn render_state(out: &mut Exposition, state: &State) {
@@ -465,6 +447,7 @@ fn histogram(out: &mut Exposition, name: &str, help: &str, histogram: &Histogram
 
 #[cfg(test)]
 mod tests {
+    use super::ChatCounts as Tally;
     use super::*;
 
     fn value_of<'s>(scrape: &'s str, series: &str) -> &'s str {
@@ -550,26 +533,5 @@ mod tests {
             assert_eq!(value_of(&scrape, series), value, "{series}");
         }
         assert!(!scrape.contains("process_"), "no /proc, no process metrics");
-    }
-
-    #[test]
-    fn http_durations_show_the_cells_in_use_by_route_template() {
-        let metrics = Metrics::new(&[]);
-        let timer = RequestTimer::start(Route::Session, Method::Get);
-        metrics.answered(timer);
-        metrics.answered(timer);
-        let scrape = metrics.render(&State::default());
-        assert_eq!(
-            value_of(
-                &scrape,
-                r#"chatbox_http_request_duration_seconds_count{endpoint="/sessions/:id",method="GET"}"#
-            ),
-            "2"
-        );
-        let cells = scrape
-            .lines()
-            .filter(|l| l.starts_with("chatbox_http_request_duration_seconds_count"))
-            .count();
-        assert_eq!(cells, 1, "unused route × method cells are not shown");
     }
 }
