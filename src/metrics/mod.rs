@@ -3,9 +3,10 @@
 //!
 //! Names, types and labels of the old service are kept exactly: its dashboards read
 //! them. Recording is a relaxed atomic add (see [`instruments`]), so the loop and the
-//! lane threads share one `Arc<Metrics>` with no lock anywhere. What is a state rather
-//! than an event (slots in use, lane queues, the drain, `/proc`) is not recorded at all:
-//! the loop reads it when a scrape comes and passes it in as [`State`].
+//! lane threads share one `Arc<Metrics>` (the store lane only its [`StoreTimings`])
+//! with no lock anywhere. What is a state rather than an event (slots in use, lane
+//! queues, the drain, `/proc`) is not recorded at all: the loop reads it when a scrape
+//! comes and passes it in as [`State`].
 //!
 //! Every series exists from the first scrape, with a zero, so that a dashboard never
 //! sees "no data" for "nothing happened" — except HTTP request durations, whose
