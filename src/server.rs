@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::Poll;
 
-use crate::app::{App, Lanes};
+use crate::app::{self, App, Lanes};
 use crate::config::Config;
 use crate::llm::Catalog;
-use crate::metrics::Metrics;
 use crate::net::conn::Limits;
 use crate::net::lanes::completion_channel;
 use crate::net::limits;
@@ -97,8 +96,9 @@ impl Server {
         let (completions, queue) = completion_channel(waker, COMPLETION_CAPACITY);
         let catalog = Catalog::new(&config.llm);
         let providers: Vec<&str> = catalog.models().into_iter().map(|(id, _)| id).collect();
-        let metrics = Arc::new(Metrics::new(&providers));
-        let store = store::open(&config.store, &metrics).map_err(StartError::Store)?;
+        let metrics = Arc::new(app::metrics_registry(&providers));
+        let store =
+            store::open(&config.store, metrics.store_timings()).map_err(StartError::Store)?;
         let lanes = Lanes::start(&config.store, &config.llm, &completions)?;
         let app = App::new(config, lanes, store, catalog, Arc::clone(&metrics));
         let settings = Settings {

@@ -298,7 +298,11 @@ fn open_follows_the_settings() {
     };
     let metrics = Arc::new(Metrics::new(&[]));
     {
-        let sealed = store::open(&config(&[("ENCRYPTION_KEY", &key)]), &metrics).unwrap();
+        let sealed = store::open(
+            &config(&[("ENCRYPTION_KEY", &key)]),
+            metrics.store_timings(),
+        )
+        .unwrap();
         append(
             &*sealed,
             "s1",
@@ -310,7 +314,7 @@ fn open_follows_the_settings() {
         );
     }
     {
-        let plain = store::open(&config(&[]), &metrics).unwrap();
+        let plain = store::open(&config(&[]), metrics.store_timings()).unwrap();
         let stored = plain.transcript("s1", None).unwrap().unwrap().messages[0]
             .content
             .clone();
@@ -329,7 +333,8 @@ fn open_follows_the_settings() {
         ("MONGO_URI", "mongodb://127.0.0.1:1"),
         ("MONGO_CONNECT_TIMEOUT", "1s"),
     ];
-    let mongo = store::open(&config(&unreachable), &metrics).expect("a MongoDB store");
+    let mongo =
+        store::open(&config(&unreachable), metrics.store_timings()).expect("a MongoDB store");
     assert!(matches!(mongo.ping(), Err(StoreError::Unavailable(_))));
 }
 

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chatbox::config::{Config, StoreConfig};
-use chatbox::metrics::Metrics;
+use chatbox::metrics::StoreTimings;
 use chatbox::store::{self, Append, Message, Sender, Store, StoreError};
 use common::mongo::MongoServer;
 use serde_json::{json, Value};
@@ -52,12 +52,12 @@ fn settings(server: &MongoServer, extra: &[(&str, &str)]) -> StoreConfig {
     Config::from_vars(&vars).expect("valid settings").store
 }
 
-fn metrics() -> Arc<Metrics> {
-    Arc::new(Metrics::new(&[]))
+fn timings() -> Arc<StoreTimings> {
+    Arc::default()
 }
 
 fn open(server: &MongoServer, extra: &[(&str, &str)]) -> Arc<dyn Store> {
-    store::open(&settings(server, extra), &metrics()).expect("open the MongoDB store")
+    store::open(&settings(server, extra), &timings()).expect("open the MongoDB store")
 }
 
 fn mongo() -> Scratch {
@@ -396,7 +396,7 @@ fn a_write_whose_answer_was_lost_is_retried_without_a_duplicate() {
     let server = MongoServer::start();
     let proxy = LossyProxy::start(server.port);
     let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", proxy.port);
-    let store = store::open(&settings(&server, &[("MONGO_URI", &uri)]), &metrics()).expect("open");
+    let store = store::open(&settings(&server, &[("MONGO_URI", &uri)]), &timings()).expect("open");
     append(
         &*store,
         "s1",
@@ -460,7 +460,7 @@ fn a_uri_the_driver_cannot_use_stops_start_up_naming_it() {
     let server = MongoServer::start();
     // Passes the configuration's scheme check; the driver refuses the port.
     let config = settings(&server, &[("MONGO_URI", "mongodb://127.0.0.1:99999")]);
-    match store::open(&config, &metrics()) {
+    match store::open(&config, &timings()) {
         Err(StoreError::Unavailable(detail)) => {
             assert!(detail.starts_with("MONGO_URI"), "{detail}")
         }

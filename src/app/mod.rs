@@ -5,6 +5,7 @@
 
 mod jobs;
 mod lanes;
+mod measure;
 mod probe;
 
 use std::collections::HashSet;
@@ -31,7 +32,7 @@ use crate::http::upgrade;
 use crate::ids;
 use crate::llm::Catalog;
 use crate::metrics::process::Process;
-use crate::metrics::{Limiter, Metrics, RequestTimer, State};
+use crate::metrics::{Limiter, Metrics, State};
 use crate::net::conn::{ConnInfo, ListenerKind};
 use crate::net::http::{Request, RequestHead, Response};
 use crate::net::reactor::{Ctx, Handler, Reply};
@@ -42,6 +43,7 @@ use crate::time;
 
 use jobs::Runner;
 pub use lanes::{Done, Lanes, Waiting};
+pub use measure::metrics_registry;
 use probe::StoreProbe;
 
 /// `P/shared/:token` is public: each client IP gets this many reads per minute.
@@ -396,7 +398,8 @@ impl App {
             ms: time::unix_millis_now(),
         };
         let effects = self.chat.handle(event, now);
-        self.metrics.record_chat(self.chat.take_tally());
+        self.metrics
+            .record_chat(measure::chat_counts(self.chat.take_tally()));
         self.apply(effects, ctx);
     }
 
@@ -491,7 +494,7 @@ impl Handler for App {
 
     fn request(&mut self, request: Request, conn: &ConnInfo, ctx: &mut Ctx) -> Reply {
         let route = self.route(&request.head, conn);
-        let timer = RequestTimer::start(route, request.head.method);
+        let timer = measure::request_timer(route, request.head.method);
         let reply = match self.admit(&request.head, conn, route) {
             Ok(origin) => {
                 let waiting = Waiting {

@@ -3,27 +3,33 @@
 //!
 //! Names, types and labels of the old service are kept exactly: its dashboards read
 //! them. Recording is a relaxed atomic add (see [`instruments`]), so the loop and the
-//! lane threads share one `Arc<Metrics>` with no lock anywhere. What is a state rather
-//! than an event (slots in use, lane queues, the drain, `/proc`) is not recorded at all:
-//! the loop reads it when a scrape comes and passes it in as [`State`].
+//! lane threads share one `Arc<Metrics>` (the store lane only its [`StoreTimings`])
+//! with no lock anywhere. What is a state rather than an event (slots in use, lane
+//! queues, the drain, `/proc`) is not recorded at all: the loop reads it when a scrape
+//! comes and passes it in as [`State`].
 //!
 //! Every series exists from the first scrape, with a zero, so that a dashboard never
 //! sees "no data" for "nothing happened" — except HTTP request durations, whose
 //! route × method grid is shown as it is used.
+//!
+//! A leaf: it imports nothing else of the crate. What it records is put in its own
+//! terms (label values, counts); the application, which knows routes, methods and the
+//! chat core, does the translation (`app::measure`).
 
 pub mod instruments;
 pub mod process;
+mod requests;
+mod store_timings;
 pub mod text;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use crate::chat::engine::Tally;
-use crate::http::router::Route;
-use crate::net::http::Method;
-use crate::store::timed::Operation;
 use instruments::{Counter, Gauge, Histogram};
 use process::Process;
+pub use requests::RequestTimer;
+use requests::RequestTimings;
+pub use store_timings::StoreTimings;
 use text::{Exposition, Kind, Value};
 
 /// spec/integrations.md gives these.
@@ -33,15 +39,6 @@ const CONNECTION_BUCKETS: [f64; 10] = [
 /// Time to first chunk: a local model answers in well under a second, a hosted one
 /// in one to a few, a struggling one in tens (then retries and timeouts show).
 const LLM_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
-/// An embedded read takes microseconds, a synced write or a MongoDB round trip
-/// milliseconds; past a second the store is in trouble.
-const STORE_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
-/// Answers from the loop take microseconds; those from a lane include its queue.
-const HTTP_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 /// A loop turn should take microseconds: every connection waits for the slowest one.
 const LOOP_BUCKETS: [f64; 13] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -75,22 +72,15 @@ impl Limiter {
     }
 }
 
-/// An HTTP request being served: what its duration is recorded under, and since when.
-#[derive(Clone, Copy, Debug)]
-pub struct RequestTimer {
-    route: Route,
-    method: Method,
-    started: Instant,
-}
-
-impl RequestTimer {
-    pub fn start(route: Route, method: Method) -> RequestTimer {
-        RequestTimer {
-            route,
-            method,
-            started: Instant::now(),
-        }
-    }
+/// What the chat core counted while handling an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChatCounts {
+    /// `error` frames sent to chat clients.
+    pub error_frames: u64,
+    /// User messages refused by the per-user rate limit.
+    pub rate_limited: u64,
+    pub sessions_created: u64,
+    pub sessions_ended: u64,
 }
 
 /// One LLM provider's series, labelled with its configured id.
@@ -138,15 +128,14 @@ pub struct Metrics {
     /// Active sessions found in the store at start-up; the gauge moves from there.
     sessions_at_start: AtomicU64,
     blocked: [Counter; Limiter::ALL.len()],
-    /// Indexed by `route as usize * Method::ALL.len() + method as usize`.
-    requests: Box<[Histogram]>,
+    requests: RequestTimings,
     llm: Vec<Llm>,
-    /// Indexed by `operation as usize`.
-    store: Box<[Histogram]>,
+    store: Arc<StoreTimings>,
 }
 
 impl Metrics {
-    /// `providers`: the configured provider ids, each labelled from the start.
+    /// `providers`: the configured provider ids, each labelled from the start. HTTP
+    /// requests are not recorded until [`Metrics::with_requests`] gives their grid.
     pub fn new(providers: &[&str]) -> Metrics {
         Metrics {
             websockets: Gauge::default(),
@@ -160,9 +149,7 @@ impl Metrics {
             sessions_ended: Counter::default(),
             sessions_at_start: AtomicU64::new(0),
             blocked: Default::default(),
-            requests: (0..Route::ALL.len() * Method::ALL.len())
-                .map(|_| Histogram::new(&HTTP_BUCKETS))
-                .collect(),
+            requests: RequestTimings::default(),
             llm: providers
                 .iter()
                 .map(|&id| Llm {
@@ -173,22 +160,36 @@ impl Metrics {
                     first_chunk: Histogram::new(&LLM_BUCKETS),
                 })
                 .collect(),
-            store: Operation::ALL
-                .iter()
-                .map(|_| Histogram::new(&STORE_BUCKETS))
-                .collect(),
+            store: Arc::default(),
         }
     }
 
-    /// Adds what the chat core counted while handling an event.
-    pub fn record_chat(&self, tally: Tally) {
+    /// The HTTP request grid: every `endpoint` and `method` label value a request may
+    /// be recorded under.
+    pub fn with_requests(
+        self,
+        endpoints: impl IntoIterator<Item = &'static str>,
+        methods: impl IntoIterator<Item = &'static str>,
+    ) -> Metrics {
+        Metrics {
+            requests: RequestTimings::new(endpoints, methods),
+            ..self
+        }
+    }
+
+    /// The one family the store records into, for its timing decorator.
+    pub fn store_timings(&self) -> &Arc<StoreTimings> {
+        &self.store
+    }
+
+    pub fn record_chat(&self, counts: ChatCounts) {
         let pairs = [
-            (&self.message_errors, tally.error_frames),
-            (&self.sessions_created, tally.sessions_created),
-            (&self.sessions_ended, tally.sessions_ended),
+            (&self.message_errors, counts.error_frames),
+            (&self.sessions_created, counts.sessions_created),
+            (&self.sessions_ended, counts.sessions_ended),
             (
                 &self.blocked[Limiter::UserMessages as usize],
-                tally.rate_limited,
+                counts.rate_limited,
             ),
         ];
         for (counter, n) in pairs {
@@ -209,17 +210,12 @@ impl Metrics {
 
     /// The request was answered.
     pub fn answered(&self, timer: RequestTimer) {
-        let cell = timer.route as usize * Method::ALL.len() + timer.method as usize;
-        self.requests[cell].observe(timer.started.elapsed());
+        self.requests.answered(timer);
     }
 
     /// The series of the provider with this id (`None` for an id never configured).
     pub fn llm(&self, provider_id: &str) -> Option<&Llm> {
         self.llm.iter().find(|llm| llm.id == provider_id)
-    }
-
-    pub fn store_operation(&self, operation: Operation, took: Duration) {
-        self.store[operation as usize].observe(took);
     }
 
     /// Never negative: ends of sessions that started before the count was taken can
@@ -235,7 +231,8 @@ impl Metrics {
         self.render_sockets(&mut out);
         self.render_chat(&mut out);
         self.render_llm(&mut out);
-        self.render_store_and_http(&mut out);
+        self.store.render(&mut out);
+        self.requests.render(&mut out);
         render_state(&mut out, state);
         histogram(
             &mut out,
@@ -365,34 +362,6 @@ impl Metrics {
             out.histogram(name, &[("provider", &llm.id)], &llm.first_chunk.snapshot());
         }
     }
-
-    fn render_store_and_http(&self, out: &mut Exposition) {
-        let name = "chatbox_mongodb_operation_seconds";
-        out.family(
-            name,
-            Kind::Histogram,
-            "Time of each store operation (MongoDB or the embedded store).",
-        );
-        for (operation, timing) in Operation::ALL.iter().zip(self.store.iter()) {
-            out.histogram(name, &[("operation", operation.name())], &timing.snapshot());
-        }
-        let name = "chatbox_http_request_duration_seconds";
-        out.family(
-            name,
-            Kind::Histogram,
-            "Time from a complete HTTP request to its response, by route template.",
-        );
-        let grid = Route::ALL
-            .iter()
-            .flat_map(|route| Method::ALL.iter().map(move |method| (route, method)));
-        for ((route, method), timing) in grid.zip(self.requests.iter()) {
-            let snapshot = timing.snapshot();
-            if snapshot.count > 0 {
-                let labels = [("endpoint", route.template()), ("method", method.as_str())];
-                out.histogram(name, &labels, &snapshot);
-            }
-        }
-    }
 }
 
 fn render_state(out: &mut Exposition, state: &State) {
@@ -479,6 +448,7 @@ fn histogram(out: &mut Exposition, name: &str, help: &str, histogram: &Histogram
 
 #[cfg(test)]
 mod tests {
+    use super::ChatCounts as Tally;
     use super::*;
 
     fn value_of<'s>(scrape: &'s str, series: &str) -> &'s str {
@@ -564,26 +534,5 @@ mod tests {
             assert_eq!(value_of(&scrape, series), value, "{series}");
         }
         assert!(!scrape.contains("process_"), "no /proc, no process metrics");
-    }
-
-    #[test]
-    fn http_durations_show_the_cells_in_use_by_route_template() {
-        let metrics = Metrics::new(&[]);
-        let timer = RequestTimer::start(Route::Session, Method::Get);
-        metrics.answered(timer);
-        metrics.answered(timer);
-        let scrape = metrics.render(&State::default());
-        assert_eq!(
-            value_of(
-                &scrape,
-                r#"chatbox_http_request_duration_seconds_count{endpoint="/sessions/:id",method="GET"}"#
-            ),
-            "2"
-        );
-        let cells = scrape
-            .lines()
-            .filter(|l| l.starts_with("chatbox_http_request_duration_seconds_count"))
-            .count();
-        assert_eq!(cells, 1, "unused route × method cells are not shown");
     }
 }

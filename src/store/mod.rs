@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use crate::config::StoreConfig;
 use crate::crypto::Cipher;
-use crate::metrics::Metrics;
+use crate::metrics::StoreTimings;
 
 /// The store the settings ask for: MongoDB when `MONGO_URI` is set, else the embedded
 /// file in `DATA_DIR`; timed by [`timed::Timed`] and wrapped in [`sealed::Sealed`] when
 /// `ENCRYPTION_KEY` is set.
-pub fn open(config: &StoreConfig, metrics: &Arc<Metrics>) -> Result<Arc<dyn Store>> {
+pub fn open(config: &StoreConfig, timings: &Arc<StoreTimings>) -> Result<Arc<dyn Store>> {
     if let Some(settings) = &config.mongo {
         let store = mongo::Mongo::connect(settings)?;
         log::info!(
@@ -31,14 +31,14 @@ pub fn open(config: &StoreConfig, metrics: &Arc<Metrics>) -> Result<Arc<dyn Stor
             settings.database,
             settings.collection
         );
-        return Ok(wrap(store, config, metrics));
+        return Ok(wrap(store, config, timings));
     }
     let store = embedded::Embedded::open(&config.data_dir)?;
     log::info!(
         "store: embedded, {}",
         config.data_dir.join(embedded::FILE_NAME).display()
     );
-    Ok(wrap(store, config, metrics))
+    Ok(wrap(store, config, timings))
 }
 
 /// Generic so that every backend is wrapped the same way. The timing goes inside the
@@ -46,9 +46,9 @@ pub fn open(config: &StoreConfig, metrics: &Arc<Metrics>) -> Result<Arc<dyn Stor
 fn wrap<S: Store + 'static>(
     store: S,
     config: &StoreConfig,
-    metrics: &Arc<Metrics>,
+    timings: &Arc<StoreTimings>,
 ) -> Arc<dyn Store> {
-    let store = timed::Timed::new(store, Arc::clone(metrics));
+    let store = timed::Timed::new(store, Arc::clone(timings));
     match &config.encryption_key {
         Some(key) => Arc::new(sealed::Sealed::new(
             store,

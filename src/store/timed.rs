@@ -2,13 +2,14 @@
 //! backend gets the same `chatbox_mongodb_operation_seconds{operation}` histogram (the
 //! old service's name, kept for its dashboards, also for the embedded store) without
 //! knowing about metrics. Runs on the `store` lane, where a clock read per call is
-//! nothing next to the call.
+//! nothing next to the call. It holds that one family ([`StoreTimings`]), not the
+//! registry.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Append, Millis, Result, Session, Store, Transcript};
-use crate::metrics::Metrics;
+use crate::metrics::StoreTimings;
 
 /// The `operation` label: one value per [`Store`] method, named after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +49,8 @@ impl Operation {
         Operation::Ping,
     ];
 
+    /// The `operation` label value; one of [`StoreTimings::OPERATIONS`], which lists
+    /// the values the family shows before anything was timed.
     pub fn name(self) -> &'static str {
         match self {
             Operation::Append => "append",
@@ -70,12 +73,12 @@ impl Operation {
 
 pub struct Timed<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    timings: Arc<StoreTimings>,
 }
 
 impl<S: Store> Timed<S> {
-    pub fn new(inner: S, metrics: Arc<Metrics>) -> Timed<S> {
-        Timed { inner, metrics }
+    pub fn new(inner: S, timings: Arc<StoreTimings>) -> Timed<S> {
+        Timed { inner, timings }
     }
 
     /// Failed calls are timed too: a backend that fails slowly is what the histogram
@@ -83,7 +86,7 @@ impl<S: Store> Timed<S> {
     fn time<T>(&self, operation: Operation, call: impl FnOnce(&S) -> T) -> T {
         let started = Instant::now();
         let result = call(&self.inner);
-        self.metrics.store_operation(operation, started.elapsed());
+        self.timings.observe(operation.name(), started.elapsed());
         result
     }
 }
@@ -149,7 +152,7 @@ impl<S: Store> Store for Timed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::State;
+    use crate::metrics::{Metrics, State};
     use crate::store::StoreError;
 
     /// Answers every call at once; only `count_active` says anything.
@@ -200,7 +203,7 @@ mod tests {
     #[test]
     fn every_call_is_timed_under_its_own_name_and_passed_through() {
         let metrics = Arc::new(Metrics::new(&[]));
-        let store = Timed::new(Stub, Arc::clone(&metrics));
+        let store = Timed::new(Stub, Arc::clone(metrics.store_timings()));
         assert_eq!(store.count_active(), Ok(7));
         assert_eq!(store.count_active(), Ok(7));
         assert!(store.end("s", 0).is_ok());
@@ -222,5 +225,15 @@ mod tests {
         for (i, op) in Operation::ALL.iter().enumerate() {
             assert_eq!(*op as usize, i, "ALL is in declaration order");
         }
+    }
+
+    #[test]
+    fn every_operation_has_a_series_of_its_own() {
+        let names = Operation::ALL.map(Operation::name);
+        assert_eq!(
+            names,
+            StoreTimings::OPERATIONS,
+            "the store's operations are exactly the family's label values: none goes unrecorded"
+        );
     }
 }
