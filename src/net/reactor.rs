@@ -367,7 +367,7 @@ impl<H: Handler> Reactor<H> {
             for _ in 0..self.pending.len() {
                 if let Some(id) = self.pending.pop_front() {
                     if let Some(conn) = self.slab.get_mut(id) {
-                        conn.queued = false;
+                        conn.dequeue();
                         self.pump(id);
                     }
                 }
@@ -593,7 +593,7 @@ impl<H: Handler> Reactor<H> {
         conn.flush(now)?;
         conn.fill(scratch, now, limits)?;
         loop {
-            let info = conn.info;
+            let info = conn.info();
             if conn.is_websocket() {
                 match conn.ws_event() {
                     Event::Message(message) => {
@@ -652,8 +652,7 @@ impl<H: Handler> Reactor<H> {
     /// Schedules a pump on this loop turn; a connection is queued at most once.
     fn queue(&mut self, id: ConnId) {
         if let Some(conn) = self.slab.get_mut(id) {
-            if !conn.queued {
-                conn.queued = true;
+            if conn.enqueue() {
                 self.pending.push_back(id);
             }
         }
@@ -681,7 +680,7 @@ impl<H: Handler> Reactor<H> {
                 }
                 Effect::Send(_, message) => send(conn, message, &limits, now, &self.metrics),
                 Effect::Close(_, code, reason) => conn.ws_close(code, &reason, now),
-                Effect::WatchFlush(_) => conn.watch_flush = true,
+                Effect::WatchFlush(_) => conn.watch_flush(),
             }
             if Some(id) != current {
                 self.queue(id);
@@ -716,20 +715,10 @@ impl<H: Handler> Reactor<H> {
         self.apply(ctx, None);
     }
 
-    /// Keeps one wheel entry per connection at its earliest deadline. A deadline that
-    /// moved later needs nothing: the earlier entry fires, finds nothing due and re-arms.
     fn arm_timer(&mut self, id: ConnId) {
-        let Some(conn) = self.slab.get_mut(id) else {
-            return;
-        };
-        let Some(deadline) = conn.deadline(&self.settings.limits) else {
-            return;
-        };
-        if conn.timer_at.is_some_and(|armed| armed <= deadline) {
-            return;
+        if let Some(conn) = self.slab.get_mut(id) {
+            conn.arm_timer(&mut self.wheel, &self.settings.limits);
         }
-        conn.timer_tick = Some(self.wheel.schedule(deadline, id));
-        conn.timer_at = Some(deadline);
     }
 
     fn expire_timers(&mut self) {
@@ -739,11 +728,9 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = self.slab.get_mut(id) else {
                 continue;
             };
-            if conn.timer_tick != Some(tick) {
+            if !conn.timer_fired(tick) {
                 continue;
             }
-            conn.timer_tick = None;
-            conn.timer_at = None;
             let handler = &self.handler;
             let error_408 = || handler.error_response(408, "Request timed out");
             match conn.expire(
@@ -867,7 +854,7 @@ fn send(conn: &mut Conn, message: Message, limits: &Limits, now: Instant, metric
             metrics.slow_consumer_closes.inc();
             log::info!(
                 "connection {:?}: slow consumer, closed with 1013 (over {} queued bytes)",
-                conn.info.id,
+                conn.info().id,
                 limits.max_outbound
             );
         }
