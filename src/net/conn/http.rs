@@ -1,0 +1,232 @@
+//! A connection's HTTP phase: parsing the next request out of the input buffer, and
+//! queueing the answer to it (served, refused, or rejected before its body was read).
+//!
+//! One request is served at a time: while an answer is outstanding nothing else is
+//! parsed, so pipelined responses keep request order.
+
+use std::time::Instant;
+
+use super::{Conn, Pending, Phase};
+use crate::net::http::{self, HeadError, Request, RequestHead, Response};
+
+/// What a pass over the input found.
+#[derive(Debug)]
+pub(in crate::net) enum Parsed {
+    Request(Request),
+    /// The head was refused; answer and close.
+    Invalid(HeadError),
+    /// The route answered from the head alone and there is no body: the connection
+    /// stays usable.
+    Answer(Response),
+    /// The route refused the request before its body was read (413, …): the unread
+    /// body leaves the stream unframed, so answer and close. Carries "is HEAD".
+    Refused(Response, bool),
+    /// The declared body is over the route's limit: 413, then close.
+    TooLarge(bool),
+    /// Nothing complete yet (or waiting on the handler).
+    Nothing,
+}
+
+impl Conn {
+    /// Parses the next complete request. `body_limit` is asked once per head.
+    pub fn parse(
+        &mut self,
+        now: Instant,
+        body_limit: impl FnOnce(&RequestHead) -> Result<usize, Response>,
+    ) -> Parsed {
+        let Phase::Http(state) = &mut self.phase else {
+            return Parsed::Nothing;
+        };
+        if state.awaiting.is_some() {
+            return Parsed::Nothing;
+        }
+        if state.body.is_none() {
+            if self.inbuf.is_empty() {
+                return Parsed::Nothing;
+            }
+            state.started.get_or_insert(now);
+            match http::parse_head(&self.inbuf) {
+                Ok(None) => return Parsed::Nothing,
+                Err(error) => return Parsed::Invalid(error),
+                Ok(Some((head, used))) => {
+                    self.inbuf.drain(..used);
+                    let head_only = head.method == http::Method::Head;
+                    match body_limit(&head) {
+                        Ok(limit) if head.content_length <= limit => {
+                            if head.expect_continue && head.content_length > 0 {
+                                self.out.extend_from_slice(http::CONTINUE);
+                            }
+                            state.body = Some((head, limit));
+                        }
+                        Ok(_) => return Parsed::TooLarge(head_only),
+                        Err(response) if head.content_length == 0 => {
+                            state.awaiting = Some(Pending {
+                                keep_alive: head.keep_alive,
+                                head_only,
+                            });
+                            return Parsed::Answer(response);
+                        }
+                        Err(response) => return Parsed::Refused(response, head_only),
+                    }
+                }
+            }
+        }
+        let Some((head, _)) = &state.body else {
+            return Parsed::Nothing;
+        };
+        if self.inbuf.len() < head.content_length {
+            return Parsed::Nothing;
+        }
+        let body: Vec<u8> = self.inbuf.drain(..head.content_length).collect();
+        let Some((head, _)) = state.body.take() else {
+            return Parsed::Nothing;
+        };
+        state.awaiting = Some(Pending {
+            keep_alive: head.keep_alive,
+            head_only: head.method == http::Method::Head,
+        });
+        Parsed::Request(Request { head, body })
+    }
+
+    /// Queues the answer to the request being served. With `keep_alive` false the
+    /// connection moves to `Closing` and reads no further requests.
+    pub fn respond(
+        &mut self,
+        response: &Response,
+        keep_alive_allowed: bool,
+        date: &str,
+        now: Instant,
+    ) {
+        let pending = match &mut self.phase {
+            Phase::Http(state) => {
+                state.started = None;
+                state.awaiting.take()
+            }
+            Phase::Ws(_) | Phase::Closing { .. } => return,
+        };
+        let (keep_alive, head_only) = match pending {
+            Some(p) => (p.keep_alive && keep_alive_allowed, p.head_only),
+            None => (false, false),
+        };
+        self.queue_response(response, head_only, keep_alive, date, now);
+        if !keep_alive {
+            self.start_closing();
+        }
+    }
+
+    /// Answers a request that will not be served (bad head, refused route, timeout):
+    /// the rest of the input is unframed, so the connection closes after it.
+    pub fn reject(&mut self, response: &Response, head_only: bool, date: &str, now: Instant) {
+        self.queue_response(response, head_only, false, date, now);
+        self.start_closing();
+    }
+
+    fn queue_response(
+        &mut self,
+        response: &Response,
+        head_only: bool,
+        keep_alive: bool,
+        date: &str,
+        now: Instant,
+    ) {
+        if self.outbound_len() == 0 {
+            // Starting a fresh write: the write timeout counts from now.
+            self.last_progress = now;
+        }
+        http::write_response(&mut self.out, response, head_only, keep_alive, date);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    use mio::net::TcpStream;
+
+    use super::Parsed;
+    use crate::net::conn::{Conn, ConnInfo, Limits, ListenerKind};
+    use crate::net::http::Response;
+    use crate::net::slab::Slab;
+
+    const LIMITS: Limits = Limits {
+        head_timeout: Duration::from_secs(10),
+        body_idle_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(10),
+        write_timeout: Duration::from_secs(10),
+        max_outbound: 1 << 20,
+        ping_period: Duration::from_secs(54),
+        pong_wait: Duration::from_secs(60),
+        max_message_size: 1 << 20,
+    };
+
+    fn pair() -> (Conn, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let mut slab = Slab::with_capacity(1);
+        let id = slab.insert_with(|id| id).expect("slot");
+        let info = ConnInfo {
+            id,
+            peer,
+            listener: ListenerKind::Public,
+            accepted_at: Instant::now(),
+        };
+        (Conn::new(TcpStream::from_std(server), info), client)
+    }
+
+    #[test]
+    fn pipelined_requests_wait_for_the_answer_in_flight() {
+        let (mut conn, mut client) = pair();
+        client
+            .write_all(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+            .expect("write");
+        let now = Instant::now();
+        conn.mark_ready(true, true, false);
+        let mut scratch = [0u8; 1024];
+        // The peer's bytes may take a moment to show up on loopback.
+        for _ in 0..100 {
+            conn.readable = true;
+            conn.fill(&mut scratch, now, &LIMITS).expect("read");
+            if conn.inbuf.len() >= 38 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let Parsed::Request(first) = conn.parse(now, |_| Ok(0)) else {
+            panic!("first request expected");
+        };
+        assert_eq!(first.head.path, "/a");
+        assert!(matches!(conn.parse(now, |_| Ok(0)), Parsed::Nothing));
+        conn.respond(&Response::empty(204), true, "D", now);
+        let Parsed::Request(second) = conn.parse(now, |_| Ok(0)) else {
+            panic!("second request expected");
+        };
+        assert_eq!(second.head.path, "/b");
+    }
+
+    #[test]
+    fn oversize_body_is_refused_before_it_is_read() {
+        let (mut conn, mut client) = pair();
+        client
+            .write_all(b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\n")
+            .expect("write");
+        let now = Instant::now();
+        let mut scratch = [0u8; 1024];
+        for _ in 0..100 {
+            conn.readable = true;
+            conn.fill(&mut scratch, now, &LIMITS).expect("read");
+            if !conn.inbuf.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(matches!(
+            conn.parse(now, |_| Ok(5)),
+            Parsed::TooLarge(false)
+        ));
+    }
+}
