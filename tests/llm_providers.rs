@@ -5,11 +5,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chatbox::config::Config;
-use chatbox::llm::{Catalog, Finish, LlmError, Provider, Request, RetryPolicy, Role, Sink, Turn};
+use chatbox::llm::{
+    Abort, Catalog, Finish, LlmError, Provider, Request, RetryPolicy, Role, Sink, Turn,
+};
 use common::llm_mock::{LlmMock, Recorded, Script, Wire, DIFY_CONVERSATION_ID, DIFY_TASK_ID};
 use serde_json::json;
 
@@ -67,11 +69,14 @@ fn history() -> Vec<Turn> {
 }
 
 fn request<'a>(turns: &'a [Turn], conversation_id: Option<&'a str>) -> Request<'a> {
+    /// Never fired: these requests stop through the sink, or not at all.
+    static NOT_ABORTED: LazyLock<Abort> = LazyLock::new(Abort::default);
     Request {
         model: "test-model",
         turns,
         user_id: "user-7",
         conversation_id,
+        abort: &NOT_ABORTED,
     }
 }
 
