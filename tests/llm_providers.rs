@@ -5,11 +5,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chatbox::config::Config;
-use chatbox::llm::{Catalog, Finish, LlmError, Provider, Request, RetryPolicy, Role, Sink, Turn};
+use chatbox::llm::{
+    Abort, Catalog, Finish, LlmError, Provider, Request, RetryPolicy, Role, Sink, Turn,
+};
 use common::llm_mock::{LlmMock, Recorded, Script, Wire, DIFY_CONVERSATION_ID, DIFY_TASK_ID};
 use serde_json::json;
 
@@ -67,11 +69,14 @@ fn history() -> Vec<Turn> {
 }
 
 fn request<'a>(turns: &'a [Turn], conversation_id: Option<&'a str>) -> Request<'a> {
+    /// Never fired: these requests stop through the sink, or not at all.
+    static NOT_ABORTED: LazyLock<Abort> = LazyLock::new(Abort::default);
     Request {
         model: "test-model",
         turns,
         user_id: "user-7",
         conversation_id,
+        abort: &NOT_ABORTED,
     }
 }
 
@@ -483,5 +488,53 @@ fn a_silent_upstream_times_out_at_the_deadline() {
             mock.wait_for_disconnect(WAIT),
             "{wire:?}: the timed-out connection stayed open"
         );
+    }
+}
+
+#[test]
+fn an_abort_stops_a_silent_upstream_at_once() {
+    for wire in WIRES {
+        for silence in [Script::Silent, Script::Hang, Script::stall(&["first"])] {
+            let mock = LlmMock::start(wire, vec![silence.clone()]);
+            let provider = provider(wire, &mock.endpoint());
+            let abort = Abort::default();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let streaming = {
+                let abort = abort.clone();
+                std::thread::spawn(move || {
+                    let turns = history();
+                    let request = Request {
+                        abort: &abort,
+                        ..request(&turns, None)
+                    };
+                    let result =
+                        FAST.run(provider.as_ref(), &request, LONG, &mut Collect::default());
+                    let _ = tx.send(result);
+                })
+            };
+            assert_eq!(
+                mock.wait_for_requests(1, WAIT).len(),
+                1,
+                "{wire:?} {silence:?}"
+            );
+            // Give the provider time to block in its read; without the abort it stays
+            // there for the 30 s header timeout or the 20 s deadline.
+            std::thread::sleep(Duration::from_millis(200));
+            abort.fire();
+            let result = rx.recv_timeout(WAIT).expect("the stream returned");
+            assert_eq!(result, Err(LlmError::Cancelled), "{wire:?} {silence:?}");
+            streaming.join().expect("stream thread");
+            assert!(
+                mock.wait_for_disconnect(WAIT),
+                "{wire:?} {silence:?}: still open"
+            );
+            // A Dify task that streamed is still told to stop: that call must get out.
+            let dify_stop = wire == Wire::Dify && matches!(silence, Script::Stall { .. });
+            assert_eq!(
+                mock.wait_for_requests(2, Duration::ZERO).len(),
+                1 + usize::from(dify_stop),
+                "{wire:?} {silence:?}: no retry"
+            );
+        }
     }
 }

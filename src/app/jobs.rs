@@ -1,6 +1,7 @@
 //! Runs the chat core's jobs: store operations on the `store` lane, LLM streams on the
 //! `llm` lane. Chunks travel back as completions the moment they arrive; the cancel
-//! token of each stream is kept here so that `stop` reaches the lane.
+//! token and the upstream abort of each stream are kept here so that `stop` reaches the
+//! lane, and frees its thread even while the upstream is silent.
 //!
 //! Appends are group-committed: one batch is in flight at a time, and the appends that
 //! arrive while it commits wait and go next, together, as one transaction. An idle
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::lanes::{Done, Lanes};
 use crate::chat::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
-use crate::llm::{self, Catalog, LlmError, Request, Sink};
+use crate::llm::{self, Abort, Catalog, LlmError, Request, Sink};
 use crate::metrics::instruments::Histogram;
 use crate::metrics::Metrics;
 use crate::net::lanes::{CancelToken, JobContext};
@@ -29,7 +30,7 @@ pub struct Runner {
     catalog: Arc<Catalog>,
     stream_timeout: Duration,
     metrics: Arc<Metrics>,
-    streams: HashMap<JobId, CancelToken>,
+    streams: HashMap<JobId, (CancelToken, Abort)>,
     appends_waiting: Vec<(JobId, AppendOp)>,
     appends_committing: bool,
 }
@@ -76,17 +77,20 @@ impl Runner {
                 let catalog = Arc::clone(&self.catalog);
                 let metrics = Arc::clone(&self.metrics);
                 let timeout = self.stream_timeout;
+                let abort = Abort::default();
+                let upstream = abort.clone();
                 lanes
                     .llm
                     .try_submit(
                         move |ctx| {
-                            let result = stream(&catalog, &metrics, &call, timeout, id, ctx);
+                            let result =
+                                stream(&catalog, &metrics, &call, timeout, &upstream, id, ctx);
                             let _ = ctx.complete(Done::Chat(JobDone::Finished { id, result }));
                         },
                         lost,
                     )
                     .map(|cancel| {
-                        self.streams.insert(id, cancel);
+                        self.streams.insert(id, (cancel, abort));
                     })
             }
         };
@@ -161,8 +165,9 @@ impl Runner {
     }
 
     pub fn cancel(&mut self, id: JobId) {
-        if let Some(token) = self.streams.remove(&id) {
+        if let Some((token, abort)) = self.streams.remove(&id) {
             token.cancel();
+            abort.fire();
         }
     }
 
@@ -181,6 +186,7 @@ fn stream(
     metrics: &Metrics,
     call: &LlmCall,
     timeout: Duration,
+    abort: &Abort,
     id: JobId,
     ctx: &JobContext<Done>,
 ) -> Result<llm::Finish, LlmError> {
@@ -195,6 +201,7 @@ fn stream(
         turns: &call.turns,
         user_id: &call.user_id,
         conversation_id: call.conversation_id.as_deref(),
+        abort,
     };
     // Catalog ids and metrics labels come from the same configuration.
     let series = metrics.llm(&call.provider_id);

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sse::Event;
+use super::transport::Client;
 use super::upstream::{self, Decoder, Step};
 use super::{Finish, LlmError, Provider, Request, Role, Sink};
 use crate::config::Secret;
@@ -17,15 +18,15 @@ const API_VERSION: &str = "2023-06-01";
 const MAX_TOKENS: u32 = 4096;
 
 pub struct Anthropic {
-    agent: ureq::Agent,
+    client: Client,
     url: String,
     api_key: Option<Secret>,
 }
 
 impl Anthropic {
-    pub fn new(agent: ureq::Agent, endpoint: &str, api_key: Option<Secret>) -> Anthropic {
+    pub fn new(client: Client, endpoint: &str, api_key: Option<Secret>) -> Anthropic {
         Anthropic {
-            agent,
+            client,
             url: upstream::join(endpoint, "messages"),
             api_key,
         }
@@ -43,8 +44,21 @@ impl Provider for Anthropic {
         if let Some(key) = &self.api_key {
             headers.push(("x-api-key", key.expose_str().to_owned()));
         }
-        let events = upstream::open(&self.agent, &self.url, &headers, &body(request), deadline)?;
-        upstream::drive(events, &mut Stream::default(), sink, deadline)
+        let events = upstream::open(
+            &self.client,
+            request.abort,
+            &self.url,
+            &headers,
+            &body(request),
+            deadline,
+        )?;
+        upstream::drive(
+            events,
+            &mut Stream::default(),
+            sink,
+            request.abort,
+            deadline,
+        )
     }
 }
 
@@ -190,7 +204,7 @@ impl Decoder for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::Turn;
+    use crate::llm::{Abort, Turn};
 
     fn event(name: &str, data: &str) -> Event {
         Event {
@@ -218,6 +232,7 @@ mod tests {
             turns: &turns,
             user_id: "u1",
             conversation_id: None,
+            abort: &Abort::default(),
         };
         assert_eq!(
             body(&request),

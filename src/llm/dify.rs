@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::abort::Abort;
 use super::sse::Event;
+use super::transport::Client;
 use super::upstream::{self, Decoder, Step};
 use super::{Finish, LlmError, Provider, Request, Role, Sink};
 use crate::config::Secret;
@@ -17,15 +19,15 @@ use crate::config::Secret;
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Dify {
-    agent: ureq::Agent,
+    client: Client,
     endpoint: String,
     api_key: Option<Secret>,
 }
 
 impl Dify {
-    pub fn new(agent: ureq::Agent, endpoint: &str, api_key: Option<Secret>) -> Dify {
+    pub fn new(client: Client, endpoint: &str, api_key: Option<Secret>) -> Dify {
         Dify {
-            agent,
+            client,
             endpoint: endpoint.to_owned(),
             api_key,
         }
@@ -52,8 +54,11 @@ impl Dify {
             return;
         }
         let url = upstream::join(&self.endpoint, &format!("chat-messages/{task_id}/stop"));
+        // Its own abort, never fired: the stream's has fired by now, and this call is
+        // the one thing that must still go out. `STOP_TIMEOUT` bounds it instead.
         let mut request = self
-            .agent
+            .client
+            .agent(&Abort::default())
             .post(&url)
             .config()
             .timeout_global(Some(STOP_TIMEOUT))
@@ -86,9 +91,16 @@ impl Provider for Dify {
             detail: "the request has no user turn to send as the query".into(),
         })?;
         let url = upstream::join(&self.endpoint, "chat-messages");
-        let events = upstream::open(&self.agent, &url, &self.headers(), &body, deadline)?;
+        let events = upstream::open(
+            &self.client,
+            request.abort,
+            &url,
+            &self.headers(),
+            &body,
+            deadline,
+        )?;
         let mut stream = Stream::default();
-        let result = upstream::drive(events, &mut stream, sink, deadline);
+        let result = upstream::drive(events, &mut stream, sink, request.abort, deadline);
         // `drive` has dropped the connection by now; Dify keeps generating until told.
         if let (Err(LlmError::Cancelled), Some(task_id)) = (&result, &stream.task_id) {
             self.stop(task_id, request.user_id);
@@ -232,6 +244,7 @@ mod tests {
             turns: &turns,
             user_id: "u1",
             conversation_id: Some("c-9"),
+            abort: &Abort::default(),
         };
         assert_eq!(
             body(&request),

@@ -55,7 +55,7 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::Turn;
+    use crate::llm::{Abort, Turn};
 
     #[test]
     fn words_keep_all_whitespace() {
@@ -121,6 +121,7 @@ mod tests {
             turns: &turns,
             user_id: "u",
             conversation_id: None,
+            abort: &Abort::default(),
         };
         let mut sink = Collect {
             chunks: Vec::new(),

@@ -3,18 +3,22 @@
 //! retries before the first chunk, the whole-stream timeout and cancellation. [`Catalog`]
 //! holds the configured providers by id.
 //!
-//! Cancellation is checked between upstream events (and `Sink::chunk` returning false
-//! stops at once), so a stop lands when the provider sends its next event. An upstream
-//! that sends nothing, before its response headers or mid-stream, holds a stop until it
-//! does, the 30 s header timeout fires, or the deadline passes: ureq's blocking reads
-//! cannot be interrupted from another thread.
+//! Cancellation has two halves. The sink's flag is checked between upstream events and
+//! during back-off (and `Sink::chunk` returning false stops at once). The request's
+//! [`Abort`], fired from the loop's thread, shuts the upstream socket down, so a provider
+//! that sends nothing (not accepting, not answering, or silent mid-stream) releases the
+//! lane thread at once instead of holding it until a timeout.
 
+mod abort;
 mod anthropic;
 mod dify;
 mod echo;
 mod openai;
 pub mod sse;
+mod transport;
 mod upstream;
+
+pub use abort::Abort;
 
 use std::fmt;
 use std::sync::Arc;
@@ -45,6 +49,8 @@ pub struct Request<'a> {
     pub user_id: &'a str,
     /// Dify's conversation id from an earlier turn of the same session.
     pub conversation_id: Option<&'a str>,
+    /// Stops the request from another thread, even mid-read.
+    pub abort: &'a Abort,
 }
 
 /// How a stream that was not cancelled ended.
@@ -214,24 +220,24 @@ impl Catalog {
     /// `config.providers` is never empty (the built-in echo provider stands in for none)
     /// and `config.default_model` is always one of them: `Config` checks both.
     pub fn new(config: &LlmConfig) -> Catalog {
-        let agent = upstream::agent();
+        let client = upstream::client();
         let entries = config
             .providers
             .iter()
             .map(|p| {
                 let provider: Arc<dyn Provider> = match p.kind {
                     ProviderKind::OpenAi => Arc::new(openai::OpenAi::new(
-                        agent.clone(),
+                        client.clone(),
                         &p.endpoint,
                         p.api_key.clone(),
                     )),
                     ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(
-                        agent.clone(),
+                        client.clone(),
                         &p.endpoint,
                         p.api_key.clone(),
                     )),
                     ProviderKind::Dify => Arc::new(dify::Dify::new(
-                        agent.clone(),
+                        client.clone(),
                         &p.endpoint,
                         p.api_key.clone(),
                     )),
@@ -273,7 +279,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
+    use std::sync::{LazyLock, Mutex};
 
     /// The chunks one call delivers, then its result.
     type Call = (Vec<&'static str>, Result<Finish, LlmError>);
@@ -334,11 +340,14 @@ mod tests {
     const LONG: Duration = Duration::from_secs(30);
 
     fn request() -> Request<'static> {
+        /// Never fired: these runs stop through the sink.
+        static NOT_ABORTED: LazyLock<Abort> = LazyLock::new(Abort::default);
         Request {
             model: "m",
             turns: &[],
             user_id: "u",
             conversation_id: None,
+            abort: &NOT_ABORTED,
         }
     }
 
@@ -525,6 +534,7 @@ mod tests {
             turns: &turns,
             user_id: "u",
             conversation_id: None,
+            abort: &Abort::default(),
         };
         assert_eq!(
             run(provider.as_ref(), &request, LONG, &mut sink),

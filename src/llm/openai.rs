@@ -6,20 +6,21 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sse::Event;
+use super::transport::Client;
 use super::upstream::{self, Decoder, Step};
 use super::{Finish, LlmError, Provider, Request, Role, Sink};
 use crate::config::Secret;
 
 pub struct OpenAi {
-    agent: ureq::Agent,
+    client: Client,
     url: String,
     api_key: Option<Secret>,
 }
 
 impl OpenAi {
-    pub fn new(agent: ureq::Agent, endpoint: &str, api_key: Option<Secret>) -> OpenAi {
+    pub fn new(client: Client, endpoint: &str, api_key: Option<Secret>) -> OpenAi {
         OpenAi {
-            agent,
+            client,
             url: upstream::join(endpoint, "chat/completions"),
             api_key,
         }
@@ -38,8 +39,21 @@ impl Provider for OpenAi {
             .iter()
             .map(|key| ("authorization", format!("Bearer {}", key.expose_str())))
             .collect();
-        let events = upstream::open(&self.agent, &self.url, &headers, &body(request), deadline)?;
-        upstream::drive(events, &mut Stream::default(), sink, deadline)
+        let events = upstream::open(
+            &self.client,
+            request.abort,
+            &self.url,
+            &headers,
+            &body(request),
+            deadline,
+        )?;
+        upstream::drive(
+            events,
+            &mut Stream::default(),
+            sink,
+            request.abort,
+            deadline,
+        )
     }
 }
 
@@ -149,7 +163,7 @@ impl Decoder for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::Turn;
+    use crate::llm::{Abort, Turn};
 
     fn data(data: &str) -> Event {
         Event {
@@ -190,6 +204,7 @@ mod tests {
             turns: &turns,
             user_id: "u1",
             conversation_id: None,
+            abort: &Abort::default(),
         };
         assert_eq!(
             body(&request),

@@ -1,12 +1,16 @@
-//! What the HTTP providers share: one `ureq` agent, sending the request, sorting failures
-//! into [`LlmError`]s, and the read loop that feeds decoded SSE events to the sink.
+//! What the HTTP providers share: one `ureq` configuration, sending the request, sorting
+//! failures into [`LlmError`]s, and the read loop that feeds decoded SSE events to the
+//! sink. A failure after the request's [`Abort`] fired is a cancellation, whatever the
+//! shut-down socket made ureq report.
 
 use std::io::{BufReader, Read};
 use std::time::{Duration, Instant};
 
-use ureq::{Agent, BodyReader};
+use ureq::BodyReader;
 
+use super::abort::Abort;
 use super::sse::{Event, SseError, SseReader};
+use super::transport::Client;
 use super::{Finish, LlmError, Sink};
 
 /// Spec: "Header timeout 30 s". Bounds a provider that accepts the request and then
@@ -18,9 +22,9 @@ const ERROR_BODY_LIMIT: u64 = 1024;
 
 pub type Events = SseReader<BufReader<BodyReader<'static>>>;
 
-/// One agent for every provider so connections to the same host are pooled.
-pub fn agent() -> Agent {
-    Agent::config_builder()
+/// The settings every provider request is made with.
+pub fn client() -> Client {
+    let config = ureq::Agent::config_builder()
         // Error statuses come back as responses so their body can be logged.
         .http_status_as_error(false)
         .timeout_recv_response(Some(HEADER_TIMEOUT))
@@ -29,8 +33,8 @@ pub fn agent() -> Agent {
         .max_redirects(0)
         .max_redirects_will_error(false)
         .user_agent(concat!("chatbox/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
+        .build();
+    Client::new(config)
 }
 
 /// `{endpoint}/{path}`, whether or not the endpoint ends with `/`.
@@ -40,8 +44,10 @@ pub fn join(endpoint: &str, path: &str) -> String {
 
 /// POSTs `body` as JSON and returns the event stream of a 2xx answer. Every other answer
 /// is [`LlmError::Unavailable`] with the status and the start of the body for the log.
+/// Firing `abort` stops it at any point, connect and response head included.
 pub fn open(
-    agent: &Agent,
+    client: &Client,
+    abort: &Abort,
     url: &str,
     headers: &[(&str, String)],
     body: &serde_json::Value,
@@ -51,7 +57,8 @@ pub fn open(
     if left.is_zero() {
         return Err(LlmError::Timeout);
     }
-    let mut request = agent
+    let mut request = client
+        .agent(abort)
         .post(url)
         .config()
         .timeout_global(Some(left))
@@ -63,7 +70,7 @@ pub fn open(
     }
     let response = request
         .send(body.to_string().as_bytes())
-        .map_err(|e| request_error(e, deadline))?;
+        .map_err(|e| request_error(e, abort, deadline))?;
     let status = response.status().as_u16();
     if !response.status().is_success() {
         return Err(LlmError::Unavailable {
@@ -89,7 +96,10 @@ fn error_body(reader: impl Read) -> String {
     }
 }
 
-fn request_error(error: ureq::Error, deadline: Instant) -> LlmError {
+fn request_error(error: ureq::Error, abort: &Abort, deadline: Instant) -> LlmError {
+    if abort.is_fired() {
+        return LlmError::Cancelled;
+    }
     if Instant::now() >= deadline || matches!(error, ureq::Error::Timeout(ureq::Timeout::Global)) {
         return LlmError::Timeout;
     }
@@ -138,11 +148,13 @@ pub trait Decoder {
 
 /// Reads events until the end marker, the stream breaks, or the sink stops it. Returning
 /// drops `events`, which closes the connection when the body was not read to its end:
-/// that is how a stop aborts the upstream request.
+/// that is how a stop seen between events aborts the upstream request. A stop while a
+/// read waits comes through `abort`, which ends that read with an error or an EOF.
 pub fn drive(
     mut events: Events,
     decoder: &mut dyn Decoder,
     sink: &mut dyn Sink,
+    abort: &Abort,
     deadline: Instant,
 ) -> Result<Finish, LlmError> {
     let mut delivered = false;
@@ -150,7 +162,11 @@ pub fn drive(
         if sink.cancelled() {
             return Err(LlmError::Cancelled);
         }
-        let event = match events.next_event() {
+        let next = events.next_event();
+        if abort.is_fired() {
+            return Err(LlmError::Cancelled);
+        }
+        let event = match next {
             Ok(Some(event)) => event,
             Ok(None) if decoder.complete_at_eof() => return Ok(decoder.finish()),
             Ok(None) => {

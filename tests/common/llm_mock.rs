@@ -51,6 +51,10 @@ pub enum Script {
     },
     /// 200 headers, then nothing until the client goes away.
     Hang,
+    /// Not even headers: the request is read, then nothing until the client goes away.
+    Silent,
+    /// 200 and `chunks` as in `Stream`, then nothing until the client goes away.
+    Stall { chunks: Vec<String> },
 }
 
 impl Script {
@@ -69,6 +73,12 @@ impl Script {
             chunks: strings(chunks),
             delay,
             usage: None,
+        }
+    }
+
+    pub fn stall(chunks: &[&str]) -> Script {
+        Script::Stall {
+            chunks: strings(chunks),
         }
     }
 
@@ -282,6 +292,19 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
         }
         Script::Hang => {
             if write_head(&mut stream).is_ok() && client_gone_within(shared, &stream, None) {
+                shared.update(|s| s.disconnects += 1);
+            }
+        }
+        Script::Silent => {
+            if client_gone_within(shared, &stream, None) {
+                shared.update(|s| s.disconnects += 1);
+            }
+        }
+        Script::Stall { chunks } => {
+            let rendered = events(&chunks, None);
+            if stream_events(shared, &mut stream, &rendered, Duration::ZERO, false).is_ok()
+                && client_gone_within(shared, &stream, None)
+            {
                 shared.update(|s| s.disconnects += 1);
             }
         }
