@@ -327,6 +327,37 @@ fn a_user_message_is_stored_before_it_is_acknowledged_then_streamed() {
 }
 
 #[test]
+fn a_back_dated_message_is_stored_at_server_time() {
+    let mut h = Harness::new();
+    let (phone, session) = h.fresh("ann");
+    let (laptop, _) = h.open("ann", Some(&session), Resume::default());
+    let frame = serde_json::json!({"type": "user_message", "session_id": session,
+        "content": "from the past", "timestamp": "2000-01-01T00:00:00Z"});
+    let append = h.send(phone, &frame.to_string()).only_job();
+    let Work::Store(StoreOp::Append(AppendOp { message, .. })) = &append.work else {
+        panic!("expected append: {append:?}");
+    };
+    assert_eq!(message.at, h.now().ms, "the store's time, not the client's");
+    assert_eq!(
+        message.meta.get("client_timestamp").map(String::as_str),
+        Some("2000-01-01T00:00:00.000Z")
+    );
+    let out = h.store(append.id, Ok(StoreReply::Appended(1)));
+    let echo = out.only_frame(laptop);
+    assert_eq!(echo["timestamp"], crate::time::rfc3339_millis(h.now().ms));
+
+    // Without a `timestamp` there is no claim to keep.
+    let frame = serde_json::json!({"type": "user_message", "session_id": session,
+        "content": "now"});
+    let append = h.send(phone, &frame.to_string()).only_job();
+    let Work::Store(StoreOp::Append(AppendOp { message, .. })) = &append.work else {
+        panic!("expected append: {append:?}");
+    };
+    assert_eq!(message.at, h.now().ms);
+    assert!(!message.meta.contains_key("client_timestamp"));
+}
+
+#[test]
 fn chunks_stream_to_every_device_and_coalesce_while_a_socket_is_behind() {
     let mut h = Harness::new();
     let (phone, session) = h.fresh("ann");

@@ -206,9 +206,16 @@ impl Chat {
             self.error(socket, Some(session_id), code::SERVICE_ERROR, BUSY, now);
             return;
         };
-        let mut message = Message::new(message_id, Sender::User, content, inbound.at);
+        // Stored under our clock: the stored time becomes the session's last activity, and
+        // a back-dated one would have the idle sweep end the session at once. The client's
+        // own time, where it said one, is kept for what it is: a claim.
+        let mut message = Message::new(message_id, Sender::User, content, now.ms);
         message.meta = inbound.metadata;
         message.meta.remove("last_seq");
+        if inbound.at != now.ms {
+            let claimed = crate::time::rfc3339_millis(inbound.at);
+            message.meta.insert("client_timestamp".to_owned(), claimed);
+        }
         live.message_count += 1;
         let op = StoreOp::Append(AppendOp {
             session_id: session_id.to_owned(),
