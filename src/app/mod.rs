@@ -183,7 +183,7 @@ impl App {
             Verdict::Pass => None,
             Verdict::Allowed(origin) => Some(origin),
             Verdict::Preflight(response) => return Err(response),
-            Verdict::Forbidden => return Err(error::json_error(403, "Origin not allowed")),
+            Verdict::Forbidden => return Err(Cors::forbidden()),
         };
         let refusal = match (route, route.allows(head.method)) {
             (Route::NotFound, _) => Some(error::not_found()),

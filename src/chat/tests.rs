@@ -675,7 +675,7 @@ fn a_failed_store_write_is_reported_and_nothing_is_acknowledged() {
 #[test]
 fn a_full_session_refuses_new_messages() {
     let mut s = settings();
-    s.max_messages = 3;
+    s.max_messages = 2;
     let mut h = Harness::with(s);
     let (socket, session) = h.fresh("ann");
     let (llm, _) = h.say(socket, &session, "one");
@@ -684,6 +684,36 @@ fn a_full_session_refuses_new_messages() {
     let frame = serde_json::json!({"type":"user_message","session_id":session,"content":"two"});
     let out = h.send(socket, &frame.to_string());
     let error = out.only_frame(socket);
+    assert_eq!(
+        error["error"]["message"],
+        "Session is full, start a new chat"
+    );
+}
+
+#[test]
+fn the_cap_admits_its_last_message_and_stores_the_reply_it_is_owed() {
+    let mut s = settings();
+    s.max_messages = 3;
+    let mut h = Harness::with(s);
+    let (socket, session) = h.fresh("ann");
+    let (llm, _) = h.say(socket, &session, "one");
+    h.chunk(llm, "answer");
+    let reply = h.finish(llm, Ok(Finish::default())).only_job();
+    h.store(reply.id, Ok(StoreReply::Appended(2)));
+
+    // Two stored, cap three: the third is the user's.
+    let (llm, _) = h.say(socket, &session, "two");
+    h.chunk(llm, "last answer");
+    let reply = h.finish(llm, Ok(Finish::default())).only_job();
+    let Work::Store(StoreOp::Append(AppendOp { max_messages, .. })) = reply.work else {
+        panic!("expected the reply stored: {reply:?}");
+    };
+    assert!(max_messages > 3, "the owed reply fits past the cap");
+    h.store(reply.id, Ok(StoreReply::Appended(4)));
+
+    let frame = serde_json::json!({"type":"user_message","session_id":session,"content":"three"});
+    let error = h.send(socket, &frame.to_string()).only_frame(socket);
+    assert_eq!(error["error"]["code"], "SERVICE_ERROR");
     assert_eq!(
         error["error"]["message"],
         "Session is full, start a new chat"

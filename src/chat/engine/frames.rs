@@ -4,6 +4,13 @@
 use super::*;
 use crate::chat::ratelimit::retry_after_ms;
 
+/// How far past `MAX_MESSAGES_PER_SESSION` replies may be stored. A user message is
+/// admitted while the session holds fewer than the cap, and a reply owed to an admitted
+/// message is never dropped for want of room. Replies are counted when they end, and a
+/// session owes at most two: the one streaming and the one whose turn waits behind it
+/// (later messages join that turn). So a full session holds at most cap + 2 messages.
+pub(super) const REPLY_HEADROOM: usize = 2;
+
 impl Chat {
     pub(super) fn frame(&mut self, socket: ConnId, text: &str, now: Now) {
         let Some(state) = self.hub.get_mut(socket) else {
@@ -191,8 +198,9 @@ impl Chat {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        // Room for the message and for the reply it asks for.
-        if live.message_count + 2 > self.settings.max_messages as u64 {
+        // The cap admits the user's message itself; its reply is owed and stored past the
+        // cap if need be (see REPLY_HEADROOM).
+        if live.message_count >= self.settings.max_messages as u64 {
             self.error(
                 socket,
                 Some(session_id),
