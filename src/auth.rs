@@ -4,7 +4,8 @@
 //! ourselves first, so `none`/RS*/ES*/PS*/EdDSA are refused before the key is touched, and
 //! jsonwebtoken is then told to accept exactly that one algorithm (the list is ours, never
 //! the token's). `exp`/`nbf` are checked here against the caller's `now` with no leeway:
-//! jsonwebtoken's own checks read the system clock and default to 60 s of leeway.
+//! jsonwebtoken's own checks read the system clock and default to 60 s of leeway. An
+//! `exp` more than [`MAX_TOKEN_LIFETIME_SECS`] ahead is refused like an expired one.
 
 use std::fmt;
 
@@ -20,6 +21,11 @@ const ALGS: [(&str, Algorithm); 3] = [
     ("HS384", Algorithm::HS384),
     ("HS512", Algorithm::HS512),
 ];
+
+/// How far ahead of now an `exp` may lie (10 years). No real issuer needs more, a leaked
+/// token should not outlive the deployment, and an `exp` this side of it always fits the
+/// loop's monotonic clock (an `exp` of 1e19 once overflowed `Instant` and crashed us).
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -50,6 +56,8 @@ pub enum AuthError {
     /// Required claim absent, `null`, or (for `user_id`) empty.
     MissingClaim(&'static str),
     Expired,
+    /// `exp` more than [`MAX_TOKEN_LIFETIME_SECS`] ahead.
+    ExpiresTooLate,
     NotYetValid,
     /// No `exp` while `REQUIRE_EXP` is on.
     MissingExp,
@@ -85,6 +93,7 @@ impl fmt::Display for AuthError {
             AuthError::BadSignature => f.write_str("token signature does not verify"),
             AuthError::MissingClaim(c) => write!(f, "token lacks required claim `{c}`"),
             AuthError::Expired => f.write_str("token expired"),
+            AuthError::ExpiresTooLate => f.write_str("token exp is more than 10 years ahead"),
             AuthError::NotYetValid => f.write_str("token not yet valid (nbf)"),
             AuthError::MissingExp => f.write_str("token has no exp and REQUIRE_EXP is on"),
             AuthError::Mint(e) => write!(f, "cannot mint token: {e}"),
@@ -149,6 +158,9 @@ impl Verifier {
         match expires_at {
             None if self.require_exp => return Err(AuthError::MissingExp),
             Some(exp) if now >= exp => return Err(AuthError::Expired),
+            Some(exp) if exp - now > MAX_TOKEN_LIFETIME_SECS => {
+                return Err(AuthError::ExpiresTooLate)
+            }
             _ => {}
         }
         if claims.nbf.map(numeric_date).is_some_and(|nbf| now < nbf) {
@@ -241,6 +253,9 @@ pub fn mint(
     }
     if user_id.is_empty() {
         return Err(AuthError::Mint("empty user_id".into()));
+    }
+    if ttl_secs.is_some_and(|ttl| ttl > MAX_TOKEN_LIFETIME_SECS) {
+        return Err(AuthError::Mint("ttl is over the 10-year limit".into()));
     }
     let exp = match ttl_secs {
         Some(ttl) => Some(
@@ -345,6 +360,14 @@ mod tests {
             mint(b"", "u", None, &[], NOW, None),
             mint(SECRET, "", None, &[], NOW, None),
             mint(SECRET, "u", None, &[], u64::MAX, Some(1)),
+            mint(
+                SECRET,
+                "u",
+                None,
+                &[],
+                NOW,
+                Some(MAX_TOKEN_LIFETIME_SECS + 1),
+            ),
         ] {
             assert!(matches!(r, Err(Mint(_))), "{r:?}");
         }
@@ -424,6 +447,19 @@ mod tests {
 
         assert_eq!(at(with("nbf", json!(NOW + 1)), NOW), Err(NotYetValid));
         assert!(at(with("nbf", json!(NOW)), NOW).is_ok());
+    }
+
+    #[test]
+    fn exp_beyond_ten_years_is_refused_however_large() {
+        let exp = |t: Value| at(json!({"user_id": "u", "roles": [], "exp": t}), NOW);
+        let limit = NOW + MAX_TOKEN_LIFETIME_SECS;
+        assert_eq!(exp(json!(limit)).unwrap().expires_at, Some(limit));
+        for far in [json!(limit + 1), json!(1e19), json!(1e300), json!(f64::MAX)] {
+            assert_eq!(exp(far.clone()), Err(ExpiresTooLate), "{far}");
+        }
+        // What `mint` makes, the verifier takes.
+        let t = mint(SECRET, "u", None, &[], NOW, Some(MAX_TOKEN_LIFETIME_SECS));
+        assert!(verifier().verify(&t.expect("mint"), NOW).is_ok());
     }
 
     #[test]

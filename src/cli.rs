@@ -7,7 +7,12 @@ use crate::config::parse_duration;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    Serve { dev: bool },
+    Serve {
+        dev: bool,
+    },
+    /// `--dev` that may sign its links with the configured `JWT_SECRET`: plain `--dev`
+    /// refuses one, since it prints day-long admin tokens to anyone reading the output.
+    DevWithRealSecret,
     CheckConfig,
     Help,
     Token(TokenRequest),
@@ -28,6 +33,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match args.next() {
         None => Ok(Command::Serve { dev: false }),
         Some("--dev") => no_more(args, Command::Serve { dev: true }),
+        Some("--dev-with-real-secret") => no_more(args, Command::DevWithRealSecret),
         Some("--check-config") => no_more(args, Command::CheckConfig),
         Some("--help" | "-h" | "help") => Ok(Command::Help),
         Some("token") => parse_token(args).map(Command::Token),
@@ -85,6 +91,10 @@ mod tests {
         assert_eq!(parse(&args(&["--dev"])), Ok(Command::Serve { dev: true }));
         assert_eq!(parse(&args(&["--check-config"])), Ok(Command::CheckConfig));
         assert!(parse(&args(&["--dev", "x"])).is_err());
+        assert_eq!(
+            parse(&args(&["--dev-with-real-secret"])),
+            Ok(Command::DevWithRealSecret)
+        );
         assert!(parse(&args(&["--bogus"])).is_err());
     }
 

@@ -29,36 +29,66 @@ fn main() -> ExitCode {
             print!("{}", config::help_text());
             ExitCode::SUCCESS
         }
-        Command::CheckConfig => match load(false) {
+        Command::CheckConfig => match load() {
             Ok(_) => {
                 println!("configuration OK");
                 ExitCode::SUCCESS
             }
             Err(error) => config_failure(&error),
         },
-        Command::Token(request) => match load(false) {
+        Command::Token(request) => match load() {
             Ok(config) => print_token(&config, &request),
             Err(error) => config_failure(&error),
         },
-        Command::Serve { dev } => match load(dev) {
-            Ok(config) => serve(&config, dev, started),
+        Command::Serve { dev: false } => match load() {
+            Ok(config) => serve(&config, None, started),
             Err(error) => config_failure(&error),
         },
+        Command::Serve { dev: true } => dev(false, started),
+        Command::DevWithRealSecret => dev(true, started),
     }
 }
 
-/// Reads the environment. `--dev` fills in what a first try lacks: a loopback bind and
-/// a throw-away signing secret (tokens die with the process).
-fn load(dev: bool) -> Result<Config, ConfigError> {
-    let mut vars = config::environment()?;
-    if dev {
-        vars.entry("SERVER_HOST".into())
-            .or_insert_with(|| "127.0.0.1".into());
-        if !vars.contains_key("JWT_SECRET") {
-            vars.insert("JWT_SECRET".into(), random_secret());
-        }
+/// Where `--dev`'s signing secret came from; its links say which.
+#[derive(Clone, Copy)]
+enum DevSecret {
+    Throwaway,
+    Configured,
+}
+
+/// `--dev` fills in what a first try lacks: a loopback bind and a throw-away signing
+/// secret (tokens die with the process). It prints day-long admin tokens, so a secret
+/// that is set (a real deployment's, most likely) is used only when `real_secret_ok`.
+fn dev(real_secret_ok: bool, started: Instant) -> ExitCode {
+    let mut vars = match config::environment() {
+        Ok(vars) => vars,
+        Err(error) => return config_failure(&error),
+    };
+    vars.entry("SERVER_HOST".into())
+        .or_insert_with(|| "127.0.0.1".into());
+    // Empty counts as unset, as everywhere in the configuration.
+    let configured = vars.get("JWT_SECRET").is_some_and(|s| !s.is_empty());
+    let signer = if !configured {
+        vars.insert("JWT_SECRET".into(), random_secret());
+        DevSecret::Throwaway
+    } else if real_secret_ok {
+        DevSecret::Configured
+    } else {
+        return config_failure(&ConfigError {
+            variable: "JWT_SECRET".into(),
+            problem: "is set, and --dev would print 24 h admin tokens signed with it".into(),
+            expected: "it unset for --dev, or --dev-with-real-secret".into(),
+        });
+    };
+    match Config::load(&vars) {
+        Ok(config) => serve(&config, Some(signer), started),
+        Err(error) => config_failure(&error),
     }
-    Config::load(&vars)
+}
+
+/// Reads the environment.
+fn load() -> Result<Config, ConfigError> {
+    Config::load(&config::environment()?)
 }
 
 fn random_secret() -> String {
@@ -110,7 +140,7 @@ fn init_logging(config: &Config) {
     let _ = simplelog::WriteLogger::init(config.log_level, log_config, std::io::stdout());
 }
 
-fn serve(config: &Config, dev: bool, started: Instant) -> ExitCode {
+fn serve(config: &Config, dev: Option<DevSecret>, started: Instant) -> ExitCode {
     init_logging(config);
     for name in &config.ignored_legacy {
         log::info!("{name} is a setting of the previous service and has no effect here");
@@ -136,8 +166,8 @@ fn serve(config: &Config, dev: bool, started: Instant) -> ExitCode {
     if let Some(internal) = server.internal_addr() {
         log::info!("probes and metrics on http://{internal}/ (internal port)");
     }
-    if dev {
-        print_dev_links(config, addr);
+    if let Some(signer) = dev {
+        print_dev_links(config, addr, signer);
     }
     match server.run() {
         Ok(Exit::Drained) => {
@@ -158,7 +188,7 @@ fn serve(config: &Config, dev: bool, started: Instant) -> ExitCode {
     }
 }
 
-fn print_dev_links(config: &Config, addr: std::net::SocketAddr) {
+fn print_dev_links(config: &Config, addr: std::net::SocketAddr, signer: DevSecret) {
     let now = time::unix_now();
     let secret = config.auth.jwt_secret.expose();
     let day = Some(24 * 3600);
@@ -176,8 +206,12 @@ fn print_dev_links(config: &Config, addr: std::net::SocketAddr) {
         return;
     };
     let base = format!("http://{addr}{}", config.server.path_prefix);
+    let signer = match signer {
+        DevSecret::Throwaway => "a throw-away secret",
+        DevSecret::Configured => "JWT_SECRET (--dev-with-real-secret)",
+    };
     println!(
-        "\nchatbox --dev: tokens are valid for 24 h and signed with a throw-away secret\n\
+        "\nchatbox --dev: tokens are valid for 24 h and signed with {signer}\n\
          \x20 chat:     {base}/chat?token={user}\n\
          \x20 sessions: {base}/sessions.html?token={user}\n\
          \x20 admin:    {base}/admin?token={admin}\n\

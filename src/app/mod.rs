@@ -21,7 +21,7 @@ use crate::chat::jobs::{JobDone, JobId};
 use crate::chat::protocol::{Kind, ModelInfo, Outbound};
 use crate::chat::ratelimit::{retry_after_ms, RateLimiter};
 use crate::config::{Cidr, Config};
-use crate::http::client_ip::client_ip;
+use crate::http::client_ip::{client_ip, rate_key};
 use crate::http::cors::{Cors, Verdict};
 use crate::http::error;
 use crate::http::health::{self, Check, Readiness};
@@ -179,7 +179,7 @@ impl App {
             Verdict::Pass => None,
             Verdict::Allowed(origin) => Some(origin),
             Verdict::Preflight(response) => return Err(response),
-            Verdict::Forbidden => return Err(error::json_error(403, "Origin not allowed")),
+            Verdict::Forbidden => return Err(Cors::forbidden()),
         };
         let refusal = match (route, route.allows(head.method)) {
             (Route::NotFound, _) => Some(error::not_found()),
@@ -262,10 +262,10 @@ impl App {
             Route::Shared => {
                 let ip = client_ip(
                     conn.peer.ip(),
-                    head.header("x-forwarded-for"),
+                    head.header_values("x-forwarded-for"),
                     &self.trusted_proxies,
                 );
-                if let Err(wait) = self.public_limiter.check(&ip.to_string(), ctx.now) {
+                if let Err(wait) = self.public_limiter.check(&rate_key(ip), ctx.now) {
                     self.metrics.blocked(Limiter::PublicIp);
                     return Err(too_many_requests(wait));
                 }

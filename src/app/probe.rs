@@ -13,6 +13,8 @@ use crate::store::{Store, StoreError};
 /// How stale the store check may be: MongoDB going away turns `/readyz` 503 (and its
 /// return turns it 200) within about this long.
 const INTERVAL: Duration = Duration::from_secs(2);
+/// The `/readyz` reason of a store that failed its ping.
+const UNREACHABLE: &str = "store unreachable";
 
 pub struct StoreProbe {
     names: &'static [&'static str],
@@ -83,12 +85,39 @@ impl StoreProbe {
             }
             self.healthy = Some(healthy);
         }
+        // `/readyz` answers anyone: the error's text (hosts, ports, file paths) stays in
+        // the log above, the probe gets a fixed reason.
         let check = match result {
             Ok(()) => Check::ready(),
-            Err(error) => Check::not_ready(error.to_string()),
+            Err(_) => Check::not_ready(UNREACHABLE),
         };
         for name in self.names {
             readiness.set(name, check.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_ping_shows_a_fixed_reason_not_the_error() {
+        let mut readiness = Readiness::default();
+        let now = Instant::now();
+        let mut probe = StoreProbe::new(true, &mut readiness, now);
+        let error = StoreError::Unavailable("db.internal:27017 refused; /var/lib/x".into());
+        probe.answered(Err(error), &mut readiness, now);
+        let response = readiness.respond(false, 0);
+        assert_eq!(response.status, 503);
+        let body: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+        for name in ["store", "mongodb"] {
+            assert_eq!(body["checks"][name]["reason"], UNREACHABLE, "{body}");
+        }
+        let text = String::from_utf8_lossy(&response.body);
+        assert!(
+            !text.contains("db.internal") && !text.contains("/var/lib"),
+            "{text}"
+        );
     }
 }

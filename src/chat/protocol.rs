@@ -87,6 +87,12 @@ const MAX_FILE_ID: usize = 255;
 const MAX_FILE_URL: usize = 2048;
 const MAX_MODEL_ID: usize = 100;
 const MAX_METADATA_VALUE: usize = 1000;
+/// Metadata is stored with the message, so its whole size is bounded, not only each
+/// value: without these one frame could store its full size (1 MiB) on every message.
+const MAX_METADATA_KEYS: usize = 16;
+const MAX_METADATA_KEY: usize = 64;
+/// Keys and values together.
+const MAX_METADATA_TOTAL: usize = 4096;
 /// A client clock may run a little ahead; further is a bad `timestamp`.
 const MAX_CLOCK_SKEW_MS: Millis = 60_000;
 
@@ -203,7 +209,12 @@ pub fn parse_inbound(text: &str, now: Millis) -> Result<Inbound, Rejection> {
 /// Metadata values are strings; other JSON values are converted rather than failing
 /// the whole frame (spec: [fix]).
 fn metadata(map: Map<String, Value>) -> Result<BTreeMap<String, String>, Rejection> {
+    // Counted as sent, `null`s included: a frame is refused before any of it is read.
+    if map.len() > MAX_METADATA_KEYS {
+        return Err(validation_failed());
+    }
     let mut out = BTreeMap::new();
+    let mut total = 0;
     for (key, value) in map {
         let value = match value {
             Value::Null => continue,
@@ -211,7 +222,12 @@ fn metadata(map: Map<String, Value>) -> Result<BTreeMap<String, String>, Rejecti
             other => sanitize(&other.to_string()),
         };
         let key = sanitize(&key);
-        if value.len() > MAX_METADATA_VALUE || key.is_empty() {
+        total += key.len() + value.len();
+        if value.len() > MAX_METADATA_VALUE
+            || key.is_empty()
+            || key.len() > MAX_METADATA_KEY
+            || total > MAX_METADATA_TOTAL
+        {
             return Err(validation_failed());
         }
         out.insert(key, value);
@@ -447,6 +463,32 @@ mod tests {
             "a".repeat(1001)
         );
         assert_eq!(parse(&long_meta), Err(validation_failed()));
+    }
+
+    #[test]
+    fn metadata_is_bounded_in_keys_key_length_and_total() {
+        let with = |pairs: Vec<(String, String)>| {
+            let map: Map<String, Value> = pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            parse(&serde_json::json!({"type": "ping", "metadata": map}).to_string())
+        };
+        let keys = |n: usize| (0..n).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert_eq!(with(keys(16)).map(|f| f.metadata.len()), Ok(16));
+        assert_eq!(with(keys(17)), Err(validation_failed()));
+
+        let key = |len: usize| vec![("k".repeat(len), "v".to_owned())];
+        assert!(with(key(64)).is_ok());
+        assert_eq!(with(key(65)), Err(validation_failed()));
+
+        // Four keys of 24 bytes with values of 1000: 4096 exactly; one byte more is over.
+        let mut full: Vec<(String, String)> = (0..4)
+            .map(|i| (i.to_string().repeat(24), "v".repeat(1000)))
+            .collect();
+        assert!(with(full.clone()).is_ok());
+        full.push(("x".to_owned(), String::new()));
+        assert_eq!(with(full), Err(validation_failed()));
     }
 
     #[test]

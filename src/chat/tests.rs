@@ -330,6 +330,37 @@ fn a_user_message_is_stored_before_it_is_acknowledged_then_streamed() {
 }
 
 #[test]
+fn a_back_dated_message_is_stored_at_server_time() {
+    let mut h = Harness::new();
+    let (phone, session) = h.fresh("ann");
+    let (laptop, _) = h.open("ann", Some(&session), Resume::default());
+    let frame = serde_json::json!({"type": "user_message", "session_id": session,
+        "content": "from the past", "timestamp": "2000-01-01T00:00:00Z"});
+    let append = h.send(phone, &frame.to_string()).only_job();
+    let Work::Store(StoreOp::Append(AppendOp { message, .. })) = &append.work else {
+        panic!("expected append: {append:?}");
+    };
+    assert_eq!(message.at, h.now().ms, "the store's time, not the client's");
+    assert_eq!(
+        message.meta.get("client_timestamp").map(String::as_str),
+        Some("2000-01-01T00:00:00.000Z")
+    );
+    let out = h.store(append.id, Ok(StoreReply::Appended(1)));
+    let echo = out.only_frame(laptop);
+    assert_eq!(echo["timestamp"], crate::time::rfc3339_millis(h.now().ms));
+
+    // Without a `timestamp` there is no claim to keep.
+    let frame = serde_json::json!({"type": "user_message", "session_id": session,
+        "content": "now"});
+    let append = h.send(phone, &frame.to_string()).only_job();
+    let Work::Store(StoreOp::Append(AppendOp { message, .. })) = &append.work else {
+        panic!("expected append: {append:?}");
+    };
+    assert_eq!(message.at, h.now().ms);
+    assert!(!message.meta.contains_key("client_timestamp"));
+}
+
+#[test]
 fn chunks_stream_to_every_device_and_coalesce_while_a_socket_is_behind() {
     let mut h = Harness::new();
     let (phone, session) = h.fresh("ann");
@@ -647,7 +678,7 @@ fn a_failed_store_write_is_reported_and_nothing_is_acknowledged() {
 #[test]
 fn a_full_session_refuses_new_messages() {
     let mut s = settings();
-    s.chat.max_messages = 3;
+    s.chat.max_messages = 2;
     let mut h = Harness::with(s);
     let (socket, session) = h.fresh("ann");
     let (llm, _) = h.say(socket, &session, "one");
@@ -656,6 +687,36 @@ fn a_full_session_refuses_new_messages() {
     let frame = serde_json::json!({"type":"user_message","session_id":session,"content":"two"});
     let out = h.send(socket, &frame.to_string());
     let error = out.only_frame(socket);
+    assert_eq!(
+        error["error"]["message"],
+        "Session is full, start a new chat"
+    );
+}
+
+#[test]
+fn the_cap_admits_its_last_message_and_stores_the_reply_it_is_owed() {
+    let mut s = settings();
+    s.chat.max_messages = 3;
+    let mut h = Harness::with(s);
+    let (socket, session) = h.fresh("ann");
+    let (llm, _) = h.say(socket, &session, "one");
+    h.chunk(llm, "answer");
+    let reply = h.finish(llm, Ok(Finish::default())).only_job();
+    h.store(reply.id, Ok(StoreReply::Appended(2)));
+
+    // Two stored, cap three: the third is the user's.
+    let (llm, _) = h.say(socket, &session, "two");
+    h.chunk(llm, "last answer");
+    let reply = h.finish(llm, Ok(Finish::default())).only_job();
+    let Work::Store(StoreOp::Append(AppendOp { max_messages, .. })) = reply.work else {
+        panic!("expected the reply stored: {reply:?}");
+    };
+    assert!(max_messages > 3, "the owed reply fits past the cap");
+    h.store(reply.id, Ok(StoreReply::Appended(4)));
+
+    let frame = serde_json::json!({"type":"user_message","session_id":session,"content":"three"});
+    let error = h.send(socket, &frame.to_string()).only_frame(socket);
+    assert_eq!(error["error"]["code"], "SERVICE_ERROR");
     assert_eq!(
         error["error"]["message"],
         "Session is full, start a new chat"

@@ -12,9 +12,12 @@ Usage:
   chatbox token --user ID [--name N] [--role admin] [--ttl 1h]
 
   (no flag)       serve, configured by the environment variables below
-  --dev           try it out: bind 127.0.0.1, make a JWT_SECRET if none is set, use the
+  --dev           try it out: bind 127.0.0.1, make a throw-away JWT_SECRET, use the
                   embedded store and the echo provider unless configured, and print links
                   to the chat, sessions and admin pages with fresh user and admin tokens
+                  (24 h); refused (exit 2) when JWT_SECRET is set: its tokens would be real
+  --dev-with-real-secret
+                  --dev, but signing those tokens with the JWT_SECRET that is set
   --check-config  validate the environment and exit (0 valid, 2 a bad value)
   --help          print this text
   token           print a token signed with JWT_SECRET for user ID, optionally with a

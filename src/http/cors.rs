@@ -2,6 +2,7 @@
 //! origins are echoed back with credentials, unlisted ones are refused, and requests
 //! without `Origin` (same-origin, curl, probes) pass untouched.
 
+use crate::http::error;
 use crate::net::http::{Method, RequestHead, Response};
 
 pub struct Cors {
@@ -44,6 +45,12 @@ impl Cors {
             );
         }
         Verdict::Allowed(origin.to_owned())
+    }
+
+    /// The answer to [`Verdict::Forbidden`]: the spec's generic 403 (http.md §Errors),
+    /// which names no origin and no rule.
+    pub fn forbidden() -> Response {
+        error::json_error(403, "Insufficient permissions")
     }
 
     pub fn decorate(response: Response, origin: &str) -> Response {
@@ -93,5 +100,16 @@ mod tests {
             cors.check(&head("GET / HTTP/1.1\r\nOrigin: https://evil\r\n\r\n")),
             Verdict::Forbidden
         ));
+    }
+
+    #[test]
+    fn refusals_are_the_specs_forbidden() {
+        let refusal = Cors::forbidden();
+        assert_eq!(refusal.status, 403);
+        let body: serde_json::Value = serde_json::from_slice(&refusal.body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "Insufficient permissions", "code": "FORBIDDEN"})
+        );
     }
 }

@@ -62,11 +62,12 @@ pub fn authenticate(
     })
 }
 
-/// Converts a token's `exp` (Unix seconds) to a loop deadline.
+/// Converts a token's `exp` (Unix seconds) to a loop deadline. The verifier keeps `exp`
+/// within ten years, which `Instant` always holds; should one ever not fit, the socket
+/// gets no expiry timer rather than the loop a panic.
 pub fn expiry(identity: &Identity, now: Instant, unix: u64) -> Option<Instant> {
-    identity
-        .expires_at
-        .map(|exp| now + Duration::from_secs(exp.saturating_sub(unix)))
+    let exp = identity.expires_at?;
+    now.checked_add(Duration::from_secs(exp.saturating_sub(unix)))
 }
 
 #[cfg(test)]
@@ -101,6 +102,24 @@ mod tests {
             Err(403)
         );
         assert!(handshake(&head("Origin: https://anything\r\n", ""), None).is_ok());
+    }
+
+    #[test]
+    fn expiry_never_overflows_the_clock() {
+        let identity = |expires_at| Identity {
+            user_id: "u".into(),
+            name: "u".into(),
+            roles: Vec::new(),
+            expires_at,
+        };
+        let now = Instant::now();
+        assert_eq!(expiry(&identity(None), now, 1000), None);
+        assert_eq!(
+            expiry(&identity(Some(1060)), now, 1000),
+            Some(now + Duration::from_secs(60))
+        );
+        assert_eq!(expiry(&identity(Some(10)), now, 1000), Some(now));
+        assert_eq!(expiry(&identity(Some(u64::MAX)), now, 1000), None);
     }
 
     #[test]

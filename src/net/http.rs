@@ -86,6 +86,19 @@ impl RequestHead {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a header, in the order the lines came; `name` must be lower case.
+    /// For list headers a proxy may append as a line of its own (RFC 9110 §5.3), where
+    /// the first line alone is what the client wrote.
+    pub fn header_values<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl DoubleEndedIterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Value of a query parameter (percent-decoded; `+` is a space).
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query.as_deref()?.split('&').find_map(|pair| {

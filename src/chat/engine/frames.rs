@@ -4,6 +4,13 @@
 use super::*;
 use crate::chat::ratelimit::retry_after_ms;
 
+/// How far past `MAX_MESSAGES_PER_SESSION` replies may be stored. A user message is
+/// admitted while the session holds fewer than the cap, and a reply owed to an admitted
+/// message is never dropped for want of room. Replies are counted when they end, and a
+/// session owes at most two: the one streaming and the one whose turn waits behind it
+/// (later messages join that turn). So a full session holds at most cap + 2 messages.
+pub(super) const REPLY_HEADROOM: usize = 2;
+
 impl Chat {
     pub(super) fn frame(&mut self, socket: ConnId, text: &str, now: Now) {
         let Some(state) = self.hub.get_mut(socket) else {
@@ -191,8 +198,9 @@ impl Chat {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        // Room for the message and for the reply it asks for.
-        if live.message_count + 2 > self.settings.chat.max_messages as u64 {
+        // The cap admits the user's message itself; its reply is owed and stored past the
+        // cap if need be (see REPLY_HEADROOM).
+        if live.message_count >= self.settings.chat.max_messages as u64 {
             self.error(
                 socket,
                 Some(session_id),
@@ -206,9 +214,16 @@ impl Chat {
             self.error(socket, Some(session_id), code::SERVICE_ERROR, BUSY, now);
             return;
         };
-        let mut message = Message::new(message_id, Sender::User, content, inbound.at);
+        // Stored under our clock: the stored time becomes the session's last activity, and
+        // a back-dated one would have the idle sweep end the session at once. The client's
+        // own time, where it said one, is kept for what it is: a claim.
+        let mut message = Message::new(message_id, Sender::User, content, now.ms);
         message.meta = inbound.metadata;
         message.meta.remove("last_seq");
+        if inbound.at != now.ms {
+            let claimed = crate::time::rfc3339_millis(inbound.at);
+            message.meta.insert("client_timestamp".to_owned(), claimed);
+        }
         live.message_count += 1;
         let op = StoreOp::Append(AppendOp {
             session_id: session_id.to_owned(),

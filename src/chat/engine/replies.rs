@@ -170,7 +170,7 @@ impl Chat {
         now: Now,
     ) {
         let context = self.settings.chat.context_messages;
-        let max_messages = self.settings.chat.max_messages;
+        let max_messages = self.settings.chat.max_messages + super::frames::REPLY_HEADROOM;
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
