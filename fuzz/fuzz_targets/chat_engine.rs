@@ -26,12 +26,14 @@ use chatbox::chat::engine::{Chat, Effect, Event, Now, Settings};
 use chatbox::chat::hub::{Resume, User};
 use chatbox::chat::jobs::{JobDone, JobId, StoreReply, Work};
 use chatbox::chat::protocol::ModelInfo;
+use chatbox::chat::socket::SocketId;
 use chatbox::llm::{Finish, LlmError};
-use chatbox::net::slab::{ConnId, Slab};
 use chatbox::store::{Message, Sender, Session, StoreError, Transcript};
 use libfuzzer_sys::fuzz_target;
 
 const USERS: [&str; 3] = ["ann", "bob", "cy"];
+/// Sockets open at once, at most.
+const SOCKETS: usize = 32;
 const CODES: [&str; 9] = [
     "INVALID_FORMAT",
     "MISSING_FIELD",
@@ -46,11 +48,12 @@ const CODES: [&str; 9] = [
 
 struct Harness {
     chat: Chat,
-    slab: Slab<&'static str>,
+    /// The last socket id handed out.
+    last_socket: u64,
     start: Instant,
     elapsed: Duration,
     /// Open sockets and their user.
-    open: Vec<(ConnId, &'static str)>,
+    open: Vec<(SocketId, &'static str)>,
     /// Sessions the server told a socket about, and whose they are, in the order they
     /// were learnt: inputs pick sessions by index, so a replay picks the same ones even
     /// though ids are random.
@@ -170,9 +173,11 @@ impl Harness {
         let event = match what % 10 {
             0 | 1 => {
                 let user = USERS[a as usize % USERS.len()];
-                let Some(socket) = self.slab.insert_with(|_| user) else {
+                if self.open.len() >= SOCKETS {
                     return;
-                };
+                }
+                self.last_socket += 1;
+                let socket = SocketId(self.last_socket);
                 self.open.push((socket, user));
                 let resume = Resume {
                     message_id: None,
@@ -206,7 +211,6 @@ impl Harness {
                     return;
                 };
                 self.open.retain(|(s, _)| *s != socket);
-                self.slab.remove(socket);
                 Event::Closed { socket }
             }
             5 => {
@@ -306,14 +310,14 @@ impl Harness {
             .map(|(_, user)| *user)
     }
 
-    fn user_of(&self, socket: ConnId) -> Option<&'static str> {
+    fn user_of(&self, socket: SocketId) -> Option<&'static str> {
         self.open
             .iter()
             .find(|(s, _)| *s == socket)
             .map(|(_, u)| *u)
     }
 
-    fn check_frame(&mut self, socket: ConnId, text: &str) {
+    fn check_frame(&mut self, socket: SocketId, text: &str) {
         let user = self
             .user_of(socket)
             .unwrap_or_else(|| panic!("frame for a socket that is not open: {text}"));
@@ -362,7 +366,7 @@ fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
     let mut harness = Harness {
         chat: Chat::new(settings(), start),
-        slab: Slab::with_capacity(32),
+        last_socket: 0,
         start,
         elapsed: Duration::ZERO,
         open: Vec::new(),

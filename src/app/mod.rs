@@ -6,6 +6,7 @@
 mod jobs;
 mod lanes;
 mod probe;
+mod socket;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use crate::time;
 use jobs::Runner;
 pub use lanes::{Done, Lanes, Waiting};
 use probe::StoreProbe;
+use socket::{conn_of, socket_of};
 
 /// `P/shared/:token` is public: each client IP gets this many reads per minute.
 const PUBLIC_LIMIT: u32 = 60;
@@ -223,7 +225,7 @@ impl App {
                 .with_content("Connection limit reached: a new connection was refused")
                 .to_json();
             for &socket in open {
-                ctx.send_text(socket, notice.clone());
+                ctx.send_text(conn_of(socket), notice.clone());
             }
             self.metrics.blocked(Limiter::UserSockets);
             return Err(upgrade::too_many_sockets());
@@ -410,9 +412,9 @@ impl App {
         let mut refused = Vec::new();
         for effect in effects {
             match effect {
-                Effect::Send(socket, text) => ctx.send_text(socket, text),
-                Effect::WatchFlush(socket) => ctx.watch_flush(socket),
-                Effect::Close(socket, code, reason) => ctx.close(socket, code, reason),
+                Effect::Send(socket, text) => ctx.send_text(conn_of(socket), text),
+                Effect::WatchFlush(socket) => ctx.watch_flush(conn_of(socket)),
+                Effect::Close(socket, code, reason) => ctx.close(conn_of(socket), code, reason),
                 Effect::Spawn(job) => refused.extend(self.runner.submit(&self.lanes, job)),
                 Effect::Cancel(id) => self.runner.cancel(id),
                 Effect::Timer(at) => {
@@ -534,7 +536,7 @@ impl Handler for App {
                 resume,
             } => {
                 let event = Event::Connected {
-                    socket: conn.id,
+                    socket: socket_of(conn.id),
                     user,
                     session_id,
                     resume,
@@ -555,7 +557,7 @@ impl Handler for App {
         match message {
             Incoming::Text(text) => {
                 let event = Event::Frame {
-                    socket: conn.id,
+                    socket: socket_of(conn.id),
                     text: &text,
                 };
                 self.chat_event(event, ctx);
@@ -575,12 +577,14 @@ impl Handler for App {
 
     fn ws_closed(&mut self, conn: ConnId, ctx: &mut Ctx) {
         if !self.echo_sockets.remove(&conn) {
-            self.chat_event(Event::Closed { socket: conn }, ctx);
+            let socket = socket_of(conn);
+            self.chat_event(Event::Closed { socket }, ctx);
         }
     }
 
     fn ws_flushed(&mut self, conn: ConnId, ctx: &mut Ctx) {
-        self.chat_event(Event::Flushed { socket: conn }, ctx);
+        let socket = socket_of(conn);
+        self.chat_event(Event::Flushed { socket }, ctx);
     }
 
     fn wake_at(&self) -> Option<Instant> {

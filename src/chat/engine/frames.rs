@@ -5,7 +5,7 @@ use super::*;
 use crate::chat::ratelimit::retry_after_ms;
 
 impl Chat {
-    pub(super) fn frame(&mut self, socket: ConnId, text: &str, now: Now) {
+    pub(super) fn frame(&mut self, socket: SocketId, text: &str, now: Now) {
         let Some(state) = self.hub.get_mut(socket) else {
             return;
         };
@@ -92,7 +92,7 @@ impl Chat {
     /// the user's sessions.
     pub(super) fn target(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         text: &str,
         named: Option<&str>,
         now: Now,
@@ -148,7 +148,7 @@ impl Chat {
         }
     }
 
-    pub(super) fn alias(&mut self, socket: ConnId, from: String, to: String) {
+    pub(super) fn alias(&mut self, socket: SocketId, from: String, to: String) {
         if let Some(state) = self.hub.get_mut(socket) {
             state.alias = Some((from, to));
         }
@@ -156,7 +156,7 @@ impl Chat {
 
     pub(super) fn user_message(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: &str,
         inbound: Inbound,
         now: Now,
@@ -230,7 +230,7 @@ impl Chat {
 
     pub(super) fn model_select(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: &str,
         inbound: Inbound,
         now: Now,

@@ -21,10 +21,10 @@ use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, W
 use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
 use super::ratelimit::RateLimiter;
 use super::session::{name_for, AfterWrite, Finished, Live, Parked, Write};
+use super::socket::SocketId;
 use super::stream::{Delivery, Reply};
 use crate::ids;
 use crate::llm::{Finish, LlmError};
-use crate::net::slab::ConnId;
 use crate::store::{Message, Millis, Sender, StoreError};
 
 /// The close code and reason for sockets of a session that was ended.
@@ -57,22 +57,22 @@ pub struct Now {
 
 pub enum Event<'a> {
     Connected {
-        socket: ConnId,
+        socket: SocketId,
         user: User,
         /// The handshake's `?session_id=`.
         session_id: Option<String>,
         resume: Resume,
     },
     Frame {
-        socket: ConnId,
+        socket: SocketId,
         text: &'a str,
     },
     Closed {
-        socket: ConnId,
+        socket: SocketId,
     },
     /// A socket wrote everything queued on it (asked for with [`Effect::WatchFlush`]).
     Flushed {
-        socket: ConnId,
+        socket: SocketId,
     },
     JobDone(JobDone),
     /// Ended through `POST …/end`.
@@ -87,10 +87,10 @@ pub enum Event<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    Send(ConnId, String),
+    Send(SocketId, String),
     /// Deliver [`Event::Flushed`] once this socket's queue is written.
-    WatchFlush(ConnId),
-    Close(ConnId, u16, &'static str),
+    WatchFlush(SocketId),
+    Close(SocketId, u16, &'static str),
     Spawn(Job),
     Cancel(JobId),
     /// Deliver [`Event::Tick`] at this time.
@@ -113,10 +113,10 @@ pub struct Tally {
 /// What a job in flight was for.
 enum Pending {
     Resolve {
-        socket: ConnId,
+        socket: SocketId,
     },
     Load {
-        socket: ConnId,
+        socket: SocketId,
         session_id: String,
     },
     Write {
@@ -174,7 +174,7 @@ impl Chat {
         }
     }
 
-    pub fn sockets_of(&self, user_id: &str) -> &[ConnId] {
+    pub fn sockets_of(&self, user_id: &str) -> &[SocketId] {
         self.hub.sockets_of(user_id)
     }
 
@@ -232,7 +232,7 @@ impl Chat {
 
     fn error(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: Option<&str>,
         code: &'static str,
         message: impl Into<String>,
@@ -247,7 +247,7 @@ impl Chat {
     }
 
     /// Sends an `error` frame, counting it.
-    fn send_error(&mut self, socket: ConnId, frame: Outbound<'_>) {
+    fn send_error(&mut self, socket: SocketId, frame: Outbound<'_>) {
         if self.send(socket, frame.to_json()) {
             self.tally.error_frames += 1;
         }
@@ -256,7 +256,7 @@ impl Chat {
     /// Queues a frame, unless the socket closed meanwhile (a job can outlive the socket
     /// that asked for it): the core only ever talks to sockets it knows are open.
     /// Returns whether the frame was queued.
-    fn send(&mut self, socket: ConnId, frame: String) -> bool {
+    fn send(&mut self, socket: SocketId, frame: String) -> bool {
         let open = self.hub.get(socket).is_some();
         if open {
             self.out.push(Effect::Send(socket, frame));
@@ -264,7 +264,7 @@ impl Chat {
         open
     }
 
-    fn unauthorized(&mut self, socket: ConnId, bound: Option<&str>, now: Now) {
+    fn unauthorized(&mut self, socket: SocketId, bound: Option<&str>, now: Now) {
         self.error(
             socket,
             bound,

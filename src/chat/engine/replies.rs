@@ -5,7 +5,7 @@
 use super::*;
 
 impl Chat {
-    pub(super) fn start_reply(&mut self, session_id: &str, origin: ConnId, now: Now) {
+    pub(super) fn start_reply(&mut self, session_id: &str, origin: SocketId, now: Now) {
         let id = self.job_id();
         let Ok(message_id) = ids::random_id() else {
             self.error(origin, Some(session_id), code::SERVICE_ERROR, BUSY, now);
@@ -229,12 +229,12 @@ impl Chat {
     pub(super) fn reply_error(
         &mut self,
         session_id: &str,
-        origin: ConnId,
+        origin: SocketId,
         code: &'static str,
         message: &str,
         now: Now,
     ) {
-        let targets: Vec<ConnId> = match self.hub.get(origin) {
+        let targets: Vec<SocketId> = match self.hub.get(origin) {
             Some(_) => vec![origin],
             None => self
                 .sessions
@@ -253,7 +253,7 @@ impl Chat {
 pub(super) fn deliver(
     hub: &mut Hub,
     out: &mut Vec<Effect>,
-    socket: ConnId,
+    socket: SocketId,
     session_id: &str,
     reply: &Reply,
     now: Now,
@@ -284,7 +284,7 @@ pub(super) fn deliver(
 pub(super) fn replay(
     hub: &mut Hub,
     out: &mut Vec<Effect>,
-    socket: ConnId,
+    socket: SocketId,
     live: &Live,
     resume: &Resume,
     now: Now,

@@ -162,7 +162,7 @@ impl Chat {
 
     pub(super) fn user_message_stored(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: &str,
         message: Message,
         result: Result<StoreReply, WriteError>,
@@ -206,7 +206,7 @@ impl Chat {
 
     pub(super) fn write_failed(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: &str,
         error: &WriteError,
         now: Now,

@@ -17,8 +17,8 @@ use super::engine::{Chat, Effect, Event, Now, Settings, Tally};
 use super::hub::{Resume, User};
 use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
 use super::protocol::ModelInfo;
+use super::socket::SocketId;
 use crate::llm::{Finish, LlmError, Role};
-use crate::net::slab::{ConnId, Slab};
 use crate::store::{Message, Sender, Session, StoreError, Transcript};
 
 fn settings() -> Settings {
@@ -48,7 +48,8 @@ fn settings() -> Settings {
 
 struct Harness {
     chat: Chat,
-    slab: Slab<()>,
+    /// The last socket id handed out.
+    last_socket: u64,
     start: Instant,
     elapsed: Duration,
 }
@@ -58,7 +59,7 @@ struct Harness {
 struct Out(Vec<Effect>);
 
 impl Out {
-    fn frames(&self, socket: ConnId) -> Vec<Value> {
+    fn frames(&self, socket: SocketId) -> Vec<Value> {
         self.0
             .iter()
             .filter_map(|e| match e {
@@ -70,7 +71,7 @@ impl Out {
             .collect()
     }
 
-    fn only_frame(&self, socket: ConnId) -> Value {
+    fn only_frame(&self, socket: SocketId) -> Value {
         let frames = self.frames(socket);
         assert_eq!(frames.len(), 1, "one frame to {socket:?}: {frames:#?}");
         frames.into_iter().next().expect("one frame")
@@ -138,7 +139,7 @@ impl Harness {
         let start = Instant::now();
         Harness {
             chat: Chat::new(settings, start),
-            slab: Slab::with_capacity(64),
+            last_socket: 0,
             start,
             elapsed: Duration::ZERO,
         }
@@ -160,8 +161,9 @@ impl Harness {
         Out(self.chat.handle(event, now))
     }
 
-    fn open(&mut self, user_id: &str, session_id: Option<&str>, resume: Resume) -> (ConnId, Out) {
-        let socket = self.slab.insert_with(|_| ()).expect("slot");
+    fn open(&mut self, user_id: &str, session_id: Option<&str>, resume: Resume) -> (SocketId, Out) {
+        self.last_socket += 1;
+        let socket = SocketId(self.last_socket);
         let out = self.event(Event::Connected {
             socket,
             user: user(user_id),
@@ -171,7 +173,7 @@ impl Harness {
         (socket, out)
     }
 
-    fn send(&mut self, socket: ConnId, text: &str) -> Out {
+    fn send(&mut self, socket: SocketId, text: &str) -> Out {
         self.event(Event::Frame { socket, text })
     }
 
@@ -191,7 +193,7 @@ impl Harness {
     }
 
     /// A socket of a new user on a fresh session: returns the socket and session id.
-    fn fresh(&mut self, user_id: &str) -> (ConnId, String) {
+    fn fresh(&mut self, user_id: &str) -> (SocketId, String) {
         let (socket, out) = self.open(user_id, None, Resume::default());
         let resolve = out.only_job();
         let out = self.store(resolve.id, Ok(StoreReply::Found(None)));
@@ -205,7 +207,7 @@ impl Harness {
 
     /// Sends a user message and stores it: returns the LLM job id and the effects of
     /// the store write finishing.
-    fn say(&mut self, socket: ConnId, session: &str, text: &str) -> (JobId, Out) {
+    fn say(&mut self, socket: SocketId, session: &str, text: &str) -> (JobId, Out) {
         let frame =
             serde_json::json!({"type": "user_message", "session_id": session, "content": text});
         let out = self.send(socket, &frame.to_string());
