@@ -5,25 +5,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::jobs::{JobId, StoreOp};
+use super::jobs::{AfterWrite, JobId, StoreOp};
 use super::socket::SocketId;
 use super::stream::Reply;
 use crate::llm::{Role, Turn};
 use crate::store::{Sender, Transcript};
-
-/// What to do once a store write of this session has finished.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AfterWrite {
-    /// A user message is stored: acknowledge it and ask the assistant.
-    UserMessage {
-        socket: SocketId,
-        message: crate::store::Message,
-    },
-    /// A reply (complete, stopped or failed) is stored: nothing more to do.
-    Reply,
-    /// The model choice is stored: tell the session's sockets.
-    Model { socket: SocketId, model_id: String },
-}
 
 pub struct Write {
     pub op: StoreOp,

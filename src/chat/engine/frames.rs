@@ -132,17 +132,15 @@ impl Chat {
                 if let Some(state) = self.hub.get_mut(socket) {
                     state.held = Some(VecDeque::from([text.to_owned()]));
                 }
-                let id = self.spawn(Work::Store(StoreOp::Load {
+                let load = StoreOp::Load {
                     session_id: named.clone(),
                     history: self.settings.context_messages,
-                }));
-                self.pending.insert(
-                    id,
-                    Pending::Load {
-                        socket,
-                        session_id: named,
-                    },
-                );
+                };
+                let then = Continuation::Load {
+                    socket,
+                    session_id: named,
+                };
+                self.spawn(Work::Store(load), then);
                 Target::Held
             }
         }
@@ -222,7 +220,10 @@ impl Chat {
             session_id,
             Write {
                 op,
-                then: AfterWrite::UserMessage { socket, message },
+                then: AfterWrite::UserMessage {
+                    socket,
+                    message: Box::new(message),
+                },
             },
             now,
         );

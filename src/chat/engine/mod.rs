@@ -17,10 +17,13 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::hub::{Hub, Resume, User, HELD_FRAMES_MAX};
-use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
+use super::jobs::{
+    AfterWrite, AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Outcome, StoreOp, StoreReply,
+    Work,
+};
 use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
 use super::ratelimit::RateLimiter;
-use super::session::{name_for, AfterWrite, Finished, Live, Parked, Write};
+use super::session::{name_for, Finished, Live, Parked, Write};
 use super::socket::SocketId;
 use super::stream::{Delivery, Reply};
 use crate::ids;
@@ -110,27 +113,6 @@ pub struct Tally {
     pub sessions_ended: u64,
 }
 
-/// What a job in flight was for.
-enum Pending {
-    Resolve {
-        socket: SocketId,
-    },
-    Load {
-        socket: SocketId,
-        session_id: String,
-    },
-    Write {
-        session_id: String,
-        then: AfterWrite,
-        /// A reply's write, to park if the store fails it (boxed: most writes have none).
-        retry: Option<Box<StoreOp>>,
-    },
-    Reply {
-        session_id: String,
-    },
-    Sweep,
-}
-
 /// Why a store write did not happen.
 enum WriteError {
     Busy,
@@ -149,7 +131,6 @@ pub struct Chat {
     settings: Settings,
     hub: Hub,
     sessions: HashMap<String, Live>,
-    pending: HashMap<JobId, Pending>,
     next_job: JobId,
     limiter: RateLimiter,
     next_sweep: Instant,
@@ -167,7 +148,6 @@ impl Chat {
             settings,
             hub: Hub::default(),
             sessions: HashMap::new(),
-            pending: HashMap::new(),
             next_job: 1,
             out: Vec::new(),
             tally: Tally::default(),
@@ -203,9 +183,9 @@ impl Chat {
         std::mem::take(&mut self.out)
     }
 
-    fn spawn(&mut self, work: Work) -> JobId {
+    fn spawn(&mut self, work: Work, then: Continuation) -> JobId {
         let id = self.job_id();
-        self.out.push(Effect::Spawn(Job { id, work }));
+        self.out.push(Effect::Spawn(Job { id, work, then }));
         id
     }
 
@@ -216,17 +196,24 @@ impl Chat {
     }
 
     fn job_done(&mut self, done: JobDone, now: Now) {
-        match done {
-            JobDone::Chunk { id, text } => self.chunk(id, &text, now),
-            JobDone::Finished { id, result } => self.reply_finished(id, result, now),
-            JobDone::Store { id, result } => {
-                self.store_done(id, result.map_err(WriteError::Store), now)
+        let JobDone { id, then, outcome } = done;
+        match (then, outcome) {
+            (Continuation::Reply { session_id }, Outcome::Chunk(text)) => {
+                self.chunk(&session_id, id, &text, now)
             }
-            JobDone::Refused { id } => match self.pending.get(&id) {
-                Some(Pending::Reply { .. }) => self.reply_refused(id, now),
-                Some(_) => self.store_done(id, Err(WriteError::Busy), now),
-                None => {}
-            },
+            (Continuation::Reply { session_id }, Outcome::Finished(result)) => {
+                self.reply_finished(&session_id, id, result, now)
+            }
+            (Continuation::Reply { session_id }, Outcome::Refused) => {
+                self.reply_refused(&session_id, id, now)
+            }
+            // A stream never answers like a store, nor a store job like a stream.
+            (Continuation::Reply { .. }, Outcome::Store(_))
+            | (_, Outcome::Chunk(_) | Outcome::Finished(_)) => {}
+            (then, Outcome::Store(result)) => {
+                self.store_done(then, result.map_err(WriteError::Store), now)
+            }
+            (then, Outcome::Refused) => self.store_done(then, Err(WriteError::Busy), now),
         }
     }
 

@@ -32,12 +32,12 @@ impl Chat {
         if let Some(state) = self.hub.get_mut(socket) {
             state.held = Some(VecDeque::new());
         }
-        let id = self.spawn(Work::Store(StoreOp::Resolve {
+        let resolve = StoreOp::Resolve {
             user_id,
             requested,
             history: self.settings.context_messages,
-        }));
-        self.pending.insert(id, Pending::Resolve { socket });
+        };
+        self.spawn(Work::Store(resolve), Continuation::Resolve { socket });
     }
 
     pub(super) fn closed(&mut self, socket: SocketId, now: Now) {

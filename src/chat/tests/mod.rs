@@ -8,14 +8,16 @@ mod messages;
 mod replies;
 mod writes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::engine::{Chat, Effect, Event, Now, Settings, Tally};
 use super::hub::{Resume, User};
-use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
+use super::jobs::{
+    AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Outcome, StoreOp, StoreReply, Work,
+};
 use super::protocol::ModelInfo;
 use super::socket::SocketId;
 use crate::llm::{Finish, LlmError, Role};
@@ -50,6 +52,8 @@ struct Harness {
     chat: Chat,
     /// The last socket id handed out.
     last_socket: u64,
+    /// The jobs in flight and their continuations, kept as the executor keeps them.
+    jobs: HashMap<JobId, Continuation>,
     start: Instant,
     elapsed: Duration,
 }
@@ -140,6 +144,7 @@ impl Harness {
         Harness {
             chat: Chat::new(settings, start),
             last_socket: 0,
+            jobs: HashMap::new(),
             start,
             elapsed: Duration::ZERO,
         }
@@ -158,7 +163,11 @@ impl Harness {
 
     fn event(&mut self, event: Event) -> Out {
         let now = self.now();
-        Out(self.chat.handle(event, now))
+        let out = Out(self.chat.handle(event, now));
+        for job in out.jobs() {
+            self.jobs.insert(job.id, job.then);
+        }
+        out
     }
 
     fn open(&mut self, user_id: &str, session_id: Option<&str>, resume: Resume) -> (SocketId, Out) {
@@ -177,19 +186,34 @@ impl Harness {
         self.event(Event::Frame { socket, text })
     }
 
+    /// Answers a job as the executor does: with the continuation it was spawned with. A
+    /// chunk leaves the job running, any other outcome ends it, and a job that ended
+    /// hears nothing more.
+    fn done(&mut self, id: JobId, outcome: Outcome) -> Out {
+        let then = match outcome {
+            Outcome::Chunk(_) => self.jobs.get(&id).cloned(),
+            _ => self.jobs.remove(&id),
+        };
+        match then {
+            Some(then) => self.event(Event::JobDone(JobDone { id, then, outcome })),
+            None => Out(Vec::new()),
+        }
+    }
+
     fn store(&mut self, id: JobId, result: Result<StoreReply, StoreError>) -> Out {
-        self.event(Event::JobDone(JobDone::Store { id, result }))
+        self.done(id, Outcome::Store(result))
     }
 
     fn chunk(&mut self, id: JobId, text: &str) -> Out {
-        self.event(Event::JobDone(JobDone::Chunk {
-            id,
-            text: text.into(),
-        }))
+        self.done(id, Outcome::Chunk(text.into()))
     }
 
     fn finish(&mut self, id: JobId, result: Result<Finish, LlmError>) -> Out {
-        self.event(Event::JobDone(JobDone::Finished { id, result }))
+        self.done(id, Outcome::Finished(result))
+    }
+
+    fn refuse(&mut self, id: JobId) -> Out {
+        self.done(id, Outcome::Refused)
     }
 
     /// A socket of a new user on a fresh session: returns the socket and session id.

@@ -186,7 +186,7 @@ fn a_full_llm_lane_is_a_clear_busy_error() {
     let mut h = Harness::new();
     let (socket, session) = h.fresh("ann");
     let (llm, _) = h.say(socket, &session, "hi");
-    let out = h.event(Event::JobDone(JobDone::Refused { id: llm }));
+    let out = h.refuse(llm);
     let error = out.only_frame(socket);
     assert_eq!(error["error"]["code"], "SERVICE_ERROR");
     assert_eq!(error["error"]["message"], "Server busy — please retry");
