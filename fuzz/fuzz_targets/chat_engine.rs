@@ -2,7 +2,9 @@
 //! of events: sockets of three users connecting and closing, frames (well-formed,
 //! malformed, naming their own, someone else's or unknown sessions), drains, ticks, and
 //! job outcomes of every kind, including outcomes that do not match the job (a lane
-//! returning nonsense must not break the core).
+//! returning nonsense must not break the core). Outcomes come back as the executor
+//! hands them: with the job's continuation, a store job's once, a stream's chunks until
+//! its one end.
 //!
 //! Input: a sequence of 3-byte ops `[what, a, b]`; see `step` for the meaning.
 //!
@@ -24,15 +26,17 @@ use std::time::{Duration, Instant};
 
 use chatbox::chat::engine::{Chat, Effect, Event, Now, Settings};
 use chatbox::chat::hub::{Resume, User};
-use chatbox::chat::jobs::{JobDone, JobId, StoreReply, Work};
+use chatbox::chat::jobs::{Continuation, JobDone, JobId, Outcome, StoreReply, Work};
 use chatbox::chat::protocol::ModelInfo;
+use chatbox::chat::socket::SocketId;
 use chatbox::config::ChatConfig;
 use chatbox::llm::{Finish, LlmError};
-use chatbox::net::slab::{ConnId, Slab};
 use chatbox::store::{Message, Sender, Session, StoreError, Transcript};
 use libfuzzer_sys::fuzz_target;
 
 const USERS: [&str; 3] = ["ann", "bob", "cy"];
+/// Sockets open at once, at most.
+const SOCKETS: usize = 32;
 const CODES: [&str; 9] = [
     "INVALID_FORMAT",
     "MISSING_FIELD",
@@ -47,17 +51,19 @@ const CODES: [&str; 9] = [
 
 struct Harness {
     chat: Chat,
-    slab: Slab<&'static str>,
+    /// The last socket id handed out.
+    last_socket: u64,
     start: Instant,
     elapsed: Duration,
     /// Open sockets and their user.
-    open: Vec<(ConnId, &'static str)>,
+    open: Vec<(SocketId, &'static str)>,
     /// Sessions the server told a socket about, and whose they are, in the order they
     /// were learnt: inputs pick sessions by index, so a replay picks the same ones even
     /// though ids are random.
     owners: Vec<(String, &'static str)>,
-    store_jobs: Vec<JobId>,
-    llm_jobs: Vec<JobId>,
+    /// Jobs in flight and their continuations, as the executor keeps them.
+    store_jobs: Vec<(JobId, Continuation)>,
+    llm_jobs: Vec<(JobId, Continuation)>,
     seen_jobs: HashSet<JobId>,
 }
 
@@ -108,7 +114,11 @@ impl Harness {
     }
 
     fn pick<T: Clone>(items: &[T], byte: u8) -> Option<T> {
-        (!items.is_empty()).then(|| items[byte as usize % items.len()].clone())
+        Self::index(items, byte).map(|i| items[i].clone())
+    }
+
+    fn index<T>(items: &[T], byte: u8) -> Option<usize> {
+        (!items.is_empty()).then(|| byte as usize % items.len())
     }
 
     /// A session id to name in a frame or handshake: a known one, or not.
@@ -173,9 +183,11 @@ impl Harness {
         let event = match what % 10 {
             0 | 1 => {
                 let user = USERS[a as usize % USERS.len()];
-                let Some(socket) = self.slab.insert_with(|_| user) else {
+                if self.open.len() >= SOCKETS {
                     return;
-                };
+                }
+                self.last_socket += 1;
+                let socket = SocketId(self.last_socket);
                 self.open.push((socket, user));
                 let resume = Resume {
                     message_id: None,
@@ -209,7 +221,6 @@ impl Harness {
                     return;
                 };
                 self.open.retain(|(s, _)| *s != socket);
-                self.slab.remove(socket);
                 Event::Closed { socket }
             }
             5 => {
@@ -219,48 +230,38 @@ impl Harness {
                 Event::Flushed { socket }
             }
             6 => {
-                let Some(id) = Self::pick(&self.store_jobs, a) else {
+                let Some(index) = Self::index(&self.store_jobs, a) else {
                     return;
                 };
-                let done = if b % 16 == 15 {
-                    JobDone::Refused { id }
+                let outcome = if b % 16 == 15 {
+                    Outcome::Refused
                 } else {
-                    JobDone::Store {
-                        id,
-                        result: self.store_result(b, a),
-                    }
+                    Outcome::Store(self.store_result(b, a))
                 };
-                Event::JobDone(done)
+                let (id, then) = self.store_jobs.remove(index);
+                Event::JobDone(JobDone { id, then, outcome })
             }
             7 => {
-                let Some(id) = Self::pick(&self.llm_jobs, a) else {
+                let Some(index) = Self::index(&self.llm_jobs, a) else {
                     return;
                 };
-                let done = match b % 7 {
-                    0..=2 => JobDone::Chunk {
-                        id,
-                        text: format!("w{b} "),
-                    },
-                    3 => JobDone::Finished {
-                        id,
-                        result: Ok(Finish {
-                            total_tokens: Some(u64::from(b)),
-                            conversation_id: None,
-                        }),
-                    },
-                    4 => JobDone::Finished {
-                        id,
-                        result: Err(LlmError::Timeout),
-                    },
-                    5 => JobDone::Finished {
-                        id,
-                        result: Err(LlmError::Interrupted {
-                            detail: "cut".into(),
-                        }),
-                    },
-                    _ => JobDone::Refused { id },
+                let outcome = match b % 7 {
+                    0..=2 => Outcome::Chunk(format!("w{b} ")),
+                    3 => Outcome::Finished(Ok(Finish {
+                        total_tokens: Some(u64::from(b)),
+                        conversation_id: None,
+                    })),
+                    4 => Outcome::Finished(Err(LlmError::Timeout)),
+                    5 => Outcome::Finished(Err(LlmError::Interrupted {
+                        detail: "cut".into(),
+                    })),
+                    _ => Outcome::Refused,
                 };
-                Event::JobDone(done)
+                let (id, then) = match outcome {
+                    Outcome::Chunk(_) => self.llm_jobs[index].clone(),
+                    _ => self.llm_jobs.remove(index),
+                };
+                Event::JobDone(JobDone { id, then, outcome })
             }
             8 => {
                 self.elapsed += Duration::from_millis(u64::from(a) * 200);
@@ -290,8 +291,8 @@ impl Harness {
                 Effect::Spawn(job) => {
                     assert!(self.seen_jobs.insert(job.id), "job id {} reused", job.id);
                     match job.work {
-                        Work::Store(_) => self.store_jobs.push(job.id),
-                        Work::Llm(_) => self.llm_jobs.push(job.id),
+                        Work::Store(_) => self.store_jobs.push((job.id, job.then)),
+                        Work::Llm(_) => self.llm_jobs.push((job.id, job.then)),
                     }
                 }
                 Effect::WatchFlush(socket) | Effect::Close(socket, _, _) => {
@@ -309,14 +310,14 @@ impl Harness {
             .map(|(_, user)| *user)
     }
 
-    fn user_of(&self, socket: ConnId) -> Option<&'static str> {
+    fn user_of(&self, socket: SocketId) -> Option<&'static str> {
         self.open
             .iter()
             .find(|(s, _)| *s == socket)
             .map(|(_, u)| *u)
     }
 
-    fn check_frame(&mut self, socket: ConnId, text: &str) {
+    fn check_frame(&mut self, socket: SocketId, text: &str) {
         let user = self
             .user_of(socket)
             .unwrap_or_else(|| panic!("frame for a socket that is not open: {text}"));
@@ -365,7 +366,7 @@ fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
     let mut harness = Harness {
         chat: Chat::new(settings(), start),
-        slab: Slab::with_capacity(32),
+        last_socket: 0,
         start,
         elapsed: Duration::ZERO,
         open: Vec::new(),

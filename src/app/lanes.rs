@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::chat::jobs::{JobDone, JobId};
+use crate::chat::jobs::{self, JobId};
 use crate::config::{LlmConfig, StoreConfig};
 use crate::http::sessions::Outcome;
 use crate::metrics::{LaneState, RequestTimer};
@@ -29,8 +29,9 @@ pub enum Done {
     Reply(Waiting, Response),
     /// A sessions API call; it may have ended a session the chat core must hear about.
     Sessions(Waiting, Outcome),
-    /// A chat job's outcome (store operation, LLM chunk or end).
-    Chat(JobDone),
+    /// A chat job's outcome (store operation, LLM chunk or end, or the job lost); the
+    /// executor pairs it with the job's continuation.
+    Job(JobId, jobs::Outcome),
     /// A batch of appends has been answered (or lost with these jobs, if its job died):
     /// the next batch may go.
     AppendBatch { lost: Vec<JobId> },

@@ -3,10 +3,11 @@
 //! Everything here runs on the loop thread and must not block; blocking work is
 //! submitted to a lane.
 
-mod jobs;
+mod executor;
 mod lanes;
 mod measure;
 mod probe;
+mod socket;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,7 +18,6 @@ use serde_json::json;
 use crate::auth::{self, Identity, Verifier};
 use crate::chat::engine::{Chat, Effect, Event, Now, Settings};
 use crate::chat::hub::{Resume, User};
-use crate::chat::jobs::{JobDone, JobId};
 use crate::chat::protocol::{Kind, ModelInfo, Outbound};
 use crate::chat::ratelimit::{retry_after_ms, RateLimiter};
 use crate::config::{Cidr, Config};
@@ -41,10 +41,11 @@ use crate::net::ws::Incoming;
 use crate::store::{Store, StoreError};
 use crate::time;
 
-use jobs::Runner;
+use executor::Executor;
 pub use lanes::{Done, Lanes, Waiting};
 pub use measure::metrics_registry;
 use probe::StoreProbe;
+use socket::{conn_of, socket_of};
 
 /// `P/shared/:token` is public: each client IP gets this many reads per minute.
 const PUBLIC_LIMIT: u32 = 60;
@@ -71,7 +72,7 @@ pub struct App {
     store_probe: StoreProbe,
     lanes: Lanes,
     chat: Chat,
-    runner: Runner,
+    executor: Executor,
     store: Arc<dyn Store>,
     models: Vec<ModelInfo>,
     default_model: String,
@@ -131,7 +132,7 @@ impl App {
             store_probe,
             lanes,
             chat: Chat::new(settings, now),
-            runner: Runner::new(
+            executor: Executor::new(
                 Arc::clone(&store),
                 Arc::new(catalog),
                 config.llm.stream_timeout,
@@ -219,7 +220,7 @@ impl App {
                 .with_content("Connection limit reached: a new connection was refused")
                 .to_json();
             for &socket in open {
-                ctx.send_text(socket, notice.clone());
+                ctx.send_text(conn_of(socket), notice.clone());
             }
             self.metrics.blocked(Limiter::UserSockets);
             return Err(upgrade::too_many_sockets());
@@ -391,8 +392,14 @@ impl App {
             })
     }
 
-    /// Hands an event to the chat core and carries out what it asks for.
+    /// Hands an event to the chat core and carries out what it asks for, then hands
+    /// back the jobs the executor refused meanwhile.
     fn chat_event(&mut self, event: Event, ctx: &mut Ctx) {
+        self.chat_step(event, ctx);
+        self.hand_back_refused(ctx);
+    }
+
+    fn chat_step(&mut self, event: Event, ctx: &mut Ctx) {
         let now = Now {
             at: ctx.now,
             ms: time::unix_millis_now(),
@@ -403,26 +410,32 @@ impl App {
         self.apply(effects, ctx);
     }
 
+    /// Each refused job goes back to the chat core as its own event, one at a time, in
+    /// the order the core asked for them; the refusals an answer causes are heard
+    /// before the older ones still waiting, as if each had been told at once.
+    fn hand_back_refused(&mut self, ctx: &mut Ctx) {
+        let mut waiting = Vec::new();
+        loop {
+            waiting.extend(self.executor.take_refused().into_iter().rev());
+            let Some(done) = waiting.pop() else {
+                return;
+            };
+            self.chat_step(Event::JobDone(done), ctx);
+        }
+    }
+
     fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Ctx) {
-        let mut refused = Vec::new();
         for effect in effects {
             match effect {
-                Effect::Send(socket, text) => ctx.send_text(socket, text),
-                Effect::WatchFlush(socket) => ctx.watch_flush(socket),
-                Effect::Close(socket, code, reason) => ctx.close(socket, code, reason),
-                Effect::Spawn(job) => refused.extend(self.runner.submit(&self.lanes, job)),
-                Effect::Cancel(id) => self.runner.cancel(id),
+                Effect::Send(socket, text) => ctx.send_text(conn_of(socket), text),
+                Effect::WatchFlush(socket) => ctx.watch_flush(conn_of(socket)),
+                Effect::Close(socket, code, reason) => ctx.close(conn_of(socket), code, reason),
+                Effect::Spawn(job) => self.executor.submit(&self.lanes, job),
+                Effect::Cancel(id) => self.executor.cancel(id),
                 Effect::Timer(at) => {
                     self.wake_at = Some(self.wake_at.map_or(at, |current| current.min(at)))
                 }
             }
-        }
-        self.refuse(refused, ctx);
-    }
-
-    fn refuse(&mut self, jobs: Vec<JobId>, ctx: &mut Ctx) {
-        for id in jobs {
-            self.chat_event(Event::JobDone(JobDone::Refused { id }), ctx);
         }
     }
 }
@@ -531,7 +544,7 @@ impl Handler for App {
                 resume,
             } => {
                 let event = Event::Connected {
-                    socket: conn.id,
+                    socket: socket_of(conn.id),
                     user,
                     session_id,
                     resume,
@@ -552,7 +565,7 @@ impl Handler for App {
         match message {
             Incoming::Text(text) => {
                 let event = Event::Frame {
-                    socket: conn.id,
+                    socket: socket_of(conn.id),
                     text: &text,
                 };
                 self.chat_event(event, ctx);
@@ -572,12 +585,14 @@ impl Handler for App {
 
     fn ws_closed(&mut self, conn: ConnId, ctx: &mut Ctx) {
         if !self.echo_sockets.remove(&conn) {
-            self.chat_event(Event::Closed { socket: conn }, ctx);
+            let socket = socket_of(conn);
+            self.chat_event(Event::Closed { socket }, ctx);
         }
     }
 
     fn ws_flushed(&mut self, conn: ConnId, ctx: &mut Ctx) {
-        self.chat_event(Event::Flushed { socket: conn }, ctx);
+        let socket = socket_of(conn);
+        self.chat_event(Event::Flushed { socket }, ctx);
     }
 
     fn wake_at(&self) -> Option<Instant> {
@@ -605,18 +620,18 @@ impl Handler for App {
                     self.chat_event(Event::SessionEnded { session_id }, ctx);
                 }
             }
-            Done::Chat(done) => {
-                self.runner.ended(&done);
-                self.chat_event(Event::JobDone(done), ctx);
+            Done::Job(id, outcome) => {
+                if let Some(done) = self.executor.completed(id, outcome) {
+                    self.chat_event(Event::JobDone(done), ctx);
+                }
             }
             Done::StoreHealth(result) => {
                 self.store_probe
                     .answered(result, &mut self.readiness, ctx.now)
             }
             Done::AppendBatch { lost } => {
-                let refused = self.runner.appends_committed(&self.lanes);
-                self.refuse(lost, ctx);
-                self.refuse(refused, ctx);
+                self.executor.appends_committed(&self.lanes, lost);
+                self.hand_back_refused(ctx);
             }
             Done::ActiveSessions(counted) => {
                 match counted {
@@ -647,16 +662,17 @@ impl Handler for App {
                 at: Instant::now(),
                 ms: time::unix_millis_now(),
             };
-            let mut refused = Vec::new();
             for effect in self.chat.handle(Event::Shutdown, now) {
                 match effect {
-                    Effect::Spawn(job) => refused.extend(self.runner.submit(&self.lanes, job)),
-                    Effect::Cancel(id) => self.runner.cancel(id),
+                    Effect::Spawn(job) => self.executor.submit(&self.lanes, job),
+                    Effect::Cancel(id) => self.executor.cancel(id),
                     _ => {}
                 }
             }
             // No completion will start the next batch now: send what waits at once.
-            refused.extend(self.runner.flush_appends(&self.lanes));
+            self.executor.flush_appends(&self.lanes);
+            // Nobody is left to tell about a refusal but the log.
+            let refused = self.executor.take_refused();
             if !refused.is_empty() {
                 log::error!(
                     "shutdown: {} store write(s) could not be queued",

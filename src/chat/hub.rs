@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::socket::SocketId;
 use super::stream::Delivery;
-use crate::net::slab::ConnId;
 
 /// The authenticated user behind a socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,19 +42,22 @@ pub struct SocketState {
 
 #[derive(Default)]
 pub struct Hub {
-    sockets: HashMap<ConnId, SocketState>,
-    by_user: HashMap<String, Vec<ConnId>>,
+    sockets: HashMap<SocketId, SocketState>,
+    by_user: HashMap<String, Vec<SocketId>>,
 }
 
 impl Hub {
-    pub fn sockets_of(&self, user_id: &str) -> &[ConnId] {
+    pub fn sockets_of(&self, user_id: &str) -> &[SocketId] {
         self.by_user.get(user_id).map_or(&[], Vec::as_slice)
     }
 
-    pub fn connect(&mut self, conn: ConnId, user: User, resume: Resume) {
-        self.by_user.entry(user.id.clone()).or_default().push(conn);
+    pub fn connect(&mut self, socket: SocketId, user: User, resume: Resume) {
+        self.by_user
+            .entry(user.id.clone())
+            .or_default()
+            .push(socket);
         self.sockets.insert(
-            conn,
+            socket,
             SocketState {
                 user,
                 session: None,
@@ -68,10 +71,10 @@ impl Hub {
     }
 
     /// Forgets a socket; unknown ids are ignored.
-    pub fn disconnect(&mut self, conn: ConnId) -> Option<SocketState> {
-        let state = self.sockets.remove(&conn)?;
+    pub fn disconnect(&mut self, socket: SocketId) -> Option<SocketState> {
+        let state = self.sockets.remove(&socket)?;
         if let Some(sockets) = self.by_user.get_mut(&state.user.id) {
-            sockets.retain(|&c| c != conn);
+            sockets.retain(|&s| s != socket);
             if sockets.is_empty() {
                 self.by_user.remove(&state.user.id);
             }
@@ -79,19 +82,18 @@ impl Hub {
         Some(state)
     }
 
-    pub fn get(&self, conn: ConnId) -> Option<&SocketState> {
-        self.sockets.get(&conn)
+    pub fn get(&self, socket: SocketId) -> Option<&SocketState> {
+        self.sockets.get(&socket)
     }
 
-    pub fn get_mut(&mut self, conn: ConnId) -> Option<&mut SocketState> {
-        self.sockets.get_mut(&conn)
+    pub fn get_mut(&mut self, socket: SocketId) -> Option<&mut SocketState> {
+        self.sockets.get_mut(&socket)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::slab::Slab;
 
     fn user(id: &str) -> User {
         User {
@@ -103,10 +105,7 @@ mod tests {
 
     #[test]
     fn tracks_sockets_per_user() {
-        let mut slab = Slab::with_capacity(3);
-        let ids: Vec<ConnId> = (0..3)
-            .map(|_| slab.insert_with(|id| id).expect("slot"))
-            .collect();
+        let ids: Vec<SocketId> = (0..3).map(SocketId).collect();
         let mut hub = Hub::default();
         hub.connect(ids[0], user("ann"), Resume::default());
         hub.connect(ids[1], user("ann"), Resume::default());

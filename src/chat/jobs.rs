@@ -1,10 +1,12 @@
 //! Work the chat domain asks for but cannot do itself: store reads and writes, LLM
-//! streams. The domain emits a [`Job`]; the application runs it on a lane and feeds the
-//! outcome back as a [`JobDone`] event. Store operations are plain data plus one
-//! function, [`StoreOp::run`], called on the `store` lane.
+//! streams. Descriptions only: the domain emits a [`Job`] saying what to do and what
+//! it will do with the outcome (its [`Continuation`]); the application runs it and
+//! hands the continuation back with the outcome, as a [`JobDone`]. So the domain keeps
+//! no table of jobs in flight, and nothing here calls a store or a provider.
 
+use super::socket::SocketId;
 use crate::llm::{Finish, LlmError, Turn};
-use crate::store::{Append, Message, Millis, Store, StoreError, Transcript};
+use crate::store::{Append, Message, Millis, StoreError, Transcript};
 
 pub type JobId = u64;
 
@@ -12,6 +14,7 @@ pub type JobId = u64;
 pub struct Job {
     pub id: JobId,
     pub work: Work,
+    pub then: Continuation,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,81 +90,62 @@ pub enum StoreReply {
     Ended(Vec<String>),
 }
 
-impl StoreOp {
-    pub fn run(&self, store: &dyn Store) -> Result<StoreReply, StoreError> {
-        match self {
-            StoreOp::Resolve {
-                user_id,
-                requested: Some(id),
-                history,
-            } => {
-                // Someone else's or an unknown id both mean a fresh session; the caller
-                // cannot tell which.
-                let found = store.transcript(id, Some(*history))?;
-                Ok(StoreReply::Found(
-                    found
-                        .filter(|t| t.session.user_id == *user_id && t.session.is_active())
-                        .map(Box::new),
-                ))
-            }
-            StoreOp::Resolve {
-                user_id,
-                requested: None,
-                history,
-            } => match store.latest_active(user_id)? {
-                Some(session) => Ok(StoreReply::Found(
-                    store.transcript(&session.id, Some(*history))?.map(Box::new),
-                )),
-                None => Ok(StoreReply::Found(None)),
-            },
-            StoreOp::Load {
-                session_id,
-                history,
-            } => Ok(StoreReply::Found(
-                store.transcript(session_id, Some(*history))?.map(Box::new),
-            )),
-            StoreOp::SetModel {
-                session_id,
-                model_id,
-                at,
-            } => store
-                .set_model(session_id, model_id, *at)
-                .map(StoreReply::Updated),
-            StoreOp::EndIdle { idle_before, at } => {
-                store.end_idle(*idle_before, *at).map(StoreReply::Ended)
-            }
-            StoreOp::Append(op) => store
-                .append(&op.as_append())
-                .map(|session| StoreReply::Appended(session.message_count)),
-        }
-    }
-}
-
-/// A job's outcome, fed back to the domain.
+/// What the domain does with a job's outcome: the part of its state that waits for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobDone {
-    Store {
-        id: JobId,
-        result: Result<StoreReply, StoreError>,
+pub enum Continuation {
+    /// The session a new socket starts on.
+    Resolve { socket: SocketId },
+    /// A session a frame of `socket` named.
+    Load {
+        socket: SocketId,
+        session_id: String,
     },
-    /// One piece of a streaming reply (possibly several chunks joined by the lane when
-    /// the loop was behind).
-    Chunk { id: JobId, text: String },
-    Finished {
-        id: JobId,
-        result: Result<Finish, LlmError>,
+    /// One of the session's writes, which run one at a time.
+    Write {
+        session_id: String,
+        then: AfterWrite,
+        /// A reply's write, to park if the store fails it (boxed: most writes have none).
+        retry: Option<Box<StoreOp>>,
     },
-    /// The job never ran: its lane was full, closed, or the job panicked.
-    Refused { id: JobId },
+    /// The session's streaming reply.
+    Reply { session_id: String },
+    /// The idle sweep.
+    Sweep,
+    /// A write handed over at shutdown: nothing is left to act on its outcome.
+    Nothing,
 }
 
-impl JobDone {
-    pub fn id(&self) -> JobId {
-        match self {
-            JobDone::Store { id, .. }
-            | JobDone::Chunk { id, .. }
-            | JobDone::Finished { id, .. }
-            | JobDone::Refused { id } => *id,
-        }
-    }
+/// What to do once a store write of a session has finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterWrite {
+    /// A user message is stored: acknowledge it and ask the assistant. (Boxed: every
+    /// job carries its continuation, and most are small.)
+    UserMessage {
+        socket: SocketId,
+        message: Box<Message>,
+    },
+    /// A reply (complete, stopped or failed) is stored: nothing more to do.
+    Reply,
+    /// The model choice is stored: tell the session's sockets.
+    Model { socket: SocketId, model_id: String },
+}
+
+/// A job's outcome, fed back to the domain with the job's continuation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobDone {
+    pub id: JobId,
+    pub then: Continuation,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Store(Result<StoreReply, StoreError>),
+    /// One piece of a streaming reply (possibly several chunks joined by the lane when
+    /// the loop was behind); the job goes on.
+    Chunk(String),
+    Finished(Result<Finish, LlmError>),
+    /// The job never ran or never finished: its lane was full or closed, its batch was
+    /// lost, or it panicked.
+    Refused,
 }

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod protocol;
 pub mod ratelimit;
 pub mod session;
+pub mod socket;
 pub mod stream;
 
 #[cfg(test)]

@@ -5,25 +5,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::jobs::{JobId, StoreOp};
+use super::jobs::{AfterWrite, JobId, StoreOp};
+use super::socket::SocketId;
 use super::stream::Reply;
 use crate::llm::{Role, Turn};
-use crate::net::slab::ConnId;
 use crate::store::{Sender, Transcript};
-
-/// What to do once a store write of this session has finished.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AfterWrite {
-    /// A user message is stored: acknowledge it and ask the assistant.
-    UserMessage {
-        socket: ConnId,
-        message: crate::store::Message,
-    },
-    /// A reply (complete, stopped or failed) is stored: nothing more to do.
-    Reply,
-    /// The model choice is stored: tell the session's sockets.
-    Model { socket: ConnId, model_id: String },
-}
 
 pub struct Write {
     pub op: StoreOp,
@@ -71,13 +57,13 @@ pub struct Live {
     pub message_count: u64,
     /// The last turns, oldest first, bounded by `LLM_CONTEXT_MESSAGES`.
     pub history: VecDeque<Turn>,
-    pub sockets: Vec<ConnId>,
+    pub sockets: Vec<SocketId>,
     /// Boxed: most sessions in memory are idle, and a reply is the largest part of one.
     pub reply: Option<Box<Reply>>,
     pub finished: Option<Finished>,
     /// A user message (from this socket) was stored while a reply was streaming:
     /// answer it next.
-    pub turn_waiting: Option<ConnId>,
+    pub turn_waiting: Option<SocketId>,
     /// Ended: frames naming it start a fresh session instead.
     pub ended: bool,
     pub writes: VecDeque<Write>,

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::jobs::JobId;
-use crate::net::slab::ConnId;
+use super::socket::SocketId;
 use crate::store::Millis;
 
 pub struct Reply {
@@ -22,7 +22,7 @@ pub struct Reply {
     pub started: Instant,
     pub started_at: Millis,
     /// The socket whose message asked for this reply: errors go there.
-    pub origin: ConnId,
+    pub origin: SocketId,
     /// Bytes of the conversation sent, for the usage estimate when the provider
     /// reports none.
     pub prompt_bytes: usize,
@@ -33,7 +33,7 @@ impl Reply {
         job: JobId,
         message_id: String,
         model_id: String,
-        origin: ConnId,
+        origin: SocketId,
         started: Instant,
         started_at: Millis,
         prompt_bytes: usize,
@@ -86,12 +86,10 @@ pub struct Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::slab::Slab;
 
     #[test]
     fn text_since_a_seq() {
-        let mut slab = Slab::with_capacity(1);
-        let socket = slab.insert_with(|id| id).expect("slot");
+        let socket = SocketId(1);
         let mut reply = Reply::new(1, "m".into(), "echo".into(), socket, Instant::now(), 0, 0);
         assert_eq!((reply.seq(), reply.since(0)), (0, ""));
         for chunk in ["Hel", "lo ", "wörld"] {

@@ -34,6 +34,21 @@ impl ConnId {
     pub fn index(self) -> usize {
         self.index as usize
     }
+
+    /// The id as one number, for names kept outside the loop (the chat's socket ids):
+    /// the generation travels in the high half, so a stale name still cannot reach a
+    /// reused slot.
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The inverse of [`ConnId::to_bits`].
+    pub fn from_bits(bits: u64) -> ConnId {
+        ConnId {
+            index: bits as u32,
+            generation: (bits >> 32) as u32,
+        }
+    }
 }
 
 impl fmt::Debug for ConnId {
@@ -194,6 +209,16 @@ mod tests {
         assert_eq!(ConnId::from_token(token, 3), Some(id));
         assert_ne!(ConnId::from_token(first.to_token(3), 3), Some(id));
         assert_eq!(ConnId::from_token(mio::Token(2), 3), None);
+    }
+
+    #[test]
+    fn bits_round_trip_keeps_generation() {
+        let mut slab = Slab::with_capacity(1);
+        let old = slab.insert_with(|_| ()).expect("slot");
+        slab.remove(old);
+        let new = slab.insert_with(|_| ()).expect("slot");
+        assert_eq!(ConnId::from_bits(new.to_bits()), new);
+        assert_ne!(ConnId::from_bits(old.to_bits()), new);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::chat::ratelimit::retry_after_ms;
 pub(super) const REPLY_HEADROOM: usize = 2;
 
 impl Chat {
-    pub(super) fn frame(&mut self, socket: ConnId, text: &str, now: Now) {
+    pub(super) fn frame(&mut self, socket: SocketId, text: &str, now: Now) {
         let Some(state) = self.hub.get_mut(socket) else {
             return;
         };
@@ -99,7 +99,7 @@ impl Chat {
     /// the user's sessions.
     pub(super) fn target(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         text: &str,
         named: Option<&str>,
         now: Now,
@@ -139,23 +139,21 @@ impl Chat {
                 if let Some(state) = self.hub.get_mut(socket) {
                     state.held = Some(VecDeque::from([text.to_owned()]));
                 }
-                let id = self.spawn(Work::Store(StoreOp::Load {
+                let load = StoreOp::Load {
                     session_id: named.clone(),
                     history: self.settings.chat.context_messages,
-                }));
-                self.pending.insert(
-                    id,
-                    Pending::Load {
-                        socket,
-                        session_id: named,
-                    },
-                );
+                };
+                let then = Continuation::Load {
+                    socket,
+                    session_id: named,
+                };
+                self.spawn(Work::Store(load), then);
                 Target::Held
             }
         }
     }
 
-    pub(super) fn alias(&mut self, socket: ConnId, from: String, to: String) {
+    pub(super) fn alias(&mut self, socket: SocketId, from: String, to: String) {
         if let Some(state) = self.hub.get_mut(socket) {
             state.alias = Some((from, to));
         }
@@ -163,7 +161,7 @@ impl Chat {
 
     pub(super) fn user_message(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: &str,
         inbound: Inbound,
         now: Now,
@@ -237,7 +235,10 @@ impl Chat {
             session_id,
             Write {
                 op,
-                then: AfterWrite::UserMessage { socket, message },
+                then: AfterWrite::UserMessage {
+                    socket,
+                    message: Box::new(message),
+                },
             },
             now,
         );
@@ -245,7 +246,7 @@ impl Chat {
 
     pub(super) fn model_select(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: &str,
         inbound: Inbound,
         now: Now,

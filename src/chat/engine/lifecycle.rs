@@ -37,11 +37,11 @@ impl Chat {
         if now.at >= self.next_sweep {
             self.next_sweep = now.at + self.settings.chat.sweep_interval;
             let ttl = i64::try_from(self.settings.chat.session_ttl.as_millis()).unwrap_or(i64::MAX);
-            let id = self.spawn(Work::Store(StoreOp::EndIdle {
+            let sweep = StoreOp::EndIdle {
                 idle_before: now.ms.saturating_sub(ttl),
                 at: now.ms,
-            }));
-            self.pending.insert(id, Pending::Sweep);
+            };
+            self.spawn(Work::Store(sweep), Continuation::Sweep);
         }
         if now.at >= self.next_cleanup {
             self.next_cleanup = now.at + self.settings.chat.rate_cleanup;
@@ -113,7 +113,7 @@ impl Chat {
             })
             .collect();
         for write in writes {
-            self.spawn(Work::Store(write.op));
+            self.spawn(Work::Store(write.op), Continuation::Nothing);
         }
         if !streaming.is_empty() {
             log::info!(

@@ -17,15 +17,18 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::hub::{Hub, Resume, User, HELD_FRAMES_MAX};
-use super::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
+use super::jobs::{
+    AfterWrite, AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Outcome, StoreOp, StoreReply,
+    Work,
+};
 use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
 use super::ratelimit::RateLimiter;
-use super::session::{name_for, AfterWrite, Finished, Live, Parked, Write};
+use super::session::{name_for, Finished, Live, Parked, Write};
+use super::socket::SocketId;
 use super::stream::{Delivery, Reply};
 use crate::config::ChatConfig;
 use crate::ids;
 use crate::llm::{Finish, LlmError};
-use crate::net::slab::ConnId;
 use crate::store::{Message, Millis, Sender, StoreError};
 
 /// The close code and reason for sockets of a session that was ended.
@@ -52,22 +55,22 @@ pub struct Now {
 
 pub enum Event<'a> {
     Connected {
-        socket: ConnId,
+        socket: SocketId,
         user: User,
         /// The handshake's `?session_id=`.
         session_id: Option<String>,
         resume: Resume,
     },
     Frame {
-        socket: ConnId,
+        socket: SocketId,
         text: &'a str,
     },
     Closed {
-        socket: ConnId,
+        socket: SocketId,
     },
     /// A socket wrote everything queued on it (asked for with [`Effect::WatchFlush`]).
     Flushed {
-        socket: ConnId,
+        socket: SocketId,
     },
     JobDone(JobDone),
     /// Ended through `POST …/end`.
@@ -82,10 +85,10 @@ pub enum Event<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    Send(ConnId, String),
+    Send(SocketId, String),
     /// Deliver [`Event::Flushed`] once this socket's queue is written.
-    WatchFlush(ConnId),
-    Close(ConnId, u16, &'static str),
+    WatchFlush(SocketId),
+    Close(SocketId, u16, &'static str),
     Spawn(Job),
     Cancel(JobId),
     /// Deliver [`Event::Tick`] at this time.
@@ -103,27 +106,6 @@ pub struct Tally {
     pub sessions_created: u64,
     /// Sessions the store ended, through the API or the idle sweep.
     pub sessions_ended: u64,
-}
-
-/// What a job in flight was for.
-enum Pending {
-    Resolve {
-        socket: ConnId,
-    },
-    Load {
-        socket: ConnId,
-        session_id: String,
-    },
-    Write {
-        session_id: String,
-        then: AfterWrite,
-        /// A reply's write, to park if the store fails it (boxed: most writes have none).
-        retry: Option<Box<StoreOp>>,
-    },
-    Reply {
-        session_id: String,
-    },
-    Sweep,
 }
 
 /// Why a store write did not happen.
@@ -144,7 +126,6 @@ pub struct Chat {
     settings: Settings,
     hub: Hub,
     sessions: HashMap<String, Live>,
-    pending: HashMap<JobId, Pending>,
     next_job: JobId,
     limiter: RateLimiter,
     next_sweep: Instant,
@@ -162,14 +143,13 @@ impl Chat {
             settings,
             hub: Hub::default(),
             sessions: HashMap::new(),
-            pending: HashMap::new(),
             next_job: 1,
             out: Vec::new(),
             tally: Tally::default(),
         }
     }
 
-    pub fn sockets_of(&self, user_id: &str) -> &[ConnId] {
+    pub fn sockets_of(&self, user_id: &str) -> &[SocketId] {
         self.hub.sockets_of(user_id)
     }
 
@@ -198,9 +178,9 @@ impl Chat {
         std::mem::take(&mut self.out)
     }
 
-    fn spawn(&mut self, work: Work) -> JobId {
+    fn spawn(&mut self, work: Work, then: Continuation) -> JobId {
         let id = self.job_id();
-        self.out.push(Effect::Spawn(Job { id, work }));
+        self.out.push(Effect::Spawn(Job { id, work, then }));
         id
     }
 
@@ -211,23 +191,30 @@ impl Chat {
     }
 
     fn job_done(&mut self, done: JobDone, now: Now) {
-        match done {
-            JobDone::Chunk { id, text } => self.chunk(id, &text, now),
-            JobDone::Finished { id, result } => self.reply_finished(id, result, now),
-            JobDone::Store { id, result } => {
-                self.store_done(id, result.map_err(WriteError::Store), now)
+        let JobDone { id, then, outcome } = done;
+        match (then, outcome) {
+            (Continuation::Reply { session_id }, Outcome::Chunk(text)) => {
+                self.chunk(&session_id, id, &text, now)
             }
-            JobDone::Refused { id } => match self.pending.get(&id) {
-                Some(Pending::Reply { .. }) => self.reply_refused(id, now),
-                Some(_) => self.store_done(id, Err(WriteError::Busy), now),
-                None => {}
-            },
+            (Continuation::Reply { session_id }, Outcome::Finished(result)) => {
+                self.reply_finished(&session_id, id, result, now)
+            }
+            (Continuation::Reply { session_id }, Outcome::Refused) => {
+                self.reply_refused(&session_id, id, now)
+            }
+            // A stream never answers like a store, nor a store job like a stream.
+            (Continuation::Reply { .. }, Outcome::Store(_))
+            | (_, Outcome::Chunk(_) | Outcome::Finished(_)) => {}
+            (then, Outcome::Store(result)) => {
+                self.store_done(then, result.map_err(WriteError::Store), now)
+            }
+            (then, Outcome::Refused) => self.store_done(then, Err(WriteError::Busy), now),
         }
     }
 
     fn error(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: Option<&str>,
         code: &'static str,
         message: impl Into<String>,
@@ -242,7 +229,7 @@ impl Chat {
     }
 
     /// Sends an `error` frame, counting it.
-    fn send_error(&mut self, socket: ConnId, frame: Outbound<'_>) {
+    fn send_error(&mut self, socket: SocketId, frame: Outbound<'_>) {
         if self.send(socket, frame.to_json()) {
             self.tally.error_frames += 1;
         }
@@ -251,7 +238,7 @@ impl Chat {
     /// Queues a frame, unless the socket closed meanwhile (a job can outlive the socket
     /// that asked for it): the core only ever talks to sockets it knows are open.
     /// Returns whether the frame was queued.
-    fn send(&mut self, socket: ConnId, frame: String) -> bool {
+    fn send(&mut self, socket: SocketId, frame: String) -> bool {
         let open = self.hub.get(socket).is_some();
         if open {
             self.out.push(Effect::Send(socket, frame));
@@ -259,7 +246,7 @@ impl Chat {
         open
     }
 
-    fn unauthorized(&mut self, socket: ConnId, bound: Option<&str>, now: Now) {
+    fn unauthorized(&mut self, socket: SocketId, bound: Option<&str>, now: Now) {
         self.error(
             socket,
             bound,

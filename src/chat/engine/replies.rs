@@ -5,7 +5,7 @@
 use super::*;
 
 impl Chat {
-    pub(super) fn start_reply(&mut self, session_id: &str, origin: ConnId, now: Now) {
+    pub(super) fn start_reply(&mut self, session_id: &str, origin: SocketId, now: Now) {
         let id = self.job_id();
         let Ok(message_id) = ids::random_id() else {
             self.error(origin, Some(session_id), code::SERVICE_ERROR, BUSY, now);
@@ -36,19 +36,13 @@ impl Chat {
         self.out.push(Effect::Spawn(Job {
             id,
             work: Work::Llm(call),
-        }));
-        self.pending.insert(
-            id,
-            Pending::Reply {
+            then: Continuation::Reply {
                 session_id: session_id.to_owned(),
             },
-        );
+        }));
     }
 
-    pub(super) fn chunk(&mut self, job: JobId, text: &str, now: Now) {
-        let Some(Pending::Reply { session_id }) = self.pending.get(&job) else {
-            return;
-        };
+    pub(super) fn chunk(&mut self, session_id: &str, job: JobId, text: &str, now: Now) {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
@@ -66,14 +60,12 @@ impl Chat {
 
     pub(super) fn reply_finished(
         &mut self,
+        session_id: &str,
         job: JobId,
         result: Result<Finish, LlmError>,
         now: Now,
     ) {
-        let Some(Pending::Reply { session_id }) = self.pending.remove(&job) else {
-            return;
-        };
-        let Some(live) = self.sessions.get_mut(&session_id) else {
+        let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
         // A reply that was stopped was concluded then; its job ending changes nothing.
@@ -111,7 +103,7 @@ impl Chat {
         };
         let origin = reply.origin;
         if reply.seq() > 0 || outcome != Some("error") {
-            self.conclude(&session_id, reply, outcome, tokens, now);
+            self.conclude(session_id, reply, outcome, tokens, now);
         } else {
             // Nothing was streamed: the error frame is the whole answer.
             for socket in live.sockets.iter() {
@@ -121,30 +113,27 @@ impl Chat {
             }
         }
         if let Some((code, message)) = error {
-            self.reply_error(&session_id, origin, code, &message, now);
+            self.reply_error(session_id, origin, code, &message, now);
         }
-        self.next_turn(&session_id, now);
+        self.next_turn(session_id, now);
     }
 
     /// The LLM job never ran (lane full) or died (panic): a busy error, or, when text
     /// had already streamed, the end of a failed reply that keeps what arrived.
-    pub(super) fn reply_refused(&mut self, job: JobId, now: Now) {
-        let Some(Pending::Reply { session_id }) = self.pending.remove(&job) else {
-            return;
-        };
+    pub(super) fn reply_refused(&mut self, session_id: &str, job: JobId, now: Now) {
         let Some(reply) = self
             .sessions
-            .get_mut(&session_id)
+            .get_mut(session_id)
             .and_then(|live| live.reply.take_if(|r| r.job == job))
         else {
             return;
         };
         let origin = reply.origin;
         if reply.seq() > 0 {
-            self.conclude(&session_id, reply, Some("error"), None, now);
+            self.conclude(session_id, reply, Some("error"), None, now);
         }
-        self.reply_error(&session_id, origin, code::SERVICE_ERROR, BUSY, now);
-        self.next_turn(&session_id, now);
+        self.reply_error(session_id, origin, code::SERVICE_ERROR, BUSY, now);
+        self.next_turn(session_id, now);
     }
 
     /// A user message stored while the previous reply streamed is answered now.
@@ -229,12 +218,12 @@ impl Chat {
     pub(super) fn reply_error(
         &mut self,
         session_id: &str,
-        origin: ConnId,
+        origin: SocketId,
         code: &'static str,
         message: &str,
         now: Now,
     ) {
-        let targets: Vec<ConnId> = match self.hub.get(origin) {
+        let targets: Vec<SocketId> = match self.hub.get(origin) {
             Some(_) => vec![origin],
             None => self
                 .sessions
@@ -253,7 +242,7 @@ impl Chat {
 pub(super) fn deliver(
     hub: &mut Hub,
     out: &mut Vec<Effect>,
-    socket: ConnId,
+    socket: SocketId,
     session_id: &str,
     reply: &Reply,
     now: Now,
@@ -284,7 +273,7 @@ pub(super) fn deliver(
 pub(super) fn replay(
     hub: &mut Hub,
     out: &mut Vec<Effect>,
-    socket: ConnId,
+    socket: SocketId,
     live: &Live,
     resume: &Resume,
     now: Now,

@@ -6,7 +6,7 @@ use super::*;
 impl Chat {
     pub(super) fn connected(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         user: User,
         requested: Option<String>,
         resume: Resume,
@@ -32,15 +32,15 @@ impl Chat {
         if let Some(state) = self.hub.get_mut(socket) {
             state.held = Some(VecDeque::new());
         }
-        let id = self.spawn(Work::Store(StoreOp::Resolve {
+        let resolve = StoreOp::Resolve {
             user_id,
             requested,
             history: self.settings.chat.context_messages,
-        }));
-        self.pending.insert(id, Pending::Resolve { socket });
+        };
+        self.spawn(Work::Store(resolve), Continuation::Resolve { socket });
     }
 
-    pub(super) fn closed(&mut self, socket: ConnId, now: Now) {
+    pub(super) fn closed(&mut self, socket: SocketId, now: Now) {
         if let Some(state) = self.hub.disconnect(socket) {
             if let Some(session_id) = state.session {
                 self.unbind(socket, &session_id, now);
@@ -48,7 +48,7 @@ impl Chat {
         }
     }
 
-    pub(super) fn flushed(&mut self, socket: ConnId, now: Now) {
+    pub(super) fn flushed(&mut self, socket: SocketId, now: Now) {
         let Some(state) = self.hub.get_mut(socket) else {
             return;
         };
@@ -67,7 +67,7 @@ impl Chat {
 
     /// Binds a socket to a session it may use, and tells it so; a socket binding while
     /// a reply streams first gets what it missed.
-    pub(super) fn bind(&mut self, socket: ConnId, session_id: &str, now: Now) {
+    pub(super) fn bind(&mut self, socket: SocketId, session_id: &str, now: Now) {
         let Some(state) = self.hub.get_mut(socket) else {
             return;
         };
@@ -98,7 +98,7 @@ impl Chat {
         replay(&mut self.hub, &mut self.out, socket, live, &resume, now);
     }
 
-    pub(super) fn bind_fresh(&mut self, socket: ConnId, now: Now) -> Option<String> {
+    pub(super) fn bind_fresh(&mut self, socket: SocketId, now: Now) -> Option<String> {
         let owner = self.hub.get(socket)?.user.id.clone();
         let Ok(id) = ids::random_id() else {
             log::error!("the OS random source failed: cannot make a session id");
@@ -111,7 +111,7 @@ impl Chat {
         Some(id)
     }
 
-    pub(super) fn unbind(&mut self, socket: ConnId, session_id: &str, now: Now) {
+    pub(super) fn unbind(&mut self, socket: SocketId, session_id: &str, now: Now) {
         if let Some(live) = self.sessions.get_mut(session_id) {
             live.sockets.retain(|&s| s != socket);
             if live.sockets.is_empty() {
@@ -129,7 +129,7 @@ impl Chat {
 
     /// Handles the frames a socket sent while its session was being looked up, until
     /// one of them starts another lookup.
-    pub(super) fn release_held(&mut self, socket: ConnId, now: Now) {
+    pub(super) fn release_held(&mut self, socket: SocketId, now: Now) {
         let Some(mut queue) = self.hub.get_mut(socket).and_then(|s| s.held.take()) else {
             return;
         };
@@ -149,7 +149,7 @@ impl Chat {
 
     pub(super) fn resolved(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         result: Result<StoreReply, WriteError>,
         now: Now,
     ) {
@@ -188,7 +188,7 @@ impl Chat {
 
     pub(super) fn loaded(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: String,
         result: Result<StoreReply, WriteError>,
         now: Now,
@@ -246,7 +246,7 @@ impl Chat {
     /// Puts held frames back (dropping the first `answered`) and handles them.
     pub(super) fn requeue(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         mut held: VecDeque<String>,
         answered: usize,
         now: Now,

@@ -34,18 +34,15 @@ impl Chat {
     /// Sends a write to the store; a reply's is kept, to be parked if it fails.
     pub(super) fn start_write(&mut self, session_id: &str, op: StoreOp, then: AfterWrite) {
         let retry = matches!(then, AfterWrite::Reply).then(|| Box::new(op.clone()));
-        let id = self.spawn(Work::Store(op));
+        let then = Continuation::Write {
+            session_id: session_id.to_owned(),
+            then,
+            retry,
+        };
+        let id = self.spawn(Work::Store(op), then);
         if let Some(live) = self.sessions.get_mut(session_id) {
             live.writing = Some(id);
         }
-        self.pending.insert(
-            id,
-            Pending::Write {
-                session_id: session_id.to_owned(),
-                then,
-                retry,
-            },
-        );
     }
 
     pub(super) fn written(
@@ -81,7 +78,7 @@ impl Chat {
     ) {
         match then {
             AfterWrite::UserMessage { socket, message } => {
-                self.user_message_stored(socket, session_id, message, result, now)
+                self.user_message_stored(socket, session_id, *message, result, now)
             }
             AfterWrite::Reply => match result {
                 Ok(_) => {
@@ -162,7 +159,7 @@ impl Chat {
 
     pub(super) fn user_message_stored(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: &str,
         message: Message,
         result: Result<StoreReply, WriteError>,
@@ -206,7 +203,7 @@ impl Chat {
 
     pub(super) fn write_failed(
         &mut self,
-        socket: ConnId,
+        socket: SocketId,
         session_id: &str,
         error: &WriteError,
         now: Now,
@@ -228,22 +225,21 @@ impl Chat {
 
     pub(super) fn store_done(
         &mut self,
-        id: JobId,
+        then: Continuation,
         result: Result<StoreReply, WriteError>,
         now: Now,
     ) {
-        let Some(pending) = self.pending.remove(&id) else {
-            return;
-        };
-        match pending {
-            Pending::Resolve { socket } => self.resolved(socket, result, now),
-            Pending::Load { socket, session_id } => self.loaded(socket, session_id, result, now),
-            Pending::Write {
+        match then {
+            Continuation::Resolve { socket } => self.resolved(socket, result, now),
+            Continuation::Load { socket, session_id } => {
+                self.loaded(socket, session_id, result, now)
+            }
+            Continuation::Write {
                 session_id,
                 then,
                 retry,
             } => self.written(&session_id, then, result, retry, now),
-            Pending::Sweep => match result {
+            Continuation::Sweep => match result {
                 Ok(StoreReply::Ended(ids)) => {
                     if !ids.is_empty() {
                         log::info!("idle sweep ended {} session(s)", ids.len());
@@ -255,10 +251,7 @@ impl Chat {
                 Ok(_) => {}
                 Err(error) => log::warn!("idle sweep failed: {}", describe(&error)),
             },
-            Pending::Reply { session_id } => {
-                // Not a store job; put it back untouched.
-                self.pending.insert(id, Pending::Reply { session_id });
-            }
+            Continuation::Reply { .. } | Continuation::Nothing => {}
         }
     }
 }

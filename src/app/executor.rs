@@ -1,7 +1,12 @@
-//! Runs the chat core's jobs: store operations on the `store` lane, LLM streams on the
-//! `llm` lane. Chunks travel back as completions the moment they arrive; the cancel
-//! token and the upstream abort of each stream are kept here so that `stop` reaches the
-//! lane, and frees its thread even while the upstream is silent.
+//! The one executor of the chat core's jobs: store operations on the `store` lane, LLM
+//! streams on the `llm` lane. It is the only owner of jobs in flight: it keeps each
+//! job's continuation until the job ends and hands it back with the outcome, so the
+//! chat core keeps no table of its own. Chunks travel back as completions the moment
+//! they arrive; the cancel token and the upstream abort of each stream are kept here so
+//! that `stop` reaches the lane and frees its thread even while the upstream is silent.
+//! A job that cannot run is not answered at once: it waits, refused, until the
+//! loop takes it ([`Executor::take_refused`]) and hands it to the chat core as its own
+//! event, so the core is never re-entered while its effects are being applied.
 //!
 //! Appends are group-committed: one batch is in flight at a time, and the appends that
 //! arrive while it commits wait and go next, together, as one transaction. An idle
@@ -9,12 +14,16 @@
 //! fsync) per batch instead of per message. The chat core keeps at most one write per
 //! session in flight, so a batch never holds two appends of one session.
 
+mod store_op;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::lanes::{Done, Lanes};
-use crate::chat::jobs::{AppendOp, Job, JobDone, JobId, LlmCall, StoreOp, StoreReply, Work};
+use crate::chat::jobs::{
+    AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Outcome, StoreOp, StoreReply, Work,
+};
 use crate::llm::{self, Abort, Catalog, LlmError, Request, Sink};
 use crate::metrics::instruments::Histogram;
 use crate::metrics::Metrics;
@@ -25,40 +34,48 @@ use crate::store::{Store, StoreError};
 /// up and new ones are refused (busy) rather than queued without bound.
 const APPENDS_WAITING_MAX: usize = 8192;
 
-pub struct Runner {
+pub struct Executor {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     stream_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Every job submitted and not ended, queued appends included: what the chat core
+    /// does with its outcome.
+    jobs: HashMap<JobId, Continuation>,
     streams: HashMap<JobId, (CancelToken, Abort)>,
     appends_waiting: Vec<(JobId, AppendOp)>,
     appends_committing: bool,
+    /// Jobs that will not run, in the order they were refused, until the loop takes them.
+    refused: Vec<JobDone>,
 }
 
-impl Runner {
+impl Executor {
     pub fn new(
         store: Arc<dyn Store>,
         catalog: Arc<Catalog>,
         stream_timeout: Duration,
         metrics: Arc<Metrics>,
-    ) -> Runner {
-        Runner {
+    ) -> Executor {
+        Executor {
             store,
             catalog,
             stream_timeout,
             metrics,
+            jobs: HashMap::new(),
             streams: HashMap::new(),
             appends_waiting: Vec::new(),
             appends_committing: false,
+            refused: Vec::new(),
         }
     }
 
-    /// Starts a job; returns the ids of jobs that could not run (their lane was full),
-    /// which the chat core must hear about as refused.
-    pub fn submit(&mut self, lanes: &Lanes, job: Job) -> Vec<JobId> {
-        let id = job.id;
-        let lost = Done::Chat(JobDone::Refused { id });
-        let submitted = match job.work {
+    /// Starts a job; one that cannot run (its lane is full) is kept as refused, for
+    /// [`Executor::take_refused`].
+    pub fn submit(&mut self, lanes: &Lanes, job: Job) {
+        let Job { id, work, then } = job;
+        self.jobs.insert(id, then);
+        let lost = Done::Job(id, Outcome::Refused);
+        let submitted = match work {
             Work::Store(StoreOp::Append(op)) => return self.queue_append(lanes, id, op),
             Work::Store(op) => {
                 let store = Arc::clone(&self.store);
@@ -66,8 +83,8 @@ impl Runner {
                     .store
                     .try_submit(
                         move |ctx| {
-                            let result = op.run(store.as_ref());
-                            let _ = ctx.complete(Done::Chat(JobDone::Store { id, result }));
+                            let result = store_op::run(&op, store.as_ref());
+                            let _ = ctx.complete(Done::Job(id, Outcome::Store(result)));
                         },
                         lost,
                     )
@@ -85,7 +102,7 @@ impl Runner {
                         move |ctx| {
                             let result =
                                 stream(&catalog, &metrics, &call, timeout, &upstream, id, ctx);
-                            let _ = ctx.complete(Done::Chat(JobDone::Finished { id, result }));
+                            let _ = ctx.complete(Done::Job(id, Outcome::Finished(result)));
                         },
                         lost,
                     )
@@ -94,40 +111,40 @@ impl Runner {
                     })
             }
         };
-        match submitted {
-            Ok(()) => Vec::new(),
-            Err(error) => {
-                log::warn!("job {id}: {error}");
-                vec![id]
-            }
+        if let Err(error) = submitted {
+            log::warn!("job {id}: {error}");
+            self.refuse(id);
         }
     }
 
-    fn queue_append(&mut self, lanes: &Lanes, id: JobId, op: AppendOp) -> Vec<JobId> {
+    fn queue_append(&mut self, lanes: &Lanes, id: JobId, op: AppendOp) {
         if self.appends_waiting.len() >= APPENDS_WAITING_MAX {
             log::warn!("job {id}: {APPENDS_WAITING_MAX} appends already wait for the store");
-            return vec![id];
+            self.refuse(id);
+            return;
         }
         self.appends_waiting.push((id, op));
-        if self.appends_committing {
-            Vec::new()
-        } else {
-            self.flush_appends(lanes)
+        if !self.appends_committing {
+            self.flush_appends(lanes);
         }
     }
 
-    /// The batch in flight is done: the appends that queued meanwhile go next.
-    pub fn appends_committed(&mut self, lanes: &Lanes) -> Vec<JobId> {
+    /// The batch in flight is done (its appends answered, or `lost` with its job): the
+    /// appends that queued meanwhile go next.
+    pub fn appends_committed(&mut self, lanes: &Lanes, lost: Vec<JobId>) {
+        for id in lost {
+            self.refuse(id);
+        }
         self.appends_committing = false;
-        self.flush_appends(lanes)
+        self.flush_appends(lanes);
     }
 
     /// Sends every waiting append to the store lane as one batch. The loop calls it
     /// only when no batch is in flight, except at shutdown, when no completion will
     /// come back to send them.
-    pub fn flush_appends(&mut self, lanes: &Lanes) -> Vec<JobId> {
+    pub fn flush_appends(&mut self, lanes: &Lanes) {
         if self.appends_waiting.is_empty() {
-            return Vec::new();
+            return;
         }
         let batch = std::mem::take(&mut self.appends_waiting);
         let ids: Vec<JobId> = batch.iter().map(|(id, _)| *id).collect();
@@ -146,20 +163,19 @@ impl Runner {
                             ))
                         })
                         .map(|session| StoreReply::Appended(session.message_count));
-                    let _ = ctx.complete(Done::Chat(JobDone::Store { id: *id, result }));
+                    let _ = ctx.complete(Done::Job(*id, Outcome::Store(result)));
                 }
                 let _ = ctx.complete(Done::AppendBatch { lost: Vec::new() });
             },
             lost,
         );
         match submitted {
-            Ok(_) => {
-                self.appends_committing = true;
-                Vec::new()
-            }
+            Ok(_) => self.appends_committing = true,
             Err(error) => {
                 log::warn!("{} append(s): {error}", ids.len());
-                ids
+                for id in ids {
+                    self.refuse(id);
+                }
             }
         }
     }
@@ -171,10 +187,27 @@ impl Runner {
         }
     }
 
-    /// Forgets the cancel token of a stream that ended.
-    pub fn ended(&mut self, done: &JobDone) {
-        if let JobDone::Finished { id, .. } | JobDone::Refused { id } = done {
-            self.streams.remove(id);
+    /// Pairs a lane's outcome with its job's continuation. A chunk leaves the job in
+    /// flight; any other outcome ends it. `None` for a job that already ended.
+    pub fn completed(&mut self, id: JobId, outcome: Outcome) -> Option<JobDone> {
+        let then = match outcome {
+            Outcome::Chunk(_) => self.jobs.get(&id).cloned(),
+            _ => {
+                self.streams.remove(&id);
+                self.jobs.remove(&id)
+            }
+        }?;
+        Some(JobDone { id, then, outcome })
+    }
+
+    /// The jobs refused since the last call, in the order they were refused.
+    pub fn take_refused(&mut self) -> Vec<JobDone> {
+        std::mem::take(&mut self.refused)
+    }
+
+    fn refuse(&mut self, id: JobId) {
+        if let Some(done) = self.completed(id, Outcome::Refused) {
+            self.refused.push(done);
         }
     }
 }
@@ -239,10 +272,7 @@ impl Sink for LaneSink<'_> {
         if let Some((latency, asked)) = self.first_chunk.take() {
             latency.observe(asked.elapsed());
         }
-        let chunk = Done::Chat(JobDone::Chunk {
-            id: self.id,
-            text: text.to_owned(),
-        });
+        let chunk = Done::Job(self.id, Outcome::Chunk(text.to_owned()));
         self.ctx.complete(chunk).is_ok() && !self.ctx.is_cancelled()
     }
 

@@ -1,0 +1,53 @@
+//! What a chat store operation does, on the `store` lane: the one place that turns the
+//! domain's descriptions of store work into calls on the [`Store`].
+
+use crate::chat::jobs::{StoreOp, StoreReply};
+use crate::store::{Store, StoreError};
+
+pub fn run(op: &StoreOp, store: &dyn Store) -> Result<StoreReply, StoreError> {
+    match op {
+        StoreOp::Resolve {
+            user_id,
+            requested: Some(id),
+            history,
+        } => {
+            // Someone else's or an unknown id both mean a fresh session; the caller
+            // cannot tell which.
+            let found = store.transcript(id, Some(*history))?;
+            Ok(StoreReply::Found(
+                found
+                    .filter(|t| t.session.user_id == *user_id && t.session.is_active())
+                    .map(Box::new),
+            ))
+        }
+        StoreOp::Resolve {
+            user_id,
+            requested: None,
+            history,
+        } => match store.latest_active(user_id)? {
+            Some(session) => Ok(StoreReply::Found(
+                store.transcript(&session.id, Some(*history))?.map(Box::new),
+            )),
+            None => Ok(StoreReply::Found(None)),
+        },
+        StoreOp::Load {
+            session_id,
+            history,
+        } => Ok(StoreReply::Found(
+            store.transcript(session_id, Some(*history))?.map(Box::new),
+        )),
+        StoreOp::SetModel {
+            session_id,
+            model_id,
+            at,
+        } => store
+            .set_model(session_id, model_id, *at)
+            .map(StoreReply::Updated),
+        StoreOp::EndIdle { idle_before, at } => {
+            store.end_idle(*idle_before, *at).map(StoreReply::Ended)
+        }
+        StoreOp::Append(op) => store
+            .append(&op.as_append())
+            .map(|session| StoreReply::Appended(session.message_count)),
+    }
+}
