@@ -1,0 +1,58 @@
+//! The chat core's side of the application: an event in, its effects carried out —
+//! frames and closes to the loop, jobs to the executor, its next wake-up noted — and
+//! the jobs the executor refused handed back, one event at a time, never recursively.
+
+use super::socket::conn_of;
+use super::{measure, App};
+use crate::chat::engine::{Effect, Event, Now};
+use crate::net::handler::Ctx;
+use crate::time;
+
+impl App {
+    /// Hands an event to the chat core and carries out what it asks for, then hands
+    /// back the jobs the executor refused meanwhile.
+    pub(super) fn chat_event(&mut self, event: Event, ctx: &mut Ctx) {
+        self.chat_step(event, ctx);
+        self.hand_back_refused(ctx);
+    }
+
+    pub(super) fn chat_step(&mut self, event: Event, ctx: &mut Ctx) {
+        let now = Now {
+            at: ctx.now,
+            ms: time::unix_millis_now(),
+        };
+        let effects = self.chat.handle(event, now);
+        self.metrics
+            .record_chat(measure::chat_counts(self.chat.take_tally()));
+        self.apply(effects, ctx);
+    }
+
+    /// Each refused job goes back to the chat core as its own event, one at a time, in
+    /// the order the core asked for them; the refusals an answer causes are heard
+    /// before the older ones still waiting, as if each had been told at once.
+    pub(super) fn hand_back_refused(&mut self, ctx: &mut Ctx) {
+        let mut waiting = Vec::new();
+        loop {
+            waiting.extend(self.executor.take_refused().into_iter().rev());
+            let Some(done) = waiting.pop() else {
+                return;
+            };
+            self.chat_step(Event::JobDone(done), ctx);
+        }
+    }
+
+    pub(super) fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Ctx) {
+        for effect in effects {
+            match effect {
+                Effect::Send(socket, text) => ctx.send_text(conn_of(socket), text),
+                Effect::WatchFlush(socket) => ctx.watch_flush(conn_of(socket)),
+                Effect::Close(socket, code, reason) => ctx.close(conn_of(socket), code, reason),
+                Effect::Spawn(job) => self.executor.submit(&self.lanes, job),
+                Effect::Cancel(id) => self.executor.cancel(id),
+                Effect::Timer(at) => {
+                    self.wake_at = Some(self.wake_at.map_or(at, |current| current.min(at)))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The chat's HTTP routes: the model list (answered on the loop), and the sessions
+//! API and shared transcripts, whose store calls run on the `store` lane and come back
+//! as [`Done::Sessions`].
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::requests::{lane_busy, too_many_requests};
+use super::{App, Done, Waiting};
+use crate::http::client_ip::{client_ip, rate_key};
+use crate::http::error;
+use crate::http::router::Route;
+use crate::http::sessions::Call;
+use crate::ids;
+use crate::metrics::Limiter;
+use crate::net::conn::ConnInfo;
+use crate::net::handler::{Ctx, Reply};
+use crate::net::http::{Method, Request, Response};
+use crate::time;
+
+impl App {
+    /// The HTTP routes of the chat: models, sessions, shared transcripts.
+    pub(super) fn chat_route(
+        &mut self,
+        request: &Request,
+        conn: &ConnInfo,
+        route: Route,
+        waiting: Waiting,
+        ctx: &Ctx,
+    ) -> Result<Reply, Response> {
+        let head = &request.head;
+        let param = route.param(&self.prefix, &head.path).map(str::to_owned);
+        let call = match route {
+            Route::Models => {
+                self.user(head)?;
+                return Ok(Reply::Now(error::json(
+                    200,
+                    &json!({"models": self.models, "default": self.default_model}),
+                )));
+            }
+            Route::Shared => {
+                let ip = client_ip(
+                    conn.peer.ip(),
+                    head.header_values("x-forwarded-for"),
+                    &self.trusted_proxies,
+                );
+                if let Err(wait) = self.public_limiter.check(&rate_key(ip), ctx.now) {
+                    self.metrics.blocked(Limiter::PublicIp);
+                    return Err(too_many_requests(wait));
+                }
+                Call::Shared {
+                    token: param.unwrap_or_default(),
+                }
+            }
+            _ => {
+                let user_id = self.user(head)?.user_id;
+                let session_id = param.unwrap_or_default();
+                match (route, head.method) {
+                    (Route::Sessions, _) => Call::List { user_id },
+                    (Route::Session, _) => Call::Get {
+                        user_id,
+                        session_id,
+                    },
+                    (Route::SessionEnd, _) => Call::End {
+                        user_id,
+                        session_id,
+                    },
+                    (Route::SessionShare, Method::Delete) => Call::Unshare {
+                        user_id,
+                        session_id,
+                    },
+                    (Route::SessionShare, _) => Call::Share {
+                        user_id,
+                        session_id,
+                        candidate: ids::random_id().map_err(|error| {
+                            log::error!("the OS random source failed: {error}");
+                            error::json_error(500, "An internal error occurred")
+                        })?,
+                    },
+                    _ => return Err(error::not_found()),
+                }
+            }
+        };
+        let store = Arc::clone(&self.store);
+        let lost = Done::Reply(
+            waiting.clone(),
+            error::json_error(500, "An internal error occurred"),
+        );
+        self.lanes
+            .store
+            .try_submit(
+                move |job| {
+                    let outcome = call.run(store.as_ref(), time::unix_millis_now());
+                    let _ = job.complete(Done::Sessions(waiting, outcome));
+                },
+                lost,
+            )
+            .map_err(|_| lane_busy())?;
+        Ok(Reply::Later)
+    }
+}
