@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chatbox::config::Config;
 use chatbox::metrics::Metrics;
-use chatbox::store::{self, Append, Message, Sender, Store, StoreError};
+use chatbox::store::{self, Append, Message, Sender, Store, StoreError, SESSION_BYTES};
 use common::mongo::MongoServer;
 use serde_json::{json, Value};
 
@@ -255,7 +255,7 @@ fn documents_we_write_have_the_old_names_and_types() {
             "_mt": "date", "nm": "string", "modelId": "string", "ts": "date", "_ts": "date",
             "adminAssisted": "bool", "helpRequested": "bool", "totalTokens": "integer",
             "maxRespTime": "integer", "avgRespTime": "integer", "respCount": "integer",
-            "shareToken": "string", "endTs": "date", "dur": "integer",
+            "msgBytes": "integer", "shareToken": "string", "endTs": "date", "dur": "integer",
         })
     );
     assert_eq!(
@@ -466,4 +466,58 @@ fn a_uri_the_driver_cannot_use_stops_start_up_naming_it() {
         }
         other => panic!("expected a MONGO_URI error, got {:?}", other.map(|_| ())),
     }
+}
+
+/// A session the old service wrote, near the byte budget and without `msgBytes`.
+const OLD_LARGE_DOCUMENT: &str = r#"
+size = int(sys.stdin.read())
+at = datetime.datetime(2025, 3, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+DB.sessions.insert_one({
+    "_id": "old-big", "uid": "olduser", "nm": "Long", "modelId": "",
+    "msgs": [{"content": "y" * size, "ts": at, "sender": "user"} for _ in range(11)],
+    "ts": at, "lastActivity": at, "_ts": at, "_mt": at,
+})
+print(DB.sessions.find_one({"_id": "old-big"}).get("msgBytes"))
+"#;
+
+#[test]
+fn an_old_document_is_counted_against_the_budget_before_it_grows() {
+    let server = MongoServer::start();
+    // Eleven messages of 1.05 MiB: 11.55 MiB, under the budget, with no count stored.
+    let size = SESSION_BYTES as usize / 12 * 105 / 100;
+    assert_eq!(
+        server.python(OLD_LARGE_DOCUMENT, &size.to_string()).trim(),
+        "None"
+    );
+    let store = open(&server, &[]);
+    let append_of = |content: String| {
+        store.append(&Append {
+            session_id: "old-big",
+            user_id: "olduser",
+            name: "",
+            model_id: "",
+            message: &Message::new("m-new", Sender::User, content, 5_000),
+            max_messages: 100,
+        })
+    };
+    assert_eq!(
+        append_of("z".repeat(SESSION_BYTES as usize / 12)),
+        Err(StoreError::SessionFull),
+        "1 MiB more would pass the budget"
+    );
+    let session = append_of("a short one still fits".into()).expect("append");
+    assert_eq!(session.message_count, 12);
+    let stored: u64 = server
+        .python(
+            r#"print(DB.sessions.find_one({"_id": "old-big"})["msgBytes"])"#,
+            "",
+        )
+        .trim()
+        .parse()
+        .expect("msgBytes is stored");
+    assert!(
+        stored >= 11 * size as u64,
+        "{stored} counts the old messages"
+    );
+    assert!(stored <= SESSION_BYTES);
 }

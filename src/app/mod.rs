@@ -275,6 +275,7 @@ impl App {
                 }
                 Call::Shared {
                     token: param.unwrap_or_default(),
+                    page: crate::http::sessions::page(head)?,
                 }
             }
             _ => {
@@ -285,6 +286,7 @@ impl App {
                     (Route::Session, _) => Call::Get {
                         user_id,
                         session_id,
+                        page: crate::http::sessions::page(head)?,
                     },
                     (Route::SessionEnd, _) => Call::End {
                         user_id,
