@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -338,6 +338,8 @@ fn a_share_token_belongs_to_one_session() {
 struct LossyProxy {
     port: u16,
     lose_next_update: Arc<AtomicBool>,
+    /// The bytes of every `update` command that went through.
+    updates: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl LossyProxy {
@@ -346,6 +348,8 @@ impl LossyProxy {
         let port = listener.local_addr().expect("proxy address").port();
         let lose_next_update = Arc::new(AtomicBool::new(false));
         let armed = Arc::clone(&lose_next_update);
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&updates);
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
@@ -353,13 +357,16 @@ impl LossyProxy {
                 };
                 let cut = Arc::new(AtomicBool::new(false));
                 let (armed, cut_request) = (Arc::clone(&armed), Arc::clone(&cut));
+                let seen = Arc::clone(&seen);
                 let (mut from, mut to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 thread::spawn(move || {
                     // An OP_MSG body starts with its command: a string element `update`.
                     pump(&mut from, &mut to, |bytes| {
-                        if contains(bytes, b"\x02update\x00") && armed.swap(false, Ordering::SeqCst)
-                        {
-                            cut_request.store(true, Ordering::SeqCst);
+                        if contains(bytes, b"\x02update\x00") {
+                            seen.lock().unwrap().push(bytes.to_vec());
+                            if armed.swap(false, Ordering::SeqCst) {
+                                cut_request.store(true, Ordering::SeqCst);
+                            }
                         }
                         true
                     })
@@ -371,6 +378,7 @@ impl LossyProxy {
         LossyProxy {
             port,
             lose_next_update,
+            updates,
         }
     }
 }
@@ -465,6 +473,40 @@ fn a_uri_the_driver_cannot_use_stops_start_up_naming_it() {
             assert!(detail.starts_with("MONGO_URI"), "{detail}")
         }
         other => panic!("expected a MONGO_URI error, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn writes_wait_for_a_majority_and_the_journal_unless_the_uri_says_otherwise() {
+    let server = MongoServer::start();
+    let proxy = LossyProxy::start(server.port);
+    let appended = |query: &str, session: &str| {
+        let uri = format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true{query}",
+            proxy.port
+        );
+        let store =
+            store::open(&settings(&server, &[("MONGO_URI", &uri)]), &metrics()).expect("open");
+        append(
+            &*store,
+            session,
+            "u1",
+            &Message::new("m1", Sender::User, "hi", 1_000),
+        );
+        let updates = std::mem::take(&mut *proxy.updates.lock().unwrap());
+        assert!(!updates.is_empty(), "the append went through the proxy");
+        updates
+    };
+    // BSON: a string element `w` = "majority", a boolean element `j` = true.
+    let majority = b"\x02w\x00\x09\x00\x00\x00majority\x00";
+    let journal = b"\x08j\x00\x01";
+    for update in appended("", "s1") {
+        assert!(contains(&update, majority), "w: majority by default");
+        assert!(contains(&update, journal), "j: true by default");
+    }
+    for update in appended("&w=1&journal=false", "s2") {
+        assert!(!contains(&update, majority), "the URI's w stands");
+        assert!(!contains(&update, journal), "the URI's journal stands");
     }
 }
 

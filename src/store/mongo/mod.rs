@@ -18,12 +18,16 @@
 //! first asks whether the session already holds the message id: when an attempt was
 //! stored but its answer lost, the message is found, not stored twice.
 //!
+//! **Durability**: writes are acknowledged once a majority has journaled them, unless
+//! `MONGO_URI` asks for less ([`concern`]).
+//!
 //! **Timeouts** (spec): reads 10 s (`maxTimeMS`), writes 5 s; the driver waits at
 //! most [`SERVER_SELECTION`] for a usable server before an attempt fails, and its
 //! monitor interrupts operations on a connection that stops answering. Retries
 //! ([`retry`]) fit inside those budgets.
 
 mod codec;
+mod concern;
 mod retry;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -94,6 +98,7 @@ impl Mongo {
             .run()
             .map_err(|err| StoreError::Unavailable(format!("MONGO_URI: {err}")))?;
         options.app_name = Some("chatbox".into());
+        options.write_concern = Some(concern::durable(options.write_concern.take(), WRITE_BUDGET));
         options.connect_timeout = Some(config.connect_timeout);
         options.server_selection_timeout = Some(config.connect_timeout.min(SERVER_SELECTION));
         let client = Client::with_options(options)
