@@ -4,9 +4,11 @@ mod common;
 
 use std::time::Duration;
 
+use chatbox::store::embedded::Embedded;
+use chatbox::store::{Append, Message, Sender, Store};
 use common::chat::{bearer, stored_messages, Client};
 use common::ws::read_close;
-use common::Server;
+use common::{Server, TempDir};
 use serde_json::Value;
 
 fn call(server: &Server, method: &str, path: &str, user: &str) -> (u16, Value) {
@@ -203,4 +205,146 @@ fn models_lists_the_configured_providers_and_the_default() {
         body,
         serde_json::json!({"models":[{"id":"echo","name":"Echo (offline)"}],"default":"echo"})
     );
+}
+
+/// A session of `user` with `count` stored messages, "message 0" first, written into a
+/// fresh `DATA_DIR` before the server starts on it.
+fn long_session(user: &str, count: usize) -> Server {
+    let data = TempDir::new();
+    {
+        let store = Embedded::open(data.path()).expect("open the data dir");
+        for n in 0..count {
+            let message = Message::new(
+                format!("m{n}"),
+                Sender::User,
+                format!("message {n}"),
+                1_000 + n as i64,
+            );
+            store
+                .append(&Append {
+                    session_id: "long",
+                    user_id: user,
+                    name: "Long",
+                    model_id: "",
+                    message: &message,
+                    max_messages: 5_000,
+                })
+                .expect("append");
+        }
+    }
+    Server::start_in(common::binary(), data, &[])
+}
+
+fn contents(page: &Value) -> Vec<String> {
+    let messages = page["messages"].as_array().expect("messages");
+    messages
+        .iter()
+        .map(|m| m["content"].as_str().expect("content").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_long_history_comes_in_bounded_pages_that_walk_it_once() {
+    let server = long_session("ann", 250);
+    let (status, newest) = call(&server, "GET", "/sessions/long", "ann");
+    assert_eq!(status, 200);
+    let texts = contents(&newest);
+    assert_eq!(texts.len(), 100, "the default page");
+    assert_eq!(texts.first().map(String::as_str), Some("message 150"));
+    assert_eq!(texts.last().map(String::as_str), Some("message 249"));
+    assert_eq!(newest["has_more"], true);
+    assert_eq!(newest["next_before"], 150);
+    assert_eq!(newest["session_id"], "long");
+
+    // Walked back to the start in pages of 60, every message comes once, in order.
+    let mut walked: Vec<String> = Vec::new();
+    let mut path = "/sessions/long?limit=60".to_owned();
+    loop {
+        let (status, page) = call(&server, "GET", &path, "ann");
+        assert_eq!(status, 200, "{page}");
+        let mut texts = contents(&page);
+        assert!(texts.len() <= 60);
+        texts.append(&mut walked);
+        walked = texts;
+        if page["has_more"] == false {
+            assert_eq!(page["next_before"], Value::Null);
+            break;
+        }
+        let before = page["next_before"].as_u64().expect("next_before");
+        path = format!("/sessions/long?limit=60&before={before}");
+    }
+    let expected: Vec<String> = (0..250).map(|n| format!("message {n}")).collect();
+    assert_eq!(walked, expected);
+
+    let (_, most) = call(&server, "GET", "/sessions/long?limit=500", "ann");
+    assert_eq!(contents(&most).len(), 250);
+    assert_eq!(most["has_more"], false);
+    assert_eq!(
+        call(&server, "GET", "/sessions/long?before=10", "bob").0,
+        404,
+        "not bob's"
+    );
+}
+
+#[test]
+fn a_short_history_keeps_its_whole_response() {
+    let server = Server::start(&[]);
+    let client = chatted(&server, "ann", "Short one");
+    let (_, history) = call(
+        &server,
+        "GET",
+        &format!("/sessions/{}", client.session_id),
+        "ann",
+    );
+    assert_eq!(contents(&history).len(), 2);
+    assert_eq!(history["has_more"], false);
+}
+
+#[test]
+fn a_bad_page_parameter_is_a_400_that_names_it() {
+    let server = long_session("ann", 3);
+    for (query, named) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=", "limit"),
+        ("before=-1", "before"),
+        ("before=x", "before"),
+        ("limit=5&before=1.5", "before"),
+    ] {
+        let (status, body) = call(&server, "GET", &format!("/sessions/long?{query}"), "ann");
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(body["code"], "BAD_REQUEST");
+        let error = body["error"].as_str().expect("error");
+        assert!(error.starts_with(named), "{query}: {error}");
+    }
+    let (_, token) = call(&server, "POST", "/sessions/long/share", "ann");
+    let token = token["share_token"].as_str().expect("token");
+    let public = server.get(&format!("/chatbox/shared/{token}?limit=9999"));
+    assert_eq!(public.status, 400);
+    assert!(public.json()["error"]
+        .as_str()
+        .expect("error")
+        .starts_with("limit"));
+}
+
+#[test]
+fn a_shared_history_comes_in_pages_too() {
+    let server = long_session("ann", 150);
+    let (_, shared) = call(&server, "POST", "/sessions/long/share", "ann");
+    let token = shared["share_token"].as_str().expect("token").to_owned();
+    let newest = server.get(&format!("/chatbox/shared/{token}")).json();
+    assert_eq!(
+        contents(&newest).len(),
+        100,
+        "the public read is bounded too"
+    );
+    assert_eq!(newest["has_more"], true);
+    assert_eq!(newest["next_before"], 50);
+    let oldest = server
+        .get(&format!("/chatbox/shared/{token}?before=50&limit=500"))
+        .json();
+    let expected: Vec<String> = (0..50).map(|n| format!("message {n}")).collect();
+    assert_eq!(contents(&oldest), expected);
+    assert_eq!(oldest["has_more"], false);
 }

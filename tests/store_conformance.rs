@@ -17,7 +17,7 @@ use chatbox::crypto::Cipher;
 use chatbox::metrics::{Metrics, State};
 use chatbox::store::embedded::{Embedded, FILE_NAME};
 use chatbox::store::sealed::Sealed;
-use chatbox::store::{self, Append, Message, Sender, Store, StoreError};
+use chatbox::store::{self, Append, Message, Sender, Store, StoreError, Window};
 use common::TempDir;
 
 const KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
@@ -100,7 +100,7 @@ fn data_survives_reopen() {
     };
     let store = Embedded::open(dir.path()).unwrap();
     assert_eq!(store.transcript("s1", None).unwrap().unwrap(), before);
-    assert_eq!(store.shared("tok").unwrap().unwrap(), before);
+    assert_eq!(store.shared("tok", Window::ALL).unwrap().unwrap(), before);
     assert_eq!(store.latest_active("alice").unwrap().unwrap().id, "s1");
     assert_eq!(store.count_active().unwrap(), 1);
     let listed = store.user_sessions("alice", 10).unwrap();

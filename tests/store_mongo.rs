@@ -10,13 +10,13 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chatbox::config::{Config, StoreConfig};
 use chatbox::metrics::StoreTimings;
-use chatbox::store::{self, Append, Message, Sender, Store, StoreError};
+use chatbox::store::{self, Append, Message, Sender, Store, StoreError, SESSION_BYTES};
 use common::mongo::MongoServer;
 use serde_json::{json, Value};
 
@@ -255,7 +255,7 @@ fn documents_we_write_have_the_old_names_and_types() {
             "_mt": "date", "nm": "string", "modelId": "string", "ts": "date", "_ts": "date",
             "adminAssisted": "bool", "helpRequested": "bool", "totalTokens": "integer",
             "maxRespTime": "integer", "avgRespTime": "integer", "respCount": "integer",
-            "shareToken": "string", "endTs": "date", "dur": "integer",
+            "msgBytes": "integer", "shareToken": "string", "endTs": "date", "dur": "integer",
         })
     );
     assert_eq!(
@@ -338,6 +338,8 @@ fn a_share_token_belongs_to_one_session() {
 struct LossyProxy {
     port: u16,
     lose_next_update: Arc<AtomicBool>,
+    /// The bytes of every `update` command that went through.
+    updates: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl LossyProxy {
@@ -346,6 +348,8 @@ impl LossyProxy {
         let port = listener.local_addr().expect("proxy address").port();
         let lose_next_update = Arc::new(AtomicBool::new(false));
         let armed = Arc::clone(&lose_next_update);
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&updates);
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
@@ -353,13 +357,16 @@ impl LossyProxy {
                 };
                 let cut = Arc::new(AtomicBool::new(false));
                 let (armed, cut_request) = (Arc::clone(&armed), Arc::clone(&cut));
+                let seen = Arc::clone(&seen);
                 let (mut from, mut to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 thread::spawn(move || {
                     // An OP_MSG body starts with its command: a string element `update`.
                     pump(&mut from, &mut to, |bytes| {
-                        if contains(bytes, b"\x02update\x00") && armed.swap(false, Ordering::SeqCst)
-                        {
-                            cut_request.store(true, Ordering::SeqCst);
+                        if contains(bytes, b"\x02update\x00") {
+                            seen.lock().unwrap().push(bytes.to_vec());
+                            if armed.swap(false, Ordering::SeqCst) {
+                                cut_request.store(true, Ordering::SeqCst);
+                            }
                         }
                         true
                     })
@@ -371,6 +378,7 @@ impl LossyProxy {
         LossyProxy {
             port,
             lose_next_update,
+            updates,
         }
     }
 }
@@ -466,4 +474,92 @@ fn a_uri_the_driver_cannot_use_stops_start_up_naming_it() {
         }
         other => panic!("expected a MONGO_URI error, got {:?}", other.map(|_| ())),
     }
+}
+
+#[test]
+fn writes_wait_for_a_majority_and_the_journal_unless_the_uri_says_otherwise() {
+    let server = MongoServer::start();
+    let proxy = LossyProxy::start(server.port);
+    let appended = |query: &str, session: &str| {
+        let uri = format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true{query}",
+            proxy.port
+        );
+        let store =
+            store::open(&settings(&server, &[("MONGO_URI", &uri)]), &timings()).expect("open");
+        append(
+            &*store,
+            session,
+            "u1",
+            &Message::new("m1", Sender::User, "hi", 1_000),
+        );
+        let updates = std::mem::take(&mut *proxy.updates.lock().unwrap());
+        assert!(!updates.is_empty(), "the append went through the proxy");
+        updates
+    };
+    // BSON: a string element `w` = "majority", a boolean element `j` = true.
+    let majority = b"\x02w\x00\x09\x00\x00\x00majority\x00";
+    let journal = b"\x08j\x00\x01";
+    for update in appended("", "s1") {
+        assert!(contains(&update, majority), "w: majority by default");
+        assert!(contains(&update, journal), "j: true by default");
+    }
+    for update in appended("&w=1&journal=false", "s2") {
+        assert!(!contains(&update, majority), "the URI's w stands");
+        assert!(!contains(&update, journal), "the URI's journal stands");
+    }
+}
+
+/// A session the old service wrote, near the byte budget and without `msgBytes`.
+const OLD_LARGE_DOCUMENT: &str = r#"
+size = int(sys.stdin.read())
+at = datetime.datetime(2025, 3, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+DB.sessions.insert_one({
+    "_id": "old-big", "uid": "olduser", "nm": "Long", "modelId": "",
+    "msgs": [{"content": "y" * size, "ts": at, "sender": "user"} for _ in range(11)],
+    "ts": at, "lastActivity": at, "_ts": at, "_mt": at,
+})
+print(DB.sessions.find_one({"_id": "old-big"}).get("msgBytes"))
+"#;
+
+#[test]
+fn an_old_document_is_counted_against_the_budget_before_it_grows() {
+    let server = MongoServer::start();
+    // Eleven messages of 1.05 MiB: 11.55 MiB, under the budget, with no count stored.
+    let size = SESSION_BYTES as usize / 12 * 105 / 100;
+    assert_eq!(
+        server.python(OLD_LARGE_DOCUMENT, &size.to_string()).trim(),
+        "None"
+    );
+    let store = open(&server, &[]);
+    let append_of = |content: String| {
+        store.append(&Append {
+            session_id: "old-big",
+            user_id: "olduser",
+            name: "",
+            model_id: "",
+            message: &Message::new("m-new", Sender::User, content, 5_000),
+            max_messages: 100,
+        })
+    };
+    assert_eq!(
+        append_of("z".repeat(SESSION_BYTES as usize / 12)),
+        Err(StoreError::SessionFull),
+        "1 MiB more would pass the budget"
+    );
+    let session = append_of("a short one still fits".into()).expect("append");
+    assert_eq!(session.message_count, 12);
+    let stored: u64 = server
+        .python(
+            r#"print(DB.sessions.find_one({"_id": "old-big"})["msgBytes"])"#,
+            "",
+        )
+        .trim()
+        .parse()
+        .expect("msgBytes is stored");
+    assert!(
+        stored >= 11 * size as u64,
+        "{stored} counts the old messages"
+    );
+    assert!(stored <= SESSION_BYTES);
 }

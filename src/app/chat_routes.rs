@@ -51,6 +51,7 @@ impl App {
                 }
                 Call::Shared {
                     token: param.unwrap_or_default(),
+                    page: crate::http::sessions::page(head)?,
                 }
             }
             _ => {
@@ -61,6 +62,7 @@ impl App {
                     (Route::Session, _) => Call::Get {
                         user_id,
                         session_id,
+                        page: crate::http::sessions::page(head)?,
                     },
                     (Route::SessionEnd, _) => Call::End {
                         user_id,

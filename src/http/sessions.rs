@@ -1,16 +1,56 @@
 //! The user's sessions over HTTP (spec/http.md §Routes): list, read, end, share. Each
 //! request becomes a [`Call`] on the loop (auth, parameters) and runs on the `store`
 //! lane, where [`Call::run`] turns the store's answer into the response.
+//!
+//! A transcript (`GET P/sessions/:id`, and the public `GET P/shared/:token`) comes a
+//! page at a time, so that what one request costs the store, the lane and the
+//! connection is bounded whatever the session's length: the newest [`PAGE_DEFAULT`]
+//! messages unless `?limit=` asks for up to [`PAGE_MAX`], and `?before=` pages back
+//! from the `next_before` of the page before.
 
 use serde::Serialize;
 
 use super::error;
-use crate::net::http::Response;
-use crate::store::{Message, Millis, Session, Store, StoreError, Transcript};
+use crate::net::http::{RequestHead, Response};
+use crate::store::{Message, Millis, Session, Store, StoreError, Transcript, Window};
 use crate::time;
 
 /// `GET P/sessions` answers at most this many, newest first.
 pub const LIST_LIMIT: usize = 100;
+
+/// Messages in a transcript page without `?limit=`: a session this short still comes
+/// whole, as before paging.
+pub const PAGE_DEFAULT: usize = 100;
+
+/// The most `?limit=` may ask for.
+pub const PAGE_MAX: usize = 500;
+
+/// The page a transcript request asks for: `?limit=` (1 to [`PAGE_MAX`], default
+/// [`PAGE_DEFAULT`]) messages before position `?before=` (default: the newest). A
+/// value that is not one of those is refused with a 400 that names the parameter.
+pub fn page(head: &RequestHead) -> Result<Window, Response> {
+    let limit = match head.query_param("limit") {
+        None => PAGE_DEFAULT,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|limit| (1..=PAGE_MAX).contains(limit))
+            .ok_or_else(|| {
+                bad_parameter(&format!("limit must be a number from 1 to {PAGE_MAX}"))
+            })?,
+    };
+    let before = match head.query_param("before") {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            bad_parameter("before must be the next_before of a page: a message position")
+        })?),
+    };
+    Ok(Window { before, limit })
+}
+
+fn bad_parameter(message: &str) -> Response {
+    error::json_error(400, message)
+}
 
 pub enum Call {
     List {
@@ -19,6 +59,7 @@ pub enum Call {
     Get {
         user_id: String,
         session_id: String,
+        page: Window,
     },
     End {
         user_id: String,
@@ -37,6 +78,7 @@ pub enum Call {
     },
     Shared {
         token: String,
+        page: Window,
     },
 }
 
@@ -86,8 +128,10 @@ impl Call {
             Call::Get {
                 user_id,
                 session_id,
-            } => match store.transcript(&session_id, None)? {
+                page,
+            } => match store.transcript_page(&session_id, page)? {
                 Some(t) if t.session.user_id == user_id => {
+                    let paging = Paging::of(&t, page);
                     let messages: Vec<_> = t.messages.iter().map(HistoryMessage::of).collect();
                     error::json(
                         200,
@@ -96,6 +140,8 @@ impl Call {
                             "name": t.session.name,
                             "model_id": t.session.model_id,
                             "messages": messages,
+                            "has_more": paging.has_more,
+                            "next_before": paging.next_before,
                         }),
                     )
                     .into()
@@ -140,15 +186,18 @@ impl Call {
                 store.unshare(&session_id, now)?;
                 Response::empty(204).into()
             }
-            Call::Shared { token } => match store.shared(&token)? {
-                Some(Transcript { session, messages }) => {
-                    let messages: Vec<_> = messages.iter().map(HistoryMessage::of).collect();
+            Call::Shared { token, page } => match store.shared(&token, page)? {
+                Some(t) => {
+                    let paging = Paging::of(&t, page);
+                    let messages: Vec<_> = t.messages.iter().map(HistoryMessage::of).collect();
                     error::json(
                         200,
                         &serde_json::json!({
-                            "session_id": session.id,
-                            "name": session.name,
+                            "session_id": t.session.id,
+                            "name": t.session.name,
                             "messages": messages,
+                            "has_more": paging.has_more,
+                            "next_before": paging.next_before,
                         }),
                     )
                     .into()
@@ -156,6 +205,23 @@ impl Call {
                 None => error::json_error(404, "Shared session not found").into(),
             },
         })
+    }
+}
+
+/// Where a transcript page sits in its session: whether older messages remain, and the
+/// `?before=` that asks for them.
+struct Paging {
+    has_more: bool,
+    next_before: Option<u64>,
+}
+
+impl Paging {
+    fn of(transcript: &Transcript, page: Window) -> Paging {
+        let first = page.range(transcript.session.message_count).start;
+        Paging {
+            has_more: first > 0,
+            next_before: (first > 0).then_some(first),
+        }
     }
 }
 

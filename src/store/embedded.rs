@@ -3,7 +3,7 @@
 //! Every write is one redb write transaction, committed with redb's default
 //! `Durability::Immediate` (fsync before `commit` returns), so a write that returned `Ok`
 //! survives `kill -9`. redb runs one writer at a time and readers on snapshots, which is
-//! what makes the read-check-write of `append` (owner, cap) atomic across lane threads.
+//! what makes the read-check-write of `append` (owner, cap, byte budget) atomic across lane threads.
 //!
 //! Layout: a session's record and each of its messages are rows of their own, so an append
 //! writes one message row and rewrites only the small session record, never the
@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | `meta` | `"format"` → layout version ([`FORMAT`]) | `open` refuses other layouts |
 //! | `sessions` | (id, `RECORD` = u64::MAX) → session record | every lookup by id |
-//! | `sessions` | (id, seq) → message record, seq from 0 | `transcript` (the last n are a range from `count - n`) |
+//! | `sessions` | (id, seq) → message record, seq from 0 | `transcript_page` (a window is a range of seqs) |
 //! | `user_start` | (user id, start) ⇒ session ids | `user_sessions`, newest first |
 //! | `user_active` | user id ⇒ ids of active sessions | `latest_active` |
 //! | `active` | id of an active session → () | `end_idle`, `count_active` |
@@ -42,6 +42,7 @@
 //! bytes a row, small next to message content.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 
 use redb::{
@@ -51,7 +52,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Append, AssistingAdmin, Message, Millis, Result, Sender, Session, Store, StoreError, Transcript,
+    Append, AssistingAdmin, Message, Millis, Result, Sender, Session, Store, StoreError,
+    Transcript, Window, SESSION_BYTES,
 };
 
 /// The file's name inside `DATA_DIR`.
@@ -173,9 +175,9 @@ impl Store for Embedded {
         Ok(load(&sessions, id)?.map(|record| record.into_session(id)))
     }
 
-    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>> {
+    fn transcript_page(&self, id: &str, window: Window) -> Result<Option<Transcript>> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        read_transcript(&txn, id, last)
+        read_transcript(&txn, id, window)
     }
 
     fn latest_active(&self, user_id: &str) -> Result<Option<Session>> {
@@ -264,13 +266,13 @@ impl Store for Embedded {
         })
     }
 
-    fn shared(&self, token: &str) -> Result<Option<Transcript>> {
+    fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let shares = txn.open_table(SHARES).map_err(db_err)?;
         let Some(id) = shares.get(token).map_err(db_err)? else {
             return Ok(None);
         };
-        read_transcript(&txn, id.value(), None)
+        read_transcript(&txn, id.value(), window)
     }
 
     fn end_idle(&self, idle_before: Millis, at: Millis) -> Result<Vec<String>> {
@@ -410,20 +412,16 @@ impl IndexKeys<'_> {
     }
 }
 
-/// The session with its last `last` messages (all with `None`).
-fn read_transcript(
-    txn: &ReadTransaction,
-    id: &str,
-    last: Option<usize>,
-) -> Result<Option<Transcript>> {
+/// The session with the messages `window` selects: a range of rows, so only those are
+/// read.
+fn read_transcript(txn: &ReadTransaction, id: &str, window: Window) -> Result<Option<Transcript>> {
     let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
     let Some(record) = load(&sessions, id)? else {
         return Ok(None);
     };
-    let count = record.msg_count;
-    let first = last.map_or(0, |n| count.saturating_sub(n as u64));
+    let Range { start, end } = window.range(record.msg_count);
     let messages = sessions
-        .range((id, first)..(id, count))
+        .range((id, start)..(id, end))
         .map_err(db_err)?
         .map(|row| {
             let (_, value) = row.map_err(db_err)?;
@@ -461,6 +459,15 @@ fn append_in(tables: &mut Tables, append: &Append) -> Result<Result<Session>> {
         return Ok(Err(StoreError::SessionFull));
     }
     let row = encode(&MessageRecord::from_message(message))?;
+    let held = match new.msg_bytes {
+        Some(bytes) => bytes,
+        None => stored_bytes(&tables.sessions, id, new.msg_count)?,
+    };
+    let bytes = held.saturating_add(row.len() as u64);
+    if bytes > SESSION_BYTES {
+        return Ok(Err(StoreError::SessionFull));
+    }
+    new.msg_bytes = Some(bytes);
     tables
         .sessions
         .insert((id, new.msg_count), row.as_slice())
@@ -477,6 +484,21 @@ fn append_in(tables: &mut Tables, append: &Append) -> Result<Result<Session>> {
     }
     tables.put(id, old.as_ref(), &new)?;
     Ok(Ok(new.into_session(id)))
+}
+
+/// The bytes of a session's message rows, summed: the one-time count for a session
+/// stored before records kept `msgBytes`.
+fn stored_bytes(
+    sessions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    id: &str,
+    count: u64,
+) -> Result<u64> {
+    let mut bytes = 0_u64;
+    for row in sessions.range((id, 0)..(id, count)).map_err(db_err)? {
+        let (_, value) = row.map_err(db_err)?;
+        bytes = bytes.saturating_add(value.value().len() as u64);
+    }
+    Ok(bytes)
 }
 
 fn load(
@@ -567,6 +589,10 @@ struct SessionRecord {
     /// Messages stored so far: the next message's sequence number.
     #[serde(rename = "msgCount", default)]
     msg_count: u64,
+    /// The bytes of the message rows, against [`SESSION_BYTES`]. Absent in records
+    /// written before it was kept: the next append counts the rows once.
+    #[serde(rename = "msgBytes", default, skip_serializing_if = "Option::is_none")]
+    msg_bytes: Option<u64>,
 }
 
 impl SessionRecord {
@@ -591,6 +617,7 @@ impl SessionRecord {
             created_at: at,
             modified_at: at,
             msg_count: 0,
+            msg_bytes: Some(0),
         }
     }
 

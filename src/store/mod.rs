@@ -14,6 +14,7 @@ pub mod timed;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::config::StoreConfig;
@@ -64,6 +65,47 @@ fn wrap<S: Store + 'static>(
 
 /// Milliseconds since the Unix epoch: the resolution of a BSON date.
 pub type Millis = i64;
+
+/// The most message bytes one session may hold, as each backend stores them (BSON for
+/// MongoDB, the JSON row for redb; sealed content counts at its sealed size). MongoDB
+/// refuses a document over 16 MiB, and the message cap alone does not keep a session
+/// under it (5,000 messages of 10 KB are 50 MB): 12 MiB leaves room for the session's
+/// own fields and the per-message BSON framing of 5,000 messages. The embedded store
+/// keeps the same budget, so that its sessions fit MongoDB too and both answer alike.
+pub const SESSION_BYTES: u64 = 12 * 1024 * 1024;
+
+/// Which messages of a session a read returns: the `limit` newest of those before
+/// position `before` (a message's position is its index in the session, from 0, and
+/// never changes: messages are only ever appended). `None` means before the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+impl Window {
+    /// Every message.
+    pub const ALL: Window = Window::last(None);
+
+    /// The last `n` messages (all with `None`).
+    pub const fn last(n: Option<usize>) -> Window {
+        Window {
+            before: None,
+            limit: match n {
+                Some(n) => n,
+                None => usize::MAX,
+            },
+        }
+    }
+
+    /// The positions this window selects in a session of `count` messages. A `before`
+    /// past the end is the end.
+    pub fn range(self, count: u64) -> Range<u64> {
+        let end = self.before.map_or(count, |before| before.min(count));
+        let limit = u64::try_from(self.limit).unwrap_or(u64::MAX);
+        end.saturating_sub(limit)..end
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Sender {
@@ -214,14 +256,16 @@ pub struct Append<'a> {
     pub name: &'a str,
     pub model_id: &'a str,
     pub message: &'a Message,
-    /// The session's cap (`MAX_MESSAGES_PER_SESSION`): an append that would exceed it
-    /// fails with [`StoreError::SessionFull`] and stores nothing.
+    /// The session's cap (`MAX_MESSAGES_PER_SESSION`): an append that would exceed it,
+    /// or [`SESSION_BYTES`], fails with [`StoreError::SessionFull`] and stores nothing.
     pub max_messages: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreError {
     NotOwner,
+    /// The session holds `MAX_MESSAGES_PER_SESSION` messages or [`SESSION_BYTES`]:
+    /// final, the user must start a new chat.
     SessionFull,
     /// The backend cannot be reached or failed; the text is for logs only.
     Unavailable(String),
@@ -267,7 +311,13 @@ pub trait Store: Send + Sync {
     fn session(&self, id: &str) -> Result<Option<Session>>;
 
     /// The session with its last `last` messages (all with `None`).
-    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>>;
+    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>> {
+        self.transcript_page(id, Window::last(last))
+    }
+
+    /// The session with the messages `window` selects, oldest first. The backend reads
+    /// only those: what one request costs is bounded by its window, not by the session.
+    fn transcript_page(&self, id: &str, window: Window) -> Result<Option<Transcript>>;
 
     /// The user's active session with the latest `lastActivity`.
     fn latest_active(&self, user_id: &str) -> Result<Option<Session>>;
@@ -288,8 +338,8 @@ pub trait Store: Send + Sync {
     /// Removes the share token; false when the session does not exist.
     fn unshare(&self, id: &str, at: Millis) -> Result<bool>;
 
-    /// The shared session with all its messages.
-    fn shared(&self, token: &str) -> Result<Option<Transcript>>;
+    /// The shared session with the messages `window` selects, as [`Store::transcript_page`].
+    fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>>;
 
     /// Ends every active session whose `lastActivity` is before `idle_before`; returns
     /// their ids.

@@ -6,7 +6,7 @@
 //! `ENCRYPT_ALL_FIELDS` off must not leave ciphertext on screen, and a value that is not
 //! sealed comes back as stored (`Cipher::open`).
 
-use super::{Append, Message, Millis, Result, Session, Store, StoreError, Transcript};
+use super::{Append, Message, Millis, Result, Session, Store, StoreError, Transcript, Window};
 use crate::crypto::Cipher;
 
 pub struct Sealed<S> {
@@ -129,10 +129,10 @@ impl<S: Store> Store for Sealed<S> {
         Ok(self.inner.session(id)?.map(|s| self.open_session(s)))
     }
 
-    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>> {
+    fn transcript_page(&self, id: &str, window: Window) -> Result<Option<Transcript>> {
         Ok(self
             .inner
-            .transcript(id, last)?
+            .transcript_page(id, window)?
             .map(|t| self.open_transcript(t)))
     }
 
@@ -164,8 +164,11 @@ impl<S: Store> Store for Sealed<S> {
         self.inner.unshare(id, at)
     }
 
-    fn shared(&self, token: &str) -> Result<Option<Transcript>> {
-        Ok(self.inner.shared(token)?.map(|t| self.open_transcript(t)))
+    fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>> {
+        Ok(self
+            .inner
+            .shared(token, window)?
+            .map(|t| self.open_transcript(t)))
     }
 
     fn end_idle(&self, idle_before: Millis, at: Millis) -> Result<Vec<String>> {

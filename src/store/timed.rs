@@ -8,10 +8,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Append, Millis, Result, Session, Store, Transcript};
+use super::{Append, Millis, Result, Session, Store, Transcript, Window};
 use crate::metrics::StoreTimings;
 
-/// The `operation` label: one value per [`Store`] method, named after it.
+/// The `operation` label: one value per [`Store`] method, named after it; a
+/// [`Store::transcript_page`] is a `transcript`, which is one of its windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     Append,
@@ -104,8 +105,8 @@ impl<S: Store> Store for Timed<S> {
         self.time(Operation::Session, |s| s.session(id))
     }
 
-    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>> {
-        self.time(Operation::Transcript, |s| s.transcript(id, last))
+    fn transcript_page(&self, id: &str, window: Window) -> Result<Option<Transcript>> {
+        self.time(Operation::Transcript, |s| s.transcript_page(id, window))
     }
 
     fn latest_active(&self, user_id: &str) -> Result<Option<Session>> {
@@ -132,8 +133,8 @@ impl<S: Store> Store for Timed<S> {
         self.time(Operation::Unshare, |s| s.unshare(id, at))
     }
 
-    fn shared(&self, token: &str) -> Result<Option<Transcript>> {
-        self.time(Operation::Shared, |s| s.shared(token))
+    fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>> {
+        self.time(Operation::Shared, |s| s.shared(token, window))
     }
 
     fn end_idle(&self, idle_before: Millis, at: Millis) -> Result<Vec<String>> {
@@ -165,7 +166,7 @@ mod tests {
         fn session(&self, _: &str) -> Result<Option<Session>> {
             Ok(None)
         }
-        fn transcript(&self, _: &str, _: Option<usize>) -> Result<Option<Transcript>> {
+        fn transcript_page(&self, _: &str, _: Window) -> Result<Option<Transcript>> {
             Ok(None)
         }
         fn latest_active(&self, _: &str) -> Result<Option<Session>> {
@@ -186,7 +187,7 @@ mod tests {
         fn unshare(&self, _: &str, _: Millis) -> Result<bool> {
             Ok(false)
         }
-        fn shared(&self, _: &str) -> Result<Option<Transcript>> {
+        fn shared(&self, _: &str, _: Window) -> Result<Option<Transcript>> {
             Ok(None)
         }
         fn end_idle(&self, _: Millis, _: Millis) -> Result<Vec<String>> {

@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use chatbox::store::{Append, Message, Millis, Sender, Session, Store, StoreError};
+use chatbox::store::{
+    Append, Message, Millis, Sender, Session, Store, StoreError, Window, SESSION_BYTES,
+};
 
 /// One `#[test]` per case; `$fresh()` must return a new, empty store each time, as
 /// anything that dereferences to `dyn Store` (a `Box`, or a guard owning a temp dir).
@@ -21,9 +23,12 @@ macro_rules! conformance_tests {
             later_appends_keep_name_and_model,
             append_checks_the_owner,
             append_past_the_cap_stores_nothing,
+            append_past_the_byte_budget_stores_nothing,
             a_batch_appends_each_on_its_own,
             messages_keep_their_order,
             transcript_gives_the_last_n_oldest_first,
+            transcript_pages_walk_back_from_the_newest,
+            shared_transcripts_come_in_pages_too,
             message_fields_round_trip,
             unicode_content_round_trips,
             ai_replies_update_token_and_time_stats,
@@ -206,6 +211,43 @@ pub fn append_past_the_cap_stores_nothing(store: &dyn Store) {
     assert_eq!(store.count_active().unwrap(), 1);
 }
 
+/// The budget counts stored bytes, which a backend may make larger than the content
+/// (framing, sealing) but never smaller: no more content than the budget fits, and
+/// the budget is not so small that sessions of ordinary messages run into it.
+pub fn append_past_the_byte_budget_stores_nothing(store: &dyn Store) {
+    const MIB: usize = 1024 * 1024;
+    let big = |n: usize| message(&format!("m{n}"), Sender::User, &"x".repeat(MIB), n as i64);
+    let mut stored = 0;
+    let refused = loop {
+        match append_as(store, "s1", "alice", &big(stored)) {
+            Ok(session) => {
+                stored += 1;
+                assert_eq!(session.message_count, stored as u64);
+            }
+            Err(error) => break error,
+        }
+        assert!(stored * MIB <= SESSION_BYTES as usize, "over the budget");
+    };
+    assert_eq!(refused, StoreError::SessionFull);
+    assert!(stored >= 8, "only {stored} MiB fit");
+    let session = store.session("s1").unwrap().unwrap();
+    assert_eq!(
+        session.message_count, stored as u64,
+        "the refused one is not stored"
+    );
+    let transcript = store.transcript("s1", Some(1)).unwrap().unwrap();
+    assert_eq!(
+        transcript.messages[0].id.as_deref(),
+        Some(&*format!("m{}", stored - 1))
+    );
+    // Full stays full (it does not depend on a count made once), and only this session is.
+    assert_eq!(
+        append_as(store, "s1", "alice", &big(99)),
+        Err(StoreError::SessionFull)
+    );
+    say(store, "s2", "alice", "a fresh session", 1);
+}
+
 pub fn a_batch_appends_each_on_its_own(store: &dyn Store) {
     assert!(store.append_batch(&[]).is_empty());
     say(store, "mine", "ann", "first", 1);
@@ -276,6 +318,73 @@ pub fn transcript_gives_the_last_n_oldest_first(store: &dyn Store) {
         transcript.session.message_count, 5,
         "the session counts them all"
     );
+}
+
+/// Texts of the page `window` of session `s1`.
+fn page(store: &dyn Store, before: Option<u64>, limit: usize) -> Vec<String> {
+    let window = Window { before, limit };
+    let transcript = store.transcript_page("s1", window).expect("page");
+    let transcript = transcript.expect("session exists");
+    assert_eq!(
+        transcript.session.message_count, 7,
+        "the session counts them all"
+    );
+    transcript.messages.into_iter().map(|m| m.content).collect()
+}
+
+pub fn transcript_pages_walk_back_from_the_newest(store: &dyn Store) {
+    for (i, text) in ["a", "b", "c", "d", "e", "f", "g"].iter().enumerate() {
+        say(store, "s1", "alice", text, 1_000 + i as i64);
+    }
+    // Positions count from 0; `before` is the position of the page's first message.
+    assert_eq!(page(store, None, 3), ["e", "f", "g"]);
+    assert_eq!(page(store, Some(4), 3), ["b", "c", "d"]);
+    assert_eq!(page(store, Some(1), 3), ["a"]);
+    assert!(page(store, Some(0), 3).is_empty());
+    assert_eq!(page(store, Some(7), 2), ["f", "g"]);
+    assert_eq!(
+        page(store, Some(1_000_000), 2),
+        ["f", "g"],
+        "past the end is the end"
+    );
+    assert_eq!(page(store, Some(u64::MAX), 1), ["g"]);
+    assert_eq!(page(store, None, 100), ["a", "b", "c", "d", "e", "f", "g"]);
+    assert!(page(store, Some(5), 0).is_empty());
+    assert_eq!(
+        store
+            .transcript_page(
+                "s2",
+                Window {
+                    before: None,
+                    limit: 3
+                }
+            )
+            .unwrap(),
+        None
+    );
+}
+
+pub fn shared_transcripts_come_in_pages_too(store: &dyn Store) {
+    for (i, text) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        say(store, "s1", "alice", text, 1_000 + i as i64);
+    }
+    store.share("s1", "tok", 2_000).unwrap();
+    let texts = |before, limit| {
+        let shared = store
+            .shared("tok", Window { before, limit })
+            .unwrap()
+            .unwrap();
+        assert_eq!(shared.session.message_count, 5);
+        shared
+            .messages
+            .into_iter()
+            .map(|m| m.content)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(texts(None, 2), ["d", "e"]);
+    assert_eq!(texts(Some(3), 2), ["b", "c"]);
+    assert_eq!(texts(Some(1), 2), ["a"]);
+    assert_eq!(store.shared("other", Window::ALL).unwrap(), None);
 }
 
 pub fn message_fields_round_trip(store: &dyn Store) {
@@ -464,7 +573,7 @@ pub fn end_closes_a_session_once(store: &dyn Store) {
 pub fn share_token_is_stable_until_unshared(store: &dyn Store) {
     assert_eq!(store.share("missing", "tok-0", 1_000).unwrap(), None);
     assert!(!store.unshare("missing", 1_000).unwrap());
-    assert_eq!(store.shared("tok-0").unwrap(), None);
+    assert_eq!(store.shared("tok-0", Window::ALL).unwrap(), None);
     say(store, "s1", "alice", "question", 1_000);
     say(store, "s1", "alice", "more", 2_000);
     say(store, "s2", "bob", "other", 2_500);
@@ -479,14 +588,14 @@ pub fn share_token_is_stable_until_unshared(store: &dyn Store) {
     );
     let session = store.session("s1").unwrap().unwrap();
     assert_eq!(session.share_token.as_deref(), Some("tok-1"));
-    let shared = store.shared("tok-1").unwrap().unwrap();
+    let shared = store.shared("tok-1", Window::ALL).unwrap().unwrap();
     assert_eq!(shared.session, session);
     let texts: Vec<&str> = shared.messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(texts, ["question", "more"]);
-    assert_eq!(store.shared("tok-2").unwrap(), None);
+    assert_eq!(store.shared("tok-2", Window::ALL).unwrap(), None);
 
     assert!(store.unshare("s1", 5_000).unwrap());
-    assert_eq!(store.shared("tok-1").unwrap(), None);
+    assert_eq!(store.shared("tok-1", Window::ALL).unwrap(), None);
     let session = store.session("s1").unwrap().unwrap();
     assert_eq!((session.share_token, session.modified_at), (None, 5_000));
     assert!(
@@ -497,7 +606,15 @@ pub fn share_token_is_stable_until_unshared(store: &dyn Store) {
         store.share("s1", "tok-3", 7_000).unwrap().as_deref(),
         Some("tok-3")
     );
-    assert_eq!(store.shared("tok-3").unwrap().unwrap().session.id, "s1");
+    assert_eq!(
+        store
+            .shared("tok-3", Window::ALL)
+            .unwrap()
+            .unwrap()
+            .session
+            .id,
+        "s1"
+    );
     assert_eq!(store.session("s2").unwrap().unwrap().share_token, None);
 }
 
@@ -553,5 +670,5 @@ pub fn unknown_sessions_read_as_none(store: &dyn Store) {
     assert_eq!(store.session("s").unwrap(), None);
     assert_eq!(store.transcript("s2", None).unwrap(), None);
     assert_eq!(store.transcript("s2", Some(3)).unwrap(), None);
-    assert_eq!(store.shared("").unwrap(), None);
+    assert_eq!(store.shared("", Window::ALL).unwrap(), None);
 }

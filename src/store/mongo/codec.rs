@@ -21,6 +21,11 @@ pub const MESSAGE_COUNT: &str = "msgCount";
 /// no such count, so for its documents it is inferred (see [`Header::reply_count`]).
 pub const REPLY_COUNT: &str = "respCount";
 
+/// The bytes of the messages in `msgs`, against [`crate::store::SESSION_BYTES`].
+/// **[new]**: the old service kept no such count; its documents are counted on the
+/// first append (see `Mongo::counted_header`).
+pub const MESSAGE_BYTES: &str = "msgBytes";
+
 pub fn date(at: Millis) -> Bson {
     Bson::DateTime(DateTime::from_millis(at))
 }
@@ -58,6 +63,14 @@ pub fn message_doc(message: &Message) -> Document {
         doc.insert("respMs", resp_ms);
     }
     doc
+}
+
+/// What `message` adds to a session document: its size as BSON.
+pub fn message_size(message: &Message) -> Result<u64, StoreError> {
+    let bytes = message_doc(message)
+        .to_vec()
+        .map_err(|err| StoreError::Unavailable(format!("encoding a message: {err}")))?;
+    Ok(bytes.len() as u64)
 }
 
 pub fn message_of(doc: &Document, session_id: &str) -> Result<Message, StoreError> {
@@ -122,6 +135,8 @@ pub struct Header {
     pub session: Session,
     /// The replies behind `avgRespTime`.
     pub reply_count: i64,
+    /// [`MESSAGE_BYTES`]; `None` on a document of the old service, not counted yet.
+    pub message_bytes: Option<u64>,
 }
 
 impl Header {
@@ -172,6 +187,7 @@ impl Header {
                 user_id,
             },
             reply_count,
+            message_bytes: integer(doc, MESSAGE_BYTES).and_then(|n| u64::try_from(n).ok()),
         })
     }
 }

@@ -4,7 +4,7 @@
 //! driver's blocking calls, and the sleeps between retries, never reach the loop.
 //!
 //! **Reads** ask the server for what they need and no more: a session's header comes
-//! from an aggregation that replaces `msgs` by its size, a transcript's tail from
+//! from an aggregation that replaces `msgs` by its size, a page of a transcript from
 //! `$slice`, listings from `$sort`/`$limit` over the indexes. No read scans the
 //! collection on the client.
 //!
@@ -18,26 +18,32 @@
 //! first asks whether the session already holds the message id: when an attempt was
 //! stored but its answer lost, the message is found, not stored twice.
 //!
+//! **Durability**: writes are acknowledged once a majority has journaled them, unless
+//! `MONGO_URI` asks for less ([`concern`]).
+//!
 //! **Timeouts** (spec): reads 10 s (`maxTimeMS`), writes 5 s; the driver waits at
 //! most [`SERVER_SELECTION`] for a usable server before an attempt fails, and its
 //! monitor interrupts operations on a connection that stops answering. Retries
 //! ([`retry`]) fit inside those budgets.
 
 mod codec;
+mod concern;
 mod retry;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::sync::{Client, Collection, Cursor, Database};
 use mongodb::IndexModel;
 
-use self::codec::{date, Header, MESSAGE_COUNT, REPLY_COUNT};
+use self::codec::{date, Header, MESSAGE_BYTES, MESSAGE_COUNT, REPLY_COUNT};
 use self::retry::{is_duplicate_key, Failure, Retry};
-use super::{Append, Millis, Result, Sender, Session, Store, StoreError, Transcript};
+use super::{
+    Append, Millis, Result, Sender, Session, Store, StoreError, Transcript, Window, SESSION_BYTES,
+};
 use crate::config::MongoConfig;
 
 /// One try of an operation, as [`Retry::run`] takes it.
@@ -92,6 +98,7 @@ impl Mongo {
             .run()
             .map_err(|err| StoreError::Unavailable(format!("MONGO_URI: {err}")))?;
         options.app_name = Some("chatbox".into());
+        options.write_concern = Some(concern::durable(options.write_concern.take(), WRITE_BUDGET));
         options.connect_timeout = Some(config.connect_timeout);
         options.server_selection_timeout = Some(config.connect_timeout.min(SERVER_SELECTION));
         let client = Client::with_options(options)
@@ -160,23 +167,12 @@ impl Mongo {
         Ok(self.headers(doc! {"_id": id}, None)?.into_iter().next())
     }
 
-    /// The first session matching `filter`, with the last `last` of its messages.
-    fn transcript_where(
-        &self,
-        filter: Document,
-        last: Option<usize>,
-    ) -> Attempt<Option<Transcript>> {
+    /// The first session matching `filter`, with the messages `window` selects: sliced
+    /// on the server, so only those cross the wire.
+    fn transcript_where(&self, filter: Document, window: Window) -> Attempt<Option<Transcript>> {
         let mut fields = doc! {MESSAGE_COUNT: message_count()};
-        match last {
-            None => {}
-            // `$slice` takes a non-zero count.
-            Some(0) => {
-                fields.insert("msgs", doc! {"$literal": []});
-            }
-            Some(n) => {
-                let tail = -i64::try_from(n).unwrap_or(i64::MAX);
-                fields.insert("msgs", doc! {"$slice": [all_messages(), tail]});
-            }
+        if window != Window::ALL {
+            fields.insert("msgs", window_of_messages(window));
         }
         let pipeline = vec![
             doc! {"$match": filter},
@@ -192,12 +188,13 @@ impl Mongo {
     }
 
     fn try_append(&self, append: &Append) -> Attempt<Session> {
+        let size = codec::message_size(append.message)?;
         // A collision means another writer changed the session between our read and
         // our write; the second read sees that change, so twice is enough.
         for _ in 0..2 {
-            let header = self.header(append.session_id)?;
-            refusal(header.as_ref(), append)?;
-            let plan = Plan::new(append, header.as_ref());
+            let header = self.counted_header(append.session_id)?;
+            refusal(header.as_ref(), append, size)?;
+            let plan = Plan::new(append, header.as_ref(), size);
             match self
                 .sessions
                 .update_one(plan.filter, plan.update)
@@ -206,7 +203,7 @@ impl Mongo {
             {
                 Ok(_) => return Ok(plan.after),
                 Err(err) if is_duplicate_key(&err) => {
-                    refusal(self.header(append.session_id)?.as_ref(), append)?;
+                    refusal(self.header(append.session_id)?.as_ref(), append, size)?;
                 }
                 Err(err) => return Err(err.into()),
             }
@@ -216,6 +213,37 @@ impl Mongo {
             append.session_id
         ))
         .into())
+    }
+
+    /// The session's header with its message bytes known. A document of the old
+    /// service has no [`MESSAGE_BYTES`] yet: it is counted on the server and the count
+    /// stored, once, before the first append adds to it. The count is of the whole
+    /// document, a little more than its messages: on the safe side of the budget.
+    fn counted_header(&self, id: &str) -> Attempt<Option<Header>> {
+        match self.header(id)? {
+            Some(header) if header.message_bytes.is_none() => {
+                let pipeline = vec![
+                    doc! {"$match": {"_id": id}},
+                    doc! {"$project": {MESSAGE_BYTES: {"$bsonSize": "$$ROOT"}}},
+                ];
+                let Some(counted) = self.aggregate(pipeline)?.next().transpose()? else {
+                    return Ok(None);
+                };
+                let bytes = counted
+                    .get(MESSAGE_BYTES)
+                    .cloned()
+                    .unwrap_or(Bson::Int64(0));
+                // Another writer may have stored its count first: then that one stands.
+                self.sessions
+                    .update_one(
+                        doc! {"_id": id, MESSAGE_BYTES: {"$exists": false}},
+                        doc! {"$set": {MESSAGE_BYTES: bytes}},
+                    )
+                    .run()?;
+                self.header(id)
+            }
+            found => Ok(found),
+        }
     }
 
     /// The session, when it already holds this message: the attempt before a retry
@@ -247,6 +275,30 @@ impl Mongo {
     }
 }
 
+/// Counters are int64 in the documents, as the old service wrote them.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The messages `window` selects, as a pipeline expression: the first `before`, then
+/// the last `limit` of those. Two two-argument `$slice`s rather than one with a
+/// position, which nx-27017 (the tests' server) reads with its arguments swapped.
+fn window_of_messages(window: Window) -> Bson {
+    if window.before == Some(0) || window.limit == 0 {
+        // `$slice` takes a non-zero count.
+        return Bson::Document(doc! {"$literal": []});
+    }
+    // `$slice` takes 32-bit counts; no session holds that many messages, so a larger
+    // one means the same as the largest.
+    let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    let upto = match window.before {
+        Some(before) => doc! {"$slice": [all_messages(), count(before)]},
+        None => all_messages(),
+    };
+    let limit = count(u64::try_from(window.limit).unwrap_or(u64::MAX));
+    Bson::Document(doc! {"$slice": [upto, -limit]})
+}
+
 /// The size of `msgs`, as a pipeline expression (0 when a document has none).
 fn message_count() -> Document {
     doc! {"$size": all_messages()}
@@ -256,13 +308,22 @@ fn all_messages() -> Document {
     doc! {"$ifNull": ["$msgs", []]}
 }
 
-/// Why `append` may not go to the session as read (`None`: it does not exist yet).
-fn refusal(header: Option<&Header>, append: &Append) -> std::result::Result<(), StoreError> {
+/// Why `append`, of `size` bytes, may not go to the session as read (`None`: it does
+/// not exist yet).
+fn refusal(
+    header: Option<&Header>,
+    append: &Append,
+    size: u64,
+) -> std::result::Result<(), StoreError> {
     let session = header.map(|h| &h.session);
     if session.is_some_and(|s| s.user_id != append.user_id) {
         return Err(StoreError::NotOwner);
     }
     if session.map_or(0, |s| s.message_count) >= append.max_messages as u64 {
+        return Err(StoreError::SessionFull);
+    }
+    let held = header.and_then(|h| h.message_bytes).unwrap_or(0);
+    if held.saturating_add(size) > SESSION_BYTES {
         return Err(StoreError::SessionFull);
     }
     Ok(())
@@ -276,7 +337,8 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(append: &Append, header: Option<&Header>) -> Plan {
+    /// `size`: the message's bytes, which [`refusal`] found to fit the budget.
+    fn new(append: &Append, header: Option<&Header>, size: u64) -> Plan {
         let message = append.message;
         let at = message.at;
         let mut filter = doc! {"_id": append.session_id, "uid": append.user_id};
@@ -286,6 +348,12 @@ impl Plan {
         filter.insert(
             format!("msgs.{}", append.max_messages.saturating_sub(1)),
             doc! {"$exists": false},
+        );
+        // The byte budget, restated the same way. A new session has no count yet: the
+        // upsert inserts it, and `$inc` starts the count there.
+        filter.insert(
+            MESSAGE_BYTES,
+            doc! {"$lte": to_i64(SESSION_BYTES.saturating_sub(size))},
         );
 
         let mut after = match header {
@@ -303,7 +371,7 @@ impl Plan {
         after.modified_at = at;
 
         let mut set = doc! {"lastActivity": date(at), "_mt": date(at)};
-        let mut inc = Document::new();
+        let mut inc = doc! {MESSAGE_BYTES: to_i64(size)};
         let mut max = Document::new();
         if let (Sender::Ai, Some(resp_ms)) = (message.sender, message.resp_ms) {
             let tokens = message.tokens.unwrap_or(0);
@@ -343,9 +411,9 @@ impl Plan {
             "$push": {"msgs": codec::message_doc(message)},
             "$set": set,
             "$setOnInsert": on_insert,
+            "$inc": inc,
         };
-        if !inc.is_empty() {
-            update.insert("$inc", inc);
+        if !max.is_empty() {
             update.insert("$max", max);
         }
         Plan {
@@ -416,9 +484,9 @@ impl Store for Mongo {
         self.read("session", || Ok(self.header(id)?.map(|h| h.session)))
     }
 
-    fn transcript(&self, id: &str, last: Option<usize>) -> Result<Option<Transcript>> {
+    fn transcript_page(&self, id: &str, window: Window) -> Result<Option<Transcript>> {
         self.read("transcript", || {
-            self.transcript_where(doc! {"_id": id}, last)
+            self.transcript_where(doc! {"_id": id}, window)
         })
     }
 
@@ -488,9 +556,9 @@ impl Store for Mongo {
         })
     }
 
-    fn shared(&self, token: &str) -> Result<Option<Transcript>> {
+    fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>> {
         self.read("shared", || {
-            self.transcript_where(doc! {"shareToken": token}, None)
+            self.transcript_where(doc! {"shareToken": token}, window)
         })
     }
 
@@ -591,10 +659,13 @@ mod tests {
     #[test]
     fn a_new_session_starts_with_the_spec_fields_and_types() {
         let message = Message::new("m1", Sender::User, "Hi", 1_000);
-        let plan = Plan::new(&append(&message), None);
+        let plan = Plan::new(&append(&message), None, 60);
         assert_eq!(
             plan.filter,
-            doc! {"_id": "s1", "uid": "u1", "msgs.4999": {"$exists": false}}
+            doc! {
+                "_id": "s1", "uid": "u1", "msgs.4999": {"$exists": false},
+                MESSAGE_BYTES: {"$lte": 12 * 1024 * 1024 - 60_i64},
+            }
         );
         let on_insert = plan.update.get_document("$setOnInsert").unwrap();
         let names: Vec<&str> = on_insert.keys().map(String::as_str).collect();
@@ -617,10 +688,11 @@ mod tests {
         }
         assert!(matches!(on_insert.get("ts"), Some(Bson::DateTime(_))));
         assert_eq!(
-            plan.update.get("$inc"),
-            None,
-            "a user message counts nothing"
+            plan.update.get_document("$inc").unwrap(),
+            &doc! {MESSAGE_BYTES: 60_i64},
+            "a user message counts its bytes only"
         );
+        assert_eq!(plan.update.get("$max"), None);
         assert_eq!(
             (plan.after.message_count, plan.after.started_at),
             (1, 1_000)
@@ -633,14 +705,15 @@ mod tests {
         let mut header = Header {
             session: Session::new("s1", "u1", "Hi", "gpt", 1_000),
             reply_count: 3,
+            message_bytes: Some(1_000),
         };
         header.session.avg_resp_ms = 100;
         header.session.max_resp_ms = 200;
         header.session.message_count = 6;
-        let plan = Plan::new(&append(&message), Some(&header));
+        let plan = Plan::new(&append(&message), Some(&header), 90);
         assert_eq!(
             plan.update.get_document("$inc").unwrap(),
-            &doc! {"totalTokens": 10_i64, REPLY_COUNT: 1_i64}
+            &doc! {MESSAGE_BYTES: 90_i64, "totalTokens": 10_i64, REPLY_COUNT: 1_i64}
         );
         assert_eq!(
             plan.update.get_document("$max").unwrap(),

@@ -43,7 +43,13 @@ pub enum Failure {
 }
 
 impl From<Error> for Failure {
+    /// A document over MongoDB's size limit is the session's own state, not a passing
+    /// failure: it is full, and no retry (here or in the chat core) can store it.
     fn from(error: Error) -> Failure {
+        if is_too_large(&error) {
+            log::warn!("mongodb: a write was refused as too large: {error}");
+            return Failure::Refused(StoreError::SessionFull);
+        }
         Failure::Driver(error)
     }
 }
@@ -114,6 +120,33 @@ pub fn is_transient(error: &Error) -> bool {
     }
 }
 
+/// Server error codes that say a document would pass MongoDB's 16 MiB limit.
+const TOO_LARGE_CODES: &[i32] = &[
+    10334, // BSONObjectTooLarge
+    17419, // the document an update would leave is too large
+    17420, // the document an upsert would insert is too large
+];
+
+/// A write refused because the document, or the command carrying it, is too large:
+/// by the server, or by the driver before sending it. Final: the same write fails the
+/// same way every time.
+fn is_too_large(error: &Error) -> bool {
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => TOO_LARGE_CODES.contains(&write.code),
+        ErrorKind::Command(command) => TOO_LARGE_CODES.contains(&command.code),
+        ErrorKind::InvalidArgument { message, .. } => is_size_check(message),
+        _ => false,
+    }
+}
+
+/// The driver's own size checks, which it reports as an invalid argument with no kind
+/// of their own: an inserted document over `maxBsonObjectSize`, a message over
+/// `maxMessageSizeBytes` (mongodb 3.x wording).
+fn is_size_check(message: &str) -> bool {
+    message.starts_with("insert document must be within")
+        || (message.starts_with("Message length") && message.contains("over maximum"))
+}
+
 /// MongoDB's duplicate key error: a unique index (or `_id`) refused the write.
 pub fn is_duplicate_key(error: &Error) -> bool {
     match error.kind.as_ref() {
@@ -159,6 +192,38 @@ mod tests {
         assert!(!is_transient(&write_error(11000)), "duplicate key");
         assert!(is_duplicate_key(&write_error(11000)));
         assert!(!is_duplicate_key(&command_error(10107)));
+    }
+
+    #[test]
+    fn a_document_too_large_is_told_apart_and_final() {
+        for too_large in [command_error(10334), write_error(17419), write_error(17420)] {
+            assert!(is_too_large(&too_large), "{too_large}");
+            assert!(!is_transient(&too_large), "{too_large}");
+        }
+        assert!(!is_too_large(&write_error(11000)));
+        assert!(!is_too_large(&command_error(10107)));
+        assert!(!is_too_large(&io_error()));
+        // The driver's wording, which it builds in `operation/insert.rs` and
+        // `cmap/conn/wire/message.rs`.
+        assert!(is_size_check(
+            "Message length 50331700 over maximum 48000000"
+        ));
+        assert!(is_size_check(
+            "insert document must be within 16777216 bytes, but document provided is \
+             16777300 bytes"
+        ));
+        assert!(!is_size_check("limit exceeds range of i64: 5"));
+
+        let calls = Cell::new(0);
+        let result: Result<(), _> = RETRY.run("append", Duration::from_secs(5), || {
+            calls.set(calls.get() + 1);
+            Err(write_error(17419).into())
+        });
+        assert_eq!(
+            (result, calls.get()),
+            (Err(StoreError::SessionFull), 1),
+            "final: the session is full, and said so once"
+        );
     }
 
     #[test]
