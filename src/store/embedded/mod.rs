@@ -41,7 +41,8 @@
 //! (`spec/storage.md`), so both backends speak one vocabulary. Names cost a few dozen
 //! bytes a row, small next to message content.
 
-use std::collections::BTreeMap;
+mod records;
+
 use std::ops::Range;
 use std::path::Path;
 
@@ -49,12 +50,12 @@ use redb::{
     Database, MultimapTable, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
     ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle, WriteTransaction,
 };
-use serde::{Deserialize, Serialize};
 
 use super::{
-    Append, AssistingAdmin, Message, Millis, Result, Sender, Session, Store, StoreError,
-    Transcript, Window, SESSION_BYTES,
+    Append, Millis, Result, Sender, Session, Store, StoreError, Transcript, Window, SESSION_BYTES,
 };
+
+use records::{decode, encode, MessageRecord, SessionRecord};
 
 /// The file's name inside `DATA_DIR`.
 pub const FILE_NAME: &str = "chatbox.redb";
@@ -511,15 +512,6 @@ fn load(
     }
 }
 
-fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
-    // Serialising these plain structs only fails on a bug, but a write can report it.
-    serde_json::to_vec(record).map_err(|err| StoreError::Unavailable(format!("encoding: {err}")))
-}
-
-fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8], id: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt(format!("session {id}: {err}")))
-}
-
 /// A file that redb cannot read, or tables of the wrong shape (written by something else),
 /// is `Corrupt`: retrying will not help. Everything else (I/O, locks, a closed database)
 /// is `Unavailable`.
@@ -536,258 +528,5 @@ fn db_err(err: impl Into<redb::Error>) -> StoreError {
     }
 }
 
-/// A session as stored, without its id (in the key) and messages (their own rows).
-#[derive(Clone, Serialize, Deserialize)]
-struct SessionRecord {
-    uid: String,
-    nm: String,
-    #[serde(rename = "modelId")]
-    model_id: String,
-    ts: Millis,
-    #[serde(rename = "endTs", default, skip_serializing_if = "Option::is_none")]
-    end_ts: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    dur: Option<i64>,
-    #[serde(rename = "lastActivity")]
-    last_activity: Millis,
-    #[serde(rename = "adminAssisted", default)]
-    admin_assisted: bool,
-    #[serde(
-        rename = "assistingAdminId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    assisting_admin_id: Option<String>,
-    #[serde(
-        rename = "assistingAdminName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    assisting_admin_name: Option<String>,
-    #[serde(rename = "helpRequested", default)]
-    help_requested: bool,
-    #[serde(rename = "totalTokens", default)]
-    total_tokens: i64,
-    #[serde(rename = "maxRespTime", default)]
-    max_resp_ms: i64,
-    /// The sum and count behind `avgRespTime`, kept instead of the average itself so it
-    /// never drifts by rounding.
-    #[serde(rename = "respSum", default)]
-    resp_sum: i64,
-    #[serde(rename = "respCount", default)]
-    resp_count: i64,
-    #[serde(
-        rename = "shareToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    share_token: Option<String>,
-    #[serde(rename = "_ts")]
-    created_at: Millis,
-    #[serde(rename = "_mt")]
-    modified_at: Millis,
-    /// Messages stored so far: the next message's sequence number.
-    #[serde(rename = "msgCount", default)]
-    msg_count: u64,
-    /// The bytes of the message rows, against [`SESSION_BYTES`]. Absent in records
-    /// written before it was kept: the next append counts the rows once.
-    #[serde(rename = "msgBytes", default, skip_serializing_if = "Option::is_none")]
-    msg_bytes: Option<u64>,
-}
-
-impl SessionRecord {
-    fn new(append: &Append, at: Millis) -> SessionRecord {
-        SessionRecord {
-            uid: append.user_id.to_owned(),
-            nm: append.name.to_owned(),
-            model_id: append.model_id.to_owned(),
-            ts: at,
-            end_ts: None,
-            dur: None,
-            last_activity: at,
-            admin_assisted: false,
-            assisting_admin_id: None,
-            assisting_admin_name: None,
-            help_requested: false,
-            total_tokens: 0,
-            max_resp_ms: 0,
-            resp_sum: 0,
-            resp_count: 0,
-            share_token: None,
-            created_at: at,
-            modified_at: at,
-            msg_count: 0,
-            msg_bytes: Some(0),
-        }
-    }
-
-    fn into_session(self, id: &str) -> Session {
-        let assisting_admin = match (self.assisting_admin_id, self.assisting_admin_name) {
-            (Some(id), name) => Some(AssistingAdmin {
-                id,
-                name: name.unwrap_or_default(),
-            }),
-            (None, _) => None,
-        };
-        Session {
-            id: id.to_owned(),
-            user_id: self.uid,
-            name: self.nm,
-            model_id: self.model_id,
-            started_at: self.ts,
-            ended_at: self.end_ts,
-            duration_secs: self.dur,
-            last_activity: self.last_activity,
-            admin_assisted: self.admin_assisted,
-            assisting_admin,
-            help_requested: self.help_requested,
-            total_tokens: self.total_tokens,
-            max_resp_ms: self.max_resp_ms,
-            avg_resp_ms: self.resp_sum.checked_div(self.resp_count).unwrap_or(0),
-            share_token: self.share_token,
-            created_at: self.created_at,
-            modified_at: self.modified_at,
-            message_count: self.msg_count,
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct MessageRecord {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    content: String,
-    ts: Millis,
-    sender: String,
-    #[serde(rename = "fileId", default, skip_serializing_if = "Option::is_none")]
-    file_id: Option<String>,
-    #[serde(rename = "fileUrl", default, skip_serializing_if = "Option::is_none")]
-    file_url: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    meta: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tokens: Option<i64>,
-    #[serde(rename = "respMs", default, skip_serializing_if = "Option::is_none")]
-    resp_ms: Option<i64>,
-}
-
-impl MessageRecord {
-    fn from_message(message: &Message) -> MessageRecord {
-        MessageRecord {
-            id: message.id.clone(),
-            content: message.content.clone(),
-            ts: message.at,
-            sender: message.sender.as_str().to_owned(),
-            file_id: message.file_id.clone(),
-            file_url: message.file_url.clone(),
-            meta: message.meta.clone(),
-            model: message.model.clone(),
-            tokens: message.tokens,
-            resp_ms: message.resp_ms,
-        }
-    }
-
-    fn into_message(self, session_id: &str) -> Result<Message> {
-        let sender = Sender::parse(&self.sender).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "session {session_id}: unknown sender {:?}",
-                self.sender
-            ))
-        })?;
-        Ok(Message {
-            id: self.id,
-            content: self.content,
-            at: self.ts,
-            sender,
-            file_id: self.file_id,
-            file_url: self.file_url,
-            meta: self.meta,
-            model: self.model,
-            tokens: self.tokens,
-            resp_ms: self.resp_ms,
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A fresh directory per test, removed afterwards.
-    struct Dir(std::path::PathBuf);
-
-    impl Dir {
-        fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir()
-                .join(format!("chatbox-embedded-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Writes a bare redb file with one table in it, as another layout would.
-    fn foreign_file(dir: &Path, stamp: Option<u64>) {
-        let db = Database::create(dir.join(FILE_NAME)).unwrap();
-        let txn = db.begin_write().unwrap();
-        // The old layout's `active`: a multimap keyed by lastActivity.
-        let old_active: MultimapTableDefinition<Millis, &str> =
-            MultimapTableDefinition::new("active");
-        txn.open_multimap_table(old_active)
-            .unwrap()
-            .insert(1_000, "s1")
-            .unwrap();
-        if let Some(version) = stamp {
-            txn.open_table(META)
-                .unwrap()
-                .insert(FORMAT_KEY, version)
-                .unwrap();
-        }
-        txn.commit().unwrap();
-    }
-
-    fn corrupt_detail(dir: &Path) -> String {
-        match Embedded::open(dir) {
-            Err(StoreError::Corrupt(detail)) => detail,
-            Err(other) => panic!("expected Corrupt, got {other:?}"),
-            Ok(_) => panic!("expected Corrupt, the file opened"),
-        }
-    }
-
-    #[test]
-    fn a_new_file_is_stamped_and_reopens() {
-        let dir = Dir::new("stamp");
-        drop(Embedded::open(&dir.0).unwrap());
-        let store = Embedded::open(&dir.0).unwrap();
-        let txn = store.db.begin_read().unwrap();
-        let meta = txn.open_table(META).unwrap();
-        assert_eq!(meta.get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT);
-    }
-
-    #[test]
-    fn an_unversioned_file_is_refused() {
-        let dir = Dir::new("unversioned");
-        foreign_file(&dir.0, None);
-        let detail = corrupt_detail(&dir.0);
-        assert!(detail.contains("no table layout version"), "{detail}");
-    }
-
-    #[test]
-    fn another_version_is_refused() {
-        let dir = Dir::new("version");
-        foreign_file(&dir.0, Some(FORMAT + 1));
-        let detail = corrupt_detail(&dir.0);
-        assert!(
-            detail.contains(&format!("version {}", FORMAT + 1)),
-            "{detail}"
-        );
-    }
-}
+mod tests;
