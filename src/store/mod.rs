@@ -74,6 +74,25 @@ pub type Millis = i64;
 /// keeps the same budget, so that its sessions fit MongoDB too and both answer alike.
 pub const SESSION_BYTES: u64 = 12 * 1024 * 1024;
 
+/// How far past [`SESSION_BYTES`] an assistant's reply may go. A reply is owed to a user
+/// message the budget admitted and has been read by the time it is stored, so it is
+/// stored even when it does not fit; the budget refuses the user's next message
+/// instead. Two replies at most can be owed at once (one streaming, one waiting behind
+/// it), and the chat core ends a reply at [`REPLY_BYTES_MAX`], so 12 + 2 × 1 MiB of
+/// messages still leave MongoDB's 16 MiB with room for the document's framing.
+pub const REPLY_BYTES_HEADROOM: u64 = 2 * REPLY_BYTES_MAX;
+
+/// The longest reply the chat core stores, in bytes of text.
+pub const REPLY_BYTES_MAX: u64 = 1024 * 1024;
+
+/// The bytes a session may hold after appending a message from `sender`.
+pub fn byte_budget(sender: Sender) -> u64 {
+    match sender {
+        Sender::Ai => SESSION_BYTES + REPLY_BYTES_HEADROOM,
+        Sender::User | Sender::Admin | Sender::System => SESSION_BYTES,
+    }
+}
+
 /// Which messages of a session a read returns: the `limit` newest of those before
 /// position `before` (a message's position is its index in the session, from 0, and
 /// never changes: messages are only ever appended). `None` means before the end.

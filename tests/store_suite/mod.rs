@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 
 use chatbox::store::{
-    Append, Message, Millis, Sender, Session, Store, StoreError, Window, SESSION_BYTES,
+    Append, Message, Millis, Sender, Session, Store, StoreError, Window, REPLY_BYTES_HEADROOM,
+    SESSION_BYTES,
 };
 
 /// One `#[test]` per case; `$fresh()` must return a new, empty store each time, as
@@ -24,6 +25,7 @@ macro_rules! conformance_tests {
             append_checks_the_owner,
             append_past_the_cap_stores_nothing,
             append_past_the_byte_budget_stores_nothing,
+            a_reply_owed_at_the_byte_budget_is_stored,
             a_batch_appends_each_on_its_own,
             messages_keep_their_order,
             transcript_gives_the_last_n_oldest_first,
@@ -246,6 +248,43 @@ pub fn append_past_the_byte_budget_stores_nothing(store: &dyn Store) {
         Err(StoreError::SessionFull)
     );
     say(store, "s2", "alice", "a fresh session", 1);
+}
+
+/// A reply is owed to a user message the budget admitted, and the user has read it:
+/// it is stored past the budget (within `REPLY_BYTES_HEADROOM`), and the budget then
+/// refuses the user's next message instead.
+pub fn a_reply_owed_at_the_byte_budget_is_stored(store: &dyn Store) {
+    const MIB: usize = 1024 * 1024;
+    let big = |n: usize, sender| message(&format!("m{n}"), sender, &"x".repeat(MIB), n as i64);
+    let mut n = 0;
+    while append_as(store, "s1", "alice", &big(n, Sender::User)).is_ok() {
+        n += 1;
+    }
+    // Just under a MiB: what the user's last message left free plus the headroom.
+    let reply = message("r1", Sender::Ai, &"y".repeat(MIB - 4096), n as i64);
+    let stored = append_as(store, "s1", "alice", &reply).expect("the owed reply is stored");
+    assert_eq!(stored.message_count, n as u64 + 1);
+    assert_eq!(
+        append_as(store, "s1", "alice", &big(n + 1, Sender::User)),
+        Err(StoreError::SessionFull),
+        "the user's next message is still refused"
+    );
+    // The headroom is bounded too: replies cannot grow a session without end.
+    let refused = (0..4).find_map(|i| {
+        let reply = message(
+            &format!("r{}", i + 2),
+            Sender::Ai,
+            &"z".repeat(MIB),
+            n as i64,
+        );
+        append_as(store, "s1", "alice", &reply).err()
+    });
+    assert_eq!(refused, Some(StoreError::SessionFull));
+    let held = store.session("s1").unwrap().unwrap().message_count as usize;
+    assert!(
+        held * MIB <= (SESSION_BYTES + REPLY_BYTES_HEADROOM) as usize + MIB,
+        "{held} messages of about a MiB held"
+    );
 }
 
 pub fn a_batch_appends_each_on_its_own(store: &dyn Store) {

@@ -52,7 +52,7 @@ use redb::{
 };
 
 use super::{
-    Append, Millis, Result, Sender, Session, Store, StoreError, Transcript, Window, SESSION_BYTES,
+    byte_budget, Append, Millis, Result, Sender, Session, Store, StoreError, Transcript, Window,
 };
 
 use records::{decode, encode, MessageRecord, SessionRecord};
@@ -465,7 +465,7 @@ fn append_in(tables: &mut Tables, append: &Append) -> Result<Result<Session>> {
         None => stored_bytes(&tables.sessions, id, new.msg_count)?,
     };
     let bytes = held.saturating_add(row.len() as u64);
-    if bytes > SESSION_BYTES {
+    if bytes > byte_budget(message.sender) {
         return Ok(Err(StoreError::SessionFull));
     }
     new.msg_bytes = Some(bytes);

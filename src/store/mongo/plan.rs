@@ -5,7 +5,7 @@ use mongodb::bson::{doc, Document};
 
 use super::codec::{self, date, Header, MESSAGE_BYTES, REPLY_COUNT};
 use super::to_i64;
-use crate::store::{Append, Sender, Session, StoreError, SESSION_BYTES};
+use crate::store::{byte_budget, Append, Sender, Session, StoreError};
 
 /// Why `append`, of `size` bytes, may not go to the session as read (`None`: it does
 /// not exist yet).
@@ -22,7 +22,7 @@ pub(super) fn refusal(
         return Err(StoreError::SessionFull);
     }
     let held = header.and_then(|h| h.message_bytes).unwrap_or(0);
-    if held.saturating_add(size) > SESSION_BYTES {
+    if held.saturating_add(size) > byte_budget(append.message.sender) {
         return Err(StoreError::SessionFull);
     }
     Ok(())
@@ -52,7 +52,7 @@ impl Plan {
         // upsert inserts it, and `$inc` starts the count there.
         filter.insert(
             MESSAGE_BYTES,
-            doc! {"$lte": to_i64(SESSION_BYTES.saturating_sub(size))},
+            doc! {"$lte": to_i64(byte_budget(message.sender).saturating_sub(size))},
         );
 
         let mut after = match header {
