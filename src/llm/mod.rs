@@ -260,6 +260,12 @@ impl Catalog {
             .collect()
     }
 
+    /// The type of every provider (`openai`, `anthropic`, `dify`, `echo`), in
+    /// configuration order; two providers of one type give it twice.
+    pub fn types(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|(p, _)| p.kind.as_str()).collect()
+    }
+
     pub fn default_id(&self) -> &str {
         &self.default_id
     }
@@ -522,6 +528,7 @@ mod tests {
         let catalog = Catalog::new(&config(&[]));
         assert_eq!(catalog.models(), [("echo", "Echo (offline)")]);
         assert_eq!(catalog.default_id(), "echo");
+        assert_eq!(catalog.types(), ["echo"]);
         let (settings, provider) = catalog.get("echo").expect("echo");
         assert_eq!(settings.kind, ProviderKind::Echo);
         let turns = [Turn {
@@ -563,6 +570,7 @@ mod tests {
             [("local", "Local Llama"), ("claude", "claude")]
         );
         assert_eq!(catalog.default_id(), "claude");
+        assert_eq!(catalog.types(), ["openai", "anthropic"]);
         let (settings, _) = catalog.get("local").expect("local");
         assert_eq!(
             (settings.kind, settings.model.as_str()),
