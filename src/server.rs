@@ -95,8 +95,7 @@ impl Server {
         let waker = reactor::waker(&poll)?;
         let (completions, queue) = completion_channel(waker, COMPLETION_CAPACITY);
         let catalog = Catalog::new(&config.llm);
-        let providers: Vec<&str> = catalog.models().into_iter().map(|(id, _)| id).collect();
-        let metrics = Arc::new(app::metrics_registry(&providers));
+        let metrics = Arc::new(app::metrics_registry(&server.path_prefix, &catalog.types()));
         let store =
             store::open(&config.store, metrics.store_timings()).map_err(StartError::Store)?;
         let lanes = Lanes::start(&config.store, &config.llm, &completions)?;

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::chat::{bearer, stored_messages, Client};
+use common::llm_mock::{LlmMock, Script, Wire};
 use common::{free_port, read_response, HttpResponse, Server};
 
 /// Every metric the spec names, with its type: the old service's dashboards read them.
@@ -206,7 +207,7 @@ fn a_chat_moves_the_counters_and_the_gauges_come_back() {
         ("chatbox_sessions_ended_total", 1.0),
         ("chatbox_active_sessions_total", 1.0),
         (
-            r#"chatbox_ratelimit_blocked_total{limiter="user_sockets"}"#,
+            r#"chatbox_ratelimit_blocked_total{limiter="connection"}"#,
             1.0,
         ),
         (r#"chatbox_llm_requests_total{provider="echo"}"#, 2.0),
@@ -220,11 +221,14 @@ fn a_chat_moves_the_counters_and_the_gauges_come_back() {
         after.value(r#"chatbox_mongodb_operation_seconds_count{operation="append_batch"}"#) >= 1.0,
         "the appends were timed"
     );
-    assert!(after.value(r#"chatbox_mongodb_operation_seconds_count{operation="end"}"#) >= 1.0);
+    assert!(
+        after.value(r#"chatbox_mongodb_operation_seconds_count{operation="end_session"}"#) >= 1.0,
+        "the old service's name for ending a session"
+    );
     for (endpoint, method, count) in [
-        ("/sessions/:id/end", "POST", 1.0),
-        ("/sessions/:id", "GET", 2.0),
-        ("/ws", "GET", 3.0),
+        ("/chatbox/sessions/:sessionID/end", "POST", 1.0),
+        ("/chatbox/sessions/:sessionID", "GET", 2.0),
+        ("/chatbox/ws", "GET", 3.0),
     ] {
         let series = format!(
             r#"chatbox_http_request_duration_seconds_count{{endpoint="{endpoint}",method="{method}"}}"#
@@ -238,6 +242,172 @@ fn a_chat_moves_the_counters_and_the_gauges_come_back() {
         .count();
     assert_eq!(ids_in_labels, 0, "endpoints are route templates, not paths");
     assert!(after.value("chatbox_event_loop_iteration_seconds_count") > 0.0);
+}
+
+/// The label values of one family, as they appear in the scrape.
+fn label_values(scrape: &Scrape, family: &str, label: &str) -> Vec<String> {
+    let start = format!("{family}{{");
+    let key = format!("{label}=\"");
+    let mut values: Vec<String> = scrape
+        .values
+        .keys()
+        .filter_map(|series| series.strip_prefix(&start))
+        .filter_map(|labels| {
+            let (_, rest) = labels.split_once(&key)?;
+            Some(rest.split_once('"')?.0.to_owned())
+        })
+        .collect();
+    values.sort();
+    values.dedup();
+    values
+}
+
+#[test]
+fn limiters_are_labelled_connection_and_message_as_the_old_service() {
+    let server = Server::start(&[
+        ("MAX_CONNECTIONS_PER_USER", "1"),
+        ("RATE_LIMIT", "1"),
+        ("RATE_LIMIT_WINDOW", "1m"),
+    ]);
+    let first = scrape(&server);
+    assert_eq!(
+        label_values(&first, "chatbox_ratelimit_blocked_total", "limiter"),
+        ["connection", "message"],
+        "both series from the first scrape, and no others"
+    );
+    let blocked =
+        |limiter: &str| format!(r#"chatbox_ratelimit_blocked_total{{limiter="{limiter}"}}"#);
+    assert_eq!(first.value(&blocked("connection")), 0.0);
+    assert_eq!(first.value(&blocked("message")), 0.0);
+
+    // The per-user message limiter.
+    let mut ann = Client::connect(&server, "ann", "");
+    ann.ask("one");
+    ann.say("two");
+    assert_eq!(
+        ann.expect("error", &[])["error"]["code"],
+        "TOO_MANY_REQUESTS"
+    );
+    // The per-IP limiter of the public route: 60 a minute.
+    let statuses: Vec<u16> = (0..61)
+        .map(|_| server.get("/chatbox/shared/0123").status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+    // The per-user socket limit.
+    let refused = common::ws::chat_socket(&server, "ann").expect_err("ann's second socket");
+    assert_eq!(refused.status, 429);
+
+    let after = wait_for(&server, &blocked("message"), 2.0);
+    assert_eq!(after.value(&blocked("connection")), 1.0);
+}
+
+#[test]
+fn endpoints_are_full_route_templates_and_an_unmatched_path_is_empty() {
+    let internal = free_port();
+    let server = Server::start(&[("METRICS_PORT", &internal.to_string())]);
+    for path in [
+        "/chatbox/no/such/route",
+        "/elsewhere",
+        "/chatbox/healthz",
+        "/chatbox/shared/0123",
+    ] {
+        server.get(path);
+    }
+    for path in ["/healthz", "/nowhere", "/metrics"] {
+        get_at(internal, path);
+    }
+    let refused = server.request("POST", "/chatbox/healthz", "", "");
+    assert_eq!(refused.status, 405);
+    let after = scrape(&server);
+    assert_eq!(
+        after.value(
+            r#"chatbox_http_request_duration_seconds_count{endpoint="/chatbox/healthz",method="POST"}"#
+        ),
+        1.0,
+        "a refusal before the body is timed too"
+    );
+    let count = |endpoint: &str| {
+        after.value(&format!(
+            r#"chatbox_http_request_duration_seconds_count{{endpoint="{endpoint}",method="GET"}}"#
+        ))
+    };
+    for (endpoint, want) in [
+        ("", 3.0),
+        ("/chatbox/healthz", 1.0),
+        ("/chatbox/shared/:token", 1.0),
+        ("/healthz", 1.0),
+        ("/metrics", 1.0),
+    ] {
+        assert_eq!(count(endpoint), want, "{endpoint:?}");
+    }
+    for endpoint in label_values(
+        &after,
+        "chatbox_http_request_duration_seconds_count",
+        "endpoint",
+    ) {
+        assert!(
+            endpoint.is_empty()
+                || endpoint.starts_with("/chatbox/")
+                || ["/healthz", "/metrics"].contains(&endpoint.as_str()),
+            "{endpoint:?}: a template with the prefix, a route of the internal port, or empty"
+        );
+    }
+}
+
+#[test]
+fn providers_are_labelled_by_their_type_and_one_type_is_one_series() {
+    let mock = LlmMock::start(Wire::OpenAi, vec![Script::stream(&["hi"], Some(3))]);
+    let endpoint = mock.endpoint();
+    let mut env = vec![("DEFAULT_MODEL".to_owned(), "gpt-b".to_owned())];
+    for (n, id) in [(1, "gpt-a"), (2, "gpt-b")] {
+        for (key, value) in [
+            ("ID", id),
+            ("TYPE", "openai"),
+            ("ENDPOINT", endpoint.as_str()),
+            ("MODEL", "upstream-model"),
+            ("API_KEY", "sk-test-key"),
+        ] {
+            env.push((format!("LLM_PROVIDER_{n}_{key}"), value.to_owned()));
+        }
+    }
+    for (key, value) in [("ID", "local"), ("TYPE", "echo")] {
+        env.push((format!("LLM_PROVIDER_3_{key}"), value.to_owned()));
+    }
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::start(&pairs);
+    let first = scrape(&server);
+    for family in [
+        "chatbox_llm_requests_total",
+        "chatbox_llm_errors_total",
+        "chatbox_tokens_used_total",
+        "chatbox_llm_latency_seconds_count",
+    ] {
+        assert_eq!(
+            label_values(&first, family, "provider"),
+            ["echo", "openai"],
+            "{family}: types, not ids, each once"
+        );
+    }
+
+    let mut ann = Client::connect(&server, "ann", "");
+    assert_eq!(ann.ask("hello").text, "hi");
+    let after = wait_for(
+        &server,
+        r#"chatbox_llm_latency_seconds_count{provider="openai"}"#,
+        1.0,
+    );
+    assert_eq!(
+        after.value(r#"chatbox_llm_requests_total{provider="openai"}"#),
+        1.0
+    );
+    assert_eq!(
+        after.value(r#"chatbox_tokens_used_total{provider="openai"}"#),
+        3.0
+    );
 }
 
 #[test]
@@ -287,7 +457,10 @@ fn promtool() -> String {
 fn promtool_accepts_a_real_scrape() {
     let server = Server::start(&[]);
     drop(chat(&server, "ann", "hello"));
+    // The empty `endpoint` label of a path that is no route must pass too.
+    assert_eq!(server.get("/chatbox/no/such/route").status, 404);
     let scrape = scrape(&server);
+    assert!(scrape.text.contains(r#"endpoint="""#), "{}", scrape.text);
 
     let tool = promtool();
     let mut child = Command::new(&tool)

@@ -46,7 +46,7 @@ impl App {
                     &self.trusted_proxies,
                 );
                 if let Err(wait) = self.public_limiter.check(&rate_key(ip), ctx.now) {
-                    self.metrics.blocked(Limiter::PublicIp);
+                    self.metrics.blocked(Limiter::Message);
                     return Err(too_many_requests(wait));
                 }
                 Call::Shared {

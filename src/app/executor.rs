@@ -236,8 +236,7 @@ fn stream(
         conversation_id: call.conversation_id.as_deref(),
         abort,
     };
-    // Catalog ids and metrics labels come from the same configuration.
-    let series = metrics.llm(&call.provider_id);
+    let series = super::measure::llm_series(metrics, provider_config);
     if let Some(series) = series {
         series.requests.inc();
     }

@@ -24,12 +24,19 @@ impl Handler for App {
         _ctx: &Ctx,
     ) -> Result<usize, Response> {
         let route = self.route(head, conn);
-        self.admit(head, conn, route).map(|_| route.body_limit())
+        let admitted = self.admit(head, conn, route).map(|_| route.body_limit());
+        // A refusal here (no route, a wrong method, CORS) is the request's answer, so
+        // it is timed like one from `request`: else the empty endpoint never shows.
+        if admitted.is_err() {
+            let timer = measure::request_timer(conn.listener, route, head.method);
+            self.metrics.answered(timer);
+        }
+        admitted
     }
 
     fn request(&mut self, request: Request, conn: &ConnInfo, ctx: &mut Ctx) -> Reply {
         let route = self.route(&request.head, conn);
-        let timer = measure::request_timer(route, request.head.method);
+        let timer = measure::request_timer(conn.listener, route, request.head.method);
         let reply = match self.admit(&request.head, conn, route) {
             Ok(origin) => {
                 let waiting = Waiting {

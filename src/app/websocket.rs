@@ -58,7 +58,7 @@ impl App {
             for &socket in open {
                 ctx.send_text(conn_of(socket), notice.clone());
             }
-            self.metrics.blocked(Limiter::UserSockets);
+            self.metrics.blocked(Limiter::Connection);
             return Err(upgrade::too_many_sockets());
         }
         let expires_at = upgrade::expiry(&identity, ctx.now, ctx.unix);

@@ -129,25 +129,6 @@ impl Route {
             _ => 0,
         }
     }
-
-    /// Route template, the `endpoint` label of request metrics: the public path without
-    /// the prefix (a route the internal port also serves has the same label there).
-    pub fn template(self) -> &'static str {
-        match self {
-            Route::Healthz => "/healthz",
-            Route::Readyz => "/readyz",
-            Route::Metrics => "/metrics/prometheus",
-            Route::Ws => "/ws",
-            Route::Echo => "/echo",
-            Route::Sessions => "/sessions",
-            Route::Session => "/sessions/:id",
-            Route::SessionEnd => "/sessions/:id/end",
-            Route::SessionShare => "/sessions/:id/share",
-            Route::Shared => "/shared/:token",
-            Route::Models => "/models",
-            Route::NotFound => "unmatched",
-        }
-    }
 }
 
 #[cfg(test)]

@@ -45,29 +45,25 @@ const LOOP_BUCKETS: [f64; 13] = [
     0.1,
 ];
 
-/// The `limiter` label of `chatbox_ratelimit_blocked_total`.
+/// The `limiter` label of `chatbox_ratelimit_blocked_total`, with the old service's
+/// values: its dashboards and alerts select on them. A kind of limit rather than each
+/// limiter: every limiter that refuses with a sliding window reports `message`, so a
+/// new limiter of that kind adds to the same series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limiter {
-    /// `RATE_LIMIT` chat messages per user per `RATE_LIMIT_WINDOW`.
-    UserMessages,
-    /// `P/shared/:token` reads per client IP.
-    PublicIp,
-    /// `MAX_CONNECTIONS_PER_USER` open WebSockets.
-    UserSockets,
+    /// A connection refused at a limit on open connections.
+    Connection,
+    /// A message or request refused by a sliding-window rate limit.
+    Message,
 }
 
 impl Limiter {
-    const ALL: [Limiter; 3] = [
-        Limiter::UserMessages,
-        Limiter::PublicIp,
-        Limiter::UserSockets,
-    ];
+    const ALL: [Limiter; 2] = [Limiter::Connection, Limiter::Message];
 
     fn label(self) -> &'static str {
         match self {
-            Limiter::UserMessages => "user_messages",
-            Limiter::PublicIp => "public_ip",
-            Limiter::UserSockets => "user_sockets",
+            Limiter::Connection => "connection",
+            Limiter::Message => "message",
         }
     }
 }
@@ -77,16 +73,16 @@ impl Limiter {
 pub struct ChatCounts {
     /// `error` frames sent to chat clients.
     pub error_frames: u64,
-    /// User messages refused by the per-user rate limit.
+    /// User messages refused by the per-user rate limit (a [`Limiter::Message`]).
     pub rate_limited: u64,
     pub sessions_created: u64,
     pub sessions_ended: u64,
 }
 
-/// One LLM provider's series, labelled with its configured id.
+/// The series of one `provider` label value.
 #[derive(Debug)]
 pub struct Llm {
-    id: String,
+    provider: String,
     pub requests: Counter,
     pub errors: Counter,
     pub tokens: Counter,
@@ -134,9 +130,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// `providers`: the configured provider ids, each labelled from the start. HTTP
-    /// requests are not recorded until [`Metrics::with_requests`] gives their grid.
+    /// `providers`: the `provider` label values, each shown from the start; a value
+    /// given twice is one series. HTTP requests are not recorded until
+    /// [`Metrics::with_requests`] gives their grid.
     pub fn new(providers: &[&str]) -> Metrics {
+        let mut llm: Vec<Llm> = Vec::with_capacity(providers.len());
+        for &provider in providers {
+            if llm.iter().all(|series| series.provider != provider) {
+                llm.push(Llm {
+                    provider: provider.to_owned(),
+                    requests: Counter::default(),
+                    errors: Counter::default(),
+                    tokens: Counter::default(),
+                    first_chunk: Histogram::new(&LLM_BUCKETS),
+                });
+            }
+        }
         Metrics {
             websockets: Gauge::default(),
             websocket_seconds: Histogram::new(&CONNECTION_BUCKETS),
@@ -150,25 +159,17 @@ impl Metrics {
             sessions_at_start: AtomicU64::new(0),
             blocked: Default::default(),
             requests: RequestTimings::default(),
-            llm: providers
-                .iter()
-                .map(|&id| Llm {
-                    id: id.to_owned(),
-                    requests: Counter::default(),
-                    errors: Counter::default(),
-                    tokens: Counter::default(),
-                    first_chunk: Histogram::new(&LLM_BUCKETS),
-                })
-                .collect(),
+            llm,
             store: Arc::default(),
         }
     }
 
     /// The HTTP request grid: every `endpoint` and `method` label value a request may
-    /// be recorded under.
+    /// be recorded under. A [`RequestTimer`] names its cell by the positions of its
+    /// values in these two lists; the endpoint values must be distinct.
     pub fn with_requests(
         self,
-        endpoints: impl IntoIterator<Item = &'static str>,
+        endpoints: impl IntoIterator<Item = String>,
         methods: impl IntoIterator<Item = &'static str>,
     ) -> Metrics {
         Metrics {
@@ -188,7 +189,7 @@ impl Metrics {
             (&self.sessions_created, counts.sessions_created),
             (&self.sessions_ended, counts.sessions_ended),
             (
-                &self.blocked[Limiter::UserMessages as usize],
+                &self.blocked[Limiter::Message as usize],
                 counts.rate_limited,
             ),
         ];
@@ -213,9 +214,9 @@ impl Metrics {
         self.requests.answered(timer);
     }
 
-    /// The series of the provider with this id (`None` for an id never configured).
-    pub fn llm(&self, provider_id: &str) -> Option<&Llm> {
-        self.llm.iter().find(|llm| llm.id == provider_id)
+    /// The series of this `provider` label value (`None` for one never given).
+    pub fn llm(&self, provider: &str) -> Option<&Llm> {
+        self.llm.iter().find(|llm| llm.provider == provider)
     }
 
     /// Never negative: ends of sessions that started before the count was taken can
@@ -349,7 +350,11 @@ impl Metrics {
         for (name, help, pick) in counters {
             out.family(name, Kind::Counter, help);
             for llm in &self.llm {
-                out.sample(name, &[("provider", &llm.id)], Value::Int(pick(llm).get()));
+                out.sample(
+                    name,
+                    &[("provider", &llm.provider)],
+                    Value::Int(pick(llm).get()),
+                );
             }
         }
         let name = "chatbox_llm_latency_seconds";
@@ -359,7 +364,11 @@ impl Metrics {
             "Time from asking a provider to its first chunk.",
         );
         for llm in &self.llm {
-            out.histogram(name, &[("provider", &llm.id)], &llm.first_chunk.snapshot());
+            out.histogram(
+                name,
+                &[("provider", &llm.provider)],
+                &llm.first_chunk.snapshot(),
+            );
         }
     }
 }
@@ -447,92 +456,4 @@ fn histogram(out: &mut Exposition, name: &str, help: &str, histogram: &Histogram
 }
 
 #[cfg(test)]
-mod tests {
-    use super::ChatCounts as Tally;
-    use super::*;
-
-    fn value_of<'s>(scrape: &'s str, series: &str) -> &'s str {
-        scrape
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("{series} missing from:\n{scrape}"))
-    }
-
-    #[test]
-    fn active_sessions_follow_the_start_count_and_never_go_below_zero() {
-        let metrics = Metrics::new(&[]);
-        let active = |m: &Metrics| {
-            value_of(
-                &m.render(&State::default()),
-                "chatbox_active_sessions_total",
-            )
-            .to_owned()
-        };
-        metrics.set_sessions_at_start(2);
-        metrics.record_chat(Tally {
-            sessions_ended: 5,
-            ..Tally::default()
-        });
-        assert_eq!(
-            active(&metrics),
-            "0",
-            "ends of older sessions cannot go below zero"
-        );
-        metrics.record_chat(Tally {
-            sessions_created: 4,
-            error_frames: 1,
-            rate_limited: 1,
-            ..Tally::default()
-        });
-        assert_eq!(active(&metrics), "1");
-        let scrape = metrics.render(&State::default());
-        assert_eq!(value_of(&scrape, "chatbox_sessions_created_total"), "4");
-        assert_eq!(value_of(&scrape, "chatbox_sessions_ended_total"), "5");
-        assert_eq!(value_of(&scrape, "chatbox_message_errors_total"), "1");
-        assert_eq!(
-            value_of(
-                &scrape,
-                r#"chatbox_ratelimit_blocked_total{limiter="user_messages"}"#
-            ),
-            "1"
-        );
-    }
-
-    #[test]
-    fn labelled_series_exist_before_anything_happens() {
-        let metrics = Metrics::new(&["echo", "gpt"]);
-        let state = State {
-            slots_used: 3,
-            slots_total: 10,
-            draining: true,
-            lanes: vec![LaneState {
-                name: "store",
-                queue_depth: 2,
-                rejected: 9,
-            }],
-            process: None,
-        };
-        let scrape = metrics.render(&state);
-        for (series, value) in [
-            (r#"chatbox_llm_requests_total{provider="gpt"}"#, "0"),
-            (r#"chatbox_llm_latency_seconds_count{provider="echo"}"#, "0"),
-            (
-                r#"chatbox_ratelimit_blocked_total{limiter="user_sockets"}"#,
-                "0",
-            ),
-            (
-                r#"chatbox_mongodb_operation_seconds_count{operation="ping"}"#,
-                "0",
-            ),
-            (r#"chatbox_connection_slots{state="used"}"#, "3"),
-            (r#"chatbox_connection_slots{state="free"}"#, "7"),
-            (r#"chatbox_lane_queue_depth{lane="store"}"#, "2"),
-            (r#"chatbox_lane_rejected_total{lane="store"}"#, "9"),
-            ("chatbox_draining", "1"),
-            ("chatbox_admin_takeovers_total", "0"),
-        ] {
-            assert_eq!(value_of(&scrape, series), value, "{series}");
-        }
-        assert!(!scrape.contains("process_"), "no /proc, no process metrics");
-    }
-}
+mod tests;

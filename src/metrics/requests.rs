@@ -1,5 +1,5 @@
 //! `chatbox_http_request_duration_seconds{endpoint,method}`. The grid of label values is
-//! the application's (its route templates and methods, handed in once at start-up);
+//! the application's (its endpoint labels and methods, handed in once at start-up);
 //! metrics keeps one histogram per cell and shows a cell once it is used.
 
 use std::time::Instant;
@@ -14,17 +14,21 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// An HTTP request being served: the label values its duration is recorded under, and
-/// since when.
+/// An HTTP request being served: the cell its duration is recorded in, and since when.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestTimer {
-    endpoint: &'static str,
-    method: &'static str,
+    endpoint: usize,
+    method: usize,
     started: Instant,
 }
 
 impl RequestTimer {
-    pub fn start(endpoint: &'static str, method: &'static str) -> RequestTimer {
+    /// `endpoint` and `method` are positions in the lists of label values the grid was
+    /// made with ([`super::Metrics::with_requests`]). Positions rather than the values
+    /// themselves: endpoint labels carry the configured path prefix, so they are built
+    /// at start-up, and a position is what a timer can carry without a borrow or an
+    /// allocation per request.
+    pub fn start(endpoint: usize, method: usize) -> RequestTimer {
         RequestTimer {
             endpoint,
             method,
@@ -37,7 +41,7 @@ impl RequestTimer {
 /// its label values.
 #[derive(Debug, Default)]
 pub struct RequestTimings {
-    endpoints: Box<[&'static str]>,
+    endpoints: Box<[String]>,
     methods: Box<[&'static str]>,
     /// Indexed by `endpoint * methods.len() + method`, the positions in the lists above.
     cells: Box<[Histogram]>,
@@ -46,10 +50,10 @@ pub struct RequestTimings {
 impl RequestTimings {
     /// Allocates every cell now, so that recording is an index and an atomic add.
     pub fn new(
-        endpoints: impl IntoIterator<Item = &'static str>,
+        endpoints: impl IntoIterator<Item = String>,
         methods: impl IntoIterator<Item = &'static str>,
     ) -> RequestTimings {
-        let endpoints: Box<[&str]> = endpoints.into_iter().collect();
+        let endpoints: Box<[String]> = endpoints.into_iter().collect();
         let methods: Box<[&str]> = methods.into_iter().collect();
         let cells = (0..endpoints.len() * methods.len())
             .map(|_| Histogram::new(&BUCKETS))
@@ -61,13 +65,10 @@ impl RequestTimings {
         }
     }
 
-    /// The request was answered. A label value outside the grid is not recorded; the
-    /// lookup is a few short comparisons on the loop, no allocation, no lock.
+    /// The request was answered. A position outside the grid is not recorded.
     pub fn answered(&self, timer: RequestTimer) {
-        let endpoint = self.endpoints.iter().position(|&e| e == timer.endpoint);
-        let method = self.methods.iter().position(|&m| m == timer.method);
-        if let (Some(endpoint), Some(method)) = (endpoint, method) {
-            let cell = endpoint * self.methods.len() + method;
+        if timer.endpoint < self.endpoints.len() && timer.method < self.methods.len() {
+            let cell = timer.endpoint * self.methods.len() + timer.method;
             self.cells[cell].observe(timer.started.elapsed());
         }
     }
@@ -78,10 +79,10 @@ impl RequestTimings {
             Kind::Histogram,
             "Time from a complete HTTP request to its response, by route template.",
         );
-        let grid = self.endpoints.iter().flat_map(|&endpoint| {
+        let grid = self.endpoints.iter().flat_map(|endpoint| {
             self.methods
                 .iter()
-                .map(move |&method| [("endpoint", endpoint), ("method", method)])
+                .map(move |&method| [("endpoint", endpoint.as_str()), ("method", method)])
         });
         for (labels, timing) in grid.zip(self.cells.iter()) {
             let snapshot = timing.snapshot();

@@ -36,7 +36,7 @@ impl StoreTimings {
         "latest_active",
         "user_sessions",
         "set_model",
-        "end",
+        "end_session",
         "share",
         "unshare",
         "shared",

@@ -11,8 +11,14 @@ use std::time::Instant;
 use super::{Append, Millis, Result, Session, Store, Transcript, Window};
 use crate::metrics::StoreTimings;
 
-/// The `operation` label: one value per [`Store`] method, named after it; a
-/// [`Store::transcript_page`] is a `transcript`, which is one of its windows.
+/// The `operation` label: one value per [`Store`] method (a [`Store::transcript_page`]
+/// is a `transcript`, which is one of its windows). A method that is an operation of
+/// the old service keeps that service's name, which its dashboards select on (`end` is
+/// its `end_session`; the admin list and aggregate, once the store has them, are its
+/// `list_all_sessions_with_options` and `get_session_metrics`); the rest are named
+/// after the method. Its `create_session` has no counterpart: a session is created by
+/// its first append, in the same call (and batch) as the message, so that name would
+/// time something else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     Append,
@@ -61,7 +67,7 @@ impl Operation {
             Operation::LatestActive => "latest_active",
             Operation::UserSessions => "user_sessions",
             Operation::SetModel => "set_model",
-            Operation::End => "end",
+            Operation::End => "end_session",
             Operation::Share => "share",
             Operation::Unshare => "unshare",
             Operation::Shared => "shared",
@@ -220,7 +226,7 @@ mod tests {
                 .to_owned()
         };
         assert_eq!(count("count_active"), "2");
-        assert_eq!(count("end"), "1");
+        assert_eq!(count("end_session"), "1", "the old service's name");
         assert_eq!(count("append_batch"), "1");
         assert_eq!(count("append"), "0", "a batch is one operation");
         for (i, op) in Operation::ALL.iter().enumerate() {
