@@ -15,7 +15,12 @@
 //! - every error frame carries a code of spec/websocket.md §Error frame;
 //! - no frame naming a session reaches a socket of a user other than the session's owner
 //!   (owners are learnt from the `connection_status` frames the server sends);
-//! - job ids are never reused.
+//! - job ids are never reused;
+//! - whatever the frames, every queue stays under its bound: a session's queued writes
+//!   (`WRITES_QUEUED_MAX`, plus the two replies a session may owe), a socket's held
+//!   frames (`HELD_FRAMES_MAX`), one rate bucket per user and budget;
+//! - until shutdown, one store write per session in flight; after it, a session's last
+//!   writes come as one job that waits for its write in flight.
 //!
 //! `CHATBOX_FUZZ_TRACE=1` prints every event and effect to stderr (for triage: run the
 //! target binary on one input file).
@@ -25,9 +30,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chatbox::chat::engine::{Chat, Effect, Event, Now, Settings};
-use chatbox::chat::hub::{Resume, User};
+use chatbox::chat::hub::{Resume, User, HELD_FRAMES_MAX};
 use chatbox::chat::jobs::{Continuation, JobDone, JobId, Outcome, StoreReply, Work};
 use chatbox::chat::protocol::ModelInfo;
+use chatbox::chat::session::WRITES_QUEUED_MAX;
 use chatbox::chat::socket::SocketId;
 use chatbox::config::ChatConfig;
 use chatbox::llm::{Finish, LlmError};
@@ -35,6 +41,8 @@ use chatbox::store::{Message, Sender, Session, StoreError, Transcript};
 use libfuzzer_sys::fuzz_target;
 
 const USERS: [&str; 3] = ["ann", "bob", "cy"];
+/// Replies queue past `WRITES_QUEUED_MAX`: each is owed, and a session owes two at most.
+const WRITES_BOUND: usize = WRITES_QUEUED_MAX + 2;
 /// Sockets open at once, at most.
 const SOCKETS: usize = 32;
 const CODES: [&str; 9] = [
@@ -65,6 +73,7 @@ struct Harness {
     store_jobs: Vec<(JobId, Continuation)>,
     llm_jobs: Vec<(JobId, Continuation)>,
     seen_jobs: HashSet<JobId>,
+    shut_down: bool,
 }
 
 fn settings() -> Settings {
@@ -268,7 +277,10 @@ impl Harness {
                 Event::Tick
             }
             _ => match (a % 8, self.session_id(b)) {
-                (0, _) => Event::Shutdown,
+                (0, _) => {
+                    self.shut_down = true;
+                    Event::Shutdown
+                }
                 (_, Some(session_id)) => Event::SessionEnded { session_id },
                 (_, None) => return,
             },
@@ -293,6 +305,12 @@ impl Harness {
                     match job.work {
                         Work::Store(_) => self.store_jobs.push((job.id, job.then)),
                         Work::Llm(_) => self.llm_jobs.push((job.id, job.then)),
+                        Work::After { job: after, ops } => {
+                            assert!(self.shut_down, "writes chained outside shutdown");
+                            assert!(!ops.is_empty(), "an empty chain");
+                            assert!(self.seen_jobs.contains(&after), "chained to no job");
+                            self.store_jobs.push((job.id, job.then));
+                        }
                     }
                 }
                 Effect::WatchFlush(socket) | Effect::Close(socket, _, _) => {
@@ -301,6 +319,30 @@ impl Harness {
                 Effect::Cancel(_) | Effect::Timer(_) => {}
             }
         }
+        self.check_bounds();
+    }
+
+    fn check_bounds(&self) {
+        let footprint = self.chat.footprint();
+        assert!(footprint.writes_queued <= WRITES_BOUND, "{footprint:?}");
+        assert!(footprint.frames_held <= HELD_FRAMES_MAX, "{footprint:?}");
+        assert!(footprint.rate_buckets <= 2 * USERS.len(), "{footprint:?}");
+        assert_eq!(footprint.sockets, self.open.len(), "{footprint:?}");
+        if self.shut_down {
+            return;
+        }
+        let mut writing: Vec<&str> = self
+            .store_jobs
+            .iter()
+            .filter_map(|(_, then)| match then {
+                Continuation::Write { session_id, .. } => Some(session_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let all = writing.len();
+        writing.sort_unstable();
+        writing.dedup();
+        assert_eq!(writing.len(), all, "two writes of one session in flight");
     }
 
     fn owner(&self, session: &str) -> Option<&'static str> {
@@ -374,6 +416,7 @@ fuzz_target!(|data: &[u8]| {
         store_jobs: Vec::new(),
         llm_jobs: Vec::new(),
         seen_jobs: HashSet::new(),
+        shut_down: false,
     };
     for op in data.chunks_exact(3) {
         harness.step(op[0], op[1], op[2]);

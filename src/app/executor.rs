@@ -13,12 +13,20 @@
 //! server commits a message alone and at once; a busy one pays one commit (and one
 //! fsync) per batch instead of per message. The chat core keeps at most one write per
 //! session in flight, so a batch never holds two appends of one session.
+//!
+//! At shutdown the loop is gone and cannot start a session's next write when one ends:
+//! the core hands each session's last writes over as one job ([`Work::After`]) that
+//! waits, on its lane thread, for the session's write in flight to end, then runs them
+//! in order. So the one-at-a-time order of a session's writes holds to the end.
 
+mod order;
 mod store_op;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use order::{Ended, Ending};
 
 use super::lanes::{Done, Lanes};
 use crate::chat::jobs::{
@@ -43,7 +51,9 @@ pub struct Executor {
     /// does with its outcome.
     jobs: HashMap<JobId, Continuation>,
     streams: HashMap<JobId, (CancelToken, Abort)>,
-    appends_waiting: Vec<(JobId, AppendOp)>,
+    /// The end of every store job in flight, for a job handed over at shutdown to wait on.
+    store_jobs: HashMap<JobId, Ended>,
+    appends_waiting: Vec<(JobId, AppendOp, Ending)>,
     appends_committing: bool,
     /// Jobs that will not run, in the order they were refused, until the loop takes them.
     refused: Vec<JobDone>,
@@ -63,6 +73,7 @@ impl Executor {
             metrics,
             jobs: HashMap::new(),
             streams: HashMap::new(),
+            store_jobs: HashMap::new(),
             appends_waiting: Vec::new(),
             appends_committing: false,
             refused: Vec::new(),
@@ -76,14 +87,39 @@ impl Executor {
         self.jobs.insert(id, then);
         let lost = Done::Job(id, Outcome::Refused);
         let submitted = match work {
-            Work::Store(StoreOp::Append(op)) => return self.queue_append(lanes, id, op),
             Work::Store(op) => {
+                let (ended, ending) = order::pair();
+                self.store_jobs.insert(id, ended);
+                if let StoreOp::Append(op) = op {
+                    return self.queue_append(lanes, id, op, ending);
+                }
                 let store = Arc::clone(&self.store);
                 lanes
                     .store
                     .try_submit(
                         move |ctx| {
                             let result = store_op::run(&op, store.as_ref());
+                            let _ = ctx.complete(Done::Job(id, Outcome::Store(result)));
+                            drop(ending);
+                        },
+                        lost,
+                    )
+                    .map(drop)
+            }
+            Work::After { job, ops } => {
+                // The write it follows may still wait for its batch: sent now, it is ahead
+                // in the lane's queue, so waiting for it cannot hold up its own worker.
+                self.flush_appends(lanes);
+                let after = self.store_jobs.get(&job).cloned();
+                let store = Arc::clone(&self.store);
+                lanes
+                    .store
+                    .try_submit(
+                        move |ctx| {
+                            if let Some(after) = after {
+                                after.wait();
+                            }
+                            let result = store_op::run_in_order(&ops, store.as_ref());
                             let _ = ctx.complete(Done::Job(id, Outcome::Store(result)));
                         },
                         lost,
@@ -117,13 +153,13 @@ impl Executor {
         }
     }
 
-    fn queue_append(&mut self, lanes: &Lanes, id: JobId, op: AppendOp) {
+    fn queue_append(&mut self, lanes: &Lanes, id: JobId, op: AppendOp, ending: Ending) {
         if self.appends_waiting.len() >= APPENDS_WAITING_MAX {
             log::warn!("job {id}: {APPENDS_WAITING_MAX} appends already wait for the store");
             self.refuse(id);
             return;
         }
-        self.appends_waiting.push((id, op));
+        self.appends_waiting.push((id, op, ending));
         if !self.appends_committing {
             self.flush_appends(lanes);
         }
@@ -140,21 +176,21 @@ impl Executor {
     }
 
     /// Sends every waiting append to the store lane as one batch. The loop calls it
-    /// only when no batch is in flight, except at shutdown, when no completion will
-    /// come back to send them.
+    /// only when no batch is in flight, except at shutdown (directly, and before a
+    /// [`Work::After`]), when no completion will come back to send them.
     pub fn flush_appends(&mut self, lanes: &Lanes) {
         if self.appends_waiting.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.appends_waiting);
-        let ids: Vec<JobId> = batch.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<JobId> = batch.iter().map(|(id, _, _)| *id).collect();
         let store = Arc::clone(&self.store);
         let lost = Done::AppendBatch { lost: ids.clone() };
         let submitted = lanes.store.try_submit(
             move |ctx| {
-                let appends: Vec<_> = batch.iter().map(|(_, op)| op.as_append()).collect();
+                let appends: Vec<_> = batch.iter().map(|(_, op, _)| op.as_append()).collect();
                 let mut results = store.append_batch(&appends).into_iter();
-                for (id, _) in &batch {
+                for (id, _, _) in &batch {
                     let result = results
                         .next()
                         .unwrap_or_else(|| {
@@ -194,6 +230,7 @@ impl Executor {
             Outcome::Chunk(_) => self.jobs.get(&id).cloned(),
             _ => {
                 self.streams.remove(&id);
+                self.store_jobs.remove(&id);
                 self.jobs.remove(&id)
             }
         }?;

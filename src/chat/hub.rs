@@ -82,6 +82,20 @@ impl Hub {
         Some(state)
     }
 
+    /// Sockets connected.
+    pub fn count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// The most frames any socket holds while its session is looked up.
+    pub fn held_max(&self) -> usize {
+        self.sockets
+            .values()
+            .filter_map(|state| state.held.as_ref().map(VecDeque::len))
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn get(&self, socket: SocketId) -> Option<&SocketState> {
         self.sockets.get(&socket)
     }

@@ -21,6 +21,13 @@ pub struct Job {
 pub enum Work {
     Store(StoreOp),
     Llm(LlmCall),
+    /// Store writes to run in this order, one at a time, once job `job` (a store write)
+    /// has ended: a session's last writes, handed over at shutdown, when no loop is left
+    /// to start each one after the one before.
+    After {
+        job: JobId,
+        ops: Vec<StoreOp>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

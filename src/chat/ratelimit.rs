@@ -61,8 +61,8 @@ impl RateLimiter {
         });
     }
 
-    #[cfg(test)]
-    fn tracked(&self) -> usize {
+    /// Keys with a bucket: what the limiter holds in memory.
+    pub fn tracked(&self) -> usize {
         self.buckets.len()
     }
 }

@@ -11,9 +11,26 @@ use super::stream::Reply;
 use crate::llm::{Role, Turn};
 use crate::store::{Sender, Transcript};
 
+/// User writes (messages, model choices) a session may have queued behind the one in
+/// flight. A client that sends faster than the store writes is told `SERVICE_ERROR` past
+/// it instead of being queued without bound. Replies are never refused: each is owed to
+/// a message already admitted, and at most `REPLY_HEADROOM` of them queue at once.
+pub const WRITES_QUEUED_MAX: usize = 64;
+
 pub struct Write {
     pub op: StoreOp,
     pub then: AfterWrite,
+}
+
+impl Write {
+    /// A model choice queued behind another one replaces it: only the latest is worth
+    /// a write, and a client that changes its mind 5,000 times costs one.
+    pub fn supersedes(&self, queued: &Write) -> bool {
+        matches!(
+            (&self.op, &queued.op),
+            (StoreOp::SetModel { .. }, StoreOp::SetModel { .. })
+        )
+    }
 }
 
 /// A reply the store could not take for a passing reason (it is down, its lane is

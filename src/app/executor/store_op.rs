@@ -51,3 +51,20 @@ pub fn run(op: &StoreOp, store: &dyn Store) -> Result<StoreReply, StoreError> {
             .map(|session| StoreReply::Appended(session.message_count)),
     }
 }
+
+/// Runs writes one after the other, each whatever became of the one before (as the loop
+/// runs a session's writes): the first failure, else the last answer (nothing to run
+/// updated nothing). Failures are logged here: nobody is left to act on them.
+pub fn run_in_order(ops: &[StoreOp], store: &dyn Store) -> Result<StoreReply, StoreError> {
+    let mut outcome = Ok(StoreReply::Updated(false));
+    for op in ops {
+        let result = run(op, store);
+        if let Err(error) = &result {
+            log::warn!("shutdown: a store write handed over failed: {error}");
+        }
+        if outcome.is_ok() {
+            outcome = result;
+        }
+    }
+    outcome
+}

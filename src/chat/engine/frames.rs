@@ -11,6 +11,18 @@ use crate::chat::ratelimit::retry_after_ms;
 /// (later messages join that turn). So a full session holds at most cap + 2 messages.
 pub(super) const REPLY_HEADROOM: usize = 2;
 
+/// The rate budgets of a user: every frame that makes the server work draws on one.
+/// A `stop` draws on none: stopping nothing costs nothing, and the replies there are to
+/// stop are paid for by the messages that asked for them. Pings cost a pong.
+#[derive(Clone, Copy)]
+pub(super) enum Budget {
+    /// User messages: `RATE_LIMIT` per `RATE_LIMIT_WINDOW`.
+    Messages,
+    /// Model choices (a store write each) and lookups of a session not in memory (a
+    /// store read each), at the same rate, apart from messages.
+    Controls,
+}
+
 impl Chat {
     pub(super) fn frame(&mut self, socket: SocketId, text: &str, now: Now) {
         let Some(state) = self.hub.get_mut(socket) else {
@@ -136,6 +148,9 @@ impl Chat {
                 None => Target::Refused,
             },
             None => {
+                if !self.within_budget(socket, bound.as_deref(), Budget::Controls, now) {
+                    return Target::Refused;
+                }
                 if let Some(state) = self.hub.get_mut(socket) {
                     state.held = Some(VecDeque::from([text.to_owned()]));
                 }
@@ -151,6 +166,42 @@ impl Chat {
                 Target::Held
             }
         }
+    }
+
+    /// Takes a token from the user's `budget`, or answers `TOO_MANY_REQUESTS` with the
+    /// wait: true when the frame may go on.
+    pub(super) fn within_budget(
+        &mut self,
+        socket: SocketId,
+        session_id: Option<&str>,
+        budget: Budget,
+        now: Now,
+    ) -> bool {
+        let Some(user_id) = self.hub.get(socket).map(|s| s.user.id.clone()) else {
+            return false;
+        };
+        let limiter = match budget {
+            Budget::Messages => &mut self.limiter,
+            Budget::Controls => &mut self.controls,
+        };
+        let Err(wait) = limiter.check(&user_id, now.at) else {
+            return true;
+        };
+        let mut frame = Outbound::error(
+            code::TOO_MANY_REQUESTS,
+            "Too many requests, please slow down",
+            true,
+            now.ms,
+        )
+        .with_retry_after(retry_after_ms(wait));
+        if let Some(id) = session_id {
+            frame = frame.with_session(id);
+        }
+        if matches!(budget, Budget::Messages) {
+            self.tally.rate_limited += 1;
+        }
+        self.send_error(socket, frame);
+        false
     }
 
     pub(super) fn alias(&mut self, socket: SocketId, from: String, to: String) {
@@ -176,21 +227,7 @@ impl Chat {
             );
             return;
         };
-        let Some(user_id) = self.hub.get(socket).map(|s| s.user.id.clone()) else {
-            return;
-        };
-        if let Err(wait) = self.limiter.check(&user_id, now.at) {
-            let retry_after = retry_after_ms(wait);
-            let frame = Outbound::error(
-                code::TOO_MANY_REQUESTS,
-                "Too many requests, please slow down",
-                true,
-                now.ms,
-            )
-            .with_session(session_id)
-            .with_retry_after(retry_after);
-            self.tally.rate_limited += 1;
-            self.send_error(socket, frame);
+        if !self.within_budget(socket, Some(session_id), Budget::Messages, now) {
             return;
         }
         let Some(live) = self.sessions.get_mut(session_id) else {
@@ -264,6 +301,9 @@ impl Chat {
         if !self.settings.models.iter().any(|m| m.id == model_id) {
             let message = format!("Invalid model ID: {model_id}");
             self.error(socket, Some(session_id), code::INVALID_FORMAT, message, now);
+            return;
+        }
+        if !self.within_budget(socket, Some(session_id), Budget::Controls, now) {
             return;
         }
         let Some(live) = self.sessions.get_mut(session_id) else {

@@ -46,6 +46,7 @@ impl Chat {
         if now.at >= self.next_cleanup {
             self.next_cleanup = now.at + self.settings.chat.rate_cleanup;
             self.limiter.cleanup(now.at);
+            self.controls.cleanup(now.at);
         }
         let keep = self.settings.chat.reconnect_timeout;
         let expired = |since: Option<Instant>| since.is_some_and(|t| t + keep <= now.at);
@@ -99,21 +100,14 @@ impl Chat {
         for id in &streaming {
             self.stop(id, now);
         }
-        // Nothing will come back to start the next write: hand them all over now,
-        // parked replies first (they come first in their session's order).
-        let writes: Vec<Write> = self
+        let waiting: Vec<String> = self
             .sessions
-            .values_mut()
-            .flat_map(|live| {
-                let parked = live.parked.take().map(|parked| Write {
-                    op: parked.op,
-                    then: AfterWrite::Reply,
-                });
-                parked.into_iter().chain(live.writes.drain(..))
-            })
+            .values()
+            .filter(|live| live.parked.is_some() || !live.writes.is_empty())
+            .map(|live| live.id.clone())
             .collect();
-        for write in writes {
-            self.spawn(Work::Store(write.op), Continuation::Nothing);
+        for id in &waiting {
+            self.hand_over(id);
         }
         if !streaming.is_empty() {
             log::info!(
@@ -121,5 +115,33 @@ impl Chat {
                 streaming.len()
             );
         }
+    }
+
+    /// No loop will come back to start a session's next write once this one ends: the
+    /// session starts its next write now (a parked reply first) and hands the rest over
+    /// as one job that runs them in order after the write in flight, so that writes of
+    /// a session stay one at a time and in order to the end.
+    fn hand_over(&mut self, session_id: &str) {
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        // A parked reply being tried has that attempt as its last: another, beside it,
+        // could store it twice.
+        if let Some(parked) = live.parked.take().filter(|_| live.writing.is_none()) {
+            let reply = Write {
+                op: parked.op,
+                then: AfterWrite::Reply,
+            };
+            live.writes.push_front(reply);
+        }
+        self.next_write(session_id);
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        let (Some(job), false) = (live.writing, live.writes.is_empty()) else {
+            return;
+        };
+        let ops = live.writes.drain(..).map(|write| write.op).collect();
+        self.spawn(Work::After { job, ops }, Continuation::Nothing);
     }
 }

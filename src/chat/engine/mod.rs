@@ -23,7 +23,7 @@ use super::jobs::{
 };
 use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
 use super::ratelimit::RateLimiter;
-use super::session::{name_for, Finished, Live, Parked, Write};
+use super::session::{name_for, Finished, Live, Parked, Write, WRITES_QUEUED_MAX};
 use super::socket::SocketId;
 use super::stream::{Delivery, Reply};
 use crate::config::ChatConfig;
@@ -100,12 +100,27 @@ pub enum Effect {
 pub struct Tally {
     /// `error` frames sent, the rate-limit refusal included.
     pub error_frames: u64,
-    /// User messages refused by the per-user rate limit.
+    /// User messages refused by the per-user rate limit. (Model choices and lookups
+    /// refused by theirs count as error frames only: the metric's label says messages.)
     pub rate_limited: u64,
     /// Sessions the store created: their first message was stored.
     pub sessions_created: u64,
     /// Sessions the store ended, through the API or the idle sweep.
     pub sessions_ended: u64,
+}
+
+/// What the core holds, for the tests and the fuzz target that check it stays bounded
+/// whatever one user sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub sockets: usize,
+    pub sessions: usize,
+    /// The longest write queue of any session (the write in flight not counted).
+    pub writes_queued: usize,
+    /// The most frames any socket holds while its session is looked up.
+    pub frames_held: usize,
+    /// Rate-limit buckets, both budgets together.
+    pub rate_buckets: usize,
 }
 
 /// Why a store write did not happen.
@@ -127,7 +142,11 @@ pub struct Chat {
     hub: Hub,
     sessions: HashMap<String, Live>,
     next_job: JobId,
+    /// User messages per user.
     limiter: RateLimiter,
+    /// The other frames that make the server work for a user: model choices and
+    /// session lookups. Apart from messages, so that neither starves the other.
+    controls: RateLimiter,
     next_sweep: Instant,
     next_cleanup: Instant,
     out: Vec<Effect>,
@@ -138,6 +157,7 @@ impl Chat {
     pub fn new(settings: Settings, now: Instant) -> Chat {
         Chat {
             limiter: RateLimiter::new(settings.chat.rate_limit, settings.chat.rate_window),
+            controls: RateLimiter::new(settings.chat.rate_limit, settings.chat.rate_window),
             next_sweep: now,
             next_cleanup: now + settings.chat.rate_cleanup,
             settings,
@@ -151,6 +171,21 @@ impl Chat {
 
     pub fn sockets_of(&self, user_id: &str) -> &[SocketId] {
         self.hub.sockets_of(user_id)
+    }
+
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            sockets: self.hub.count(),
+            sessions: self.sessions.len(),
+            writes_queued: self
+                .sessions
+                .values()
+                .map(|live| live.writes.len())
+                .max()
+                .unwrap_or(0),
+            frames_held: self.hub.held_max(),
+            rate_buckets: self.limiter.tracked() + self.controls.tracked(),
+        }
     }
 
     /// What was counted since the last call.

@@ -4,15 +4,26 @@
 use super::*;
 
 impl Chat {
-    /// Queues a write; writes of one session run one at a time, in order.
+    /// Queues a user's write (a reply's is queued by `conclude`, never refused); writes
+    /// of one session run one at a time, in order.
     pub(super) fn write(&mut self, session_id: &str, write: Write, now: Now) {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        if live.parked.is_some() && !matches!(write.then, AfterWrite::Reply) {
+        if live.parked.is_some() {
             // The store just failed this session's reply: answer now, rather than hold
             // the user's message behind it for as long as the store is down.
             self.after_write(session_id, write.then, Err(waiting_reply()), None, now);
+            return;
+        }
+        if let Some(queued) = live.writes.back_mut().filter(|q| write.supersedes(q)) {
+            // The superseded choice is answered by this one's answer: every socket of the
+            // session hears the model that was stored.
+            *queued = write;
+            return;
+        }
+        if live.writes.len() >= WRITES_QUEUED_MAX {
+            self.after_write(session_id, write.then, Err(WriteError::Busy), None, now);
             return;
         }
         live.writes.push_back(write);

@@ -2,9 +2,11 @@
 //! answered by hand, so every sequence of the protocol is checked step by step. This
 //! file is the harness; the tests are grouped by topic in the files beside it.
 
+mod bounds;
 mod connect;
 mod lifecycle;
 mod messages;
+mod property;
 mod replies;
 mod writes;
 
@@ -118,7 +120,7 @@ fn llm_call(out: &Out) -> LlmCall {
         .into_iter()
         .find_map(|j| match j.work {
             Work::Llm(call) => Some(call),
-            Work::Store(_) => None,
+            Work::Store(_) | Work::After { .. } => None,
         })
         .expect("the assistant is asked")
 }
