@@ -4,6 +4,7 @@
 
 mod bounds;
 mod connect;
+mod docs;
 mod lifecycle;
 mod messages;
 mod property;
