@@ -3,6 +3,7 @@
 //! mid-stream, and storing the reply however it ends.
 
 use super::*;
+use crate::store::REPLY_BYTES_MAX;
 
 impl Chat {
     pub(super) fn start_reply(&mut self, session_id: &str, origin: SocketId, now: Now) {
@@ -52,9 +53,20 @@ impl Chat {
         if text.is_empty() {
             return;
         }
-        reply.push(text);
-        for &socket in &live.sockets {
-            deliver(&mut self.hub, &mut self.out, socket, &live.id, reply, now);
+        // A reply is stored past the session's byte budget (it is owed), so its own
+        // length is what bounds it: at the cap it ends as if the user had stopped it.
+        let cap = usize::try_from(REPLY_BYTES_MAX).unwrap_or(usize::MAX);
+        let room = cap.saturating_sub(reply.text.len());
+        let fits = &text[..floor_char_boundary(text, room)];
+        if !fits.is_empty() {
+            reply.push(fits);
+            for &socket in &live.sockets {
+                deliver(&mut self.hub, &mut self.out, socket, &live.id, reply, now);
+            }
+        }
+        if text.len() >= room {
+            log::warn!("session {session_id}: reply reached {REPLY_BYTES_MAX} bytes; stopping it");
+            self.stop(session_id, now);
         }
     }
 
@@ -392,4 +404,15 @@ fn humanize(duration: Duration) -> String {
         (0, _) => format!("{m}m{s}s"),
         _ => format!("{h}h{m}m{s}s"),
     }
+}
+
+/// The longest prefix of `text` of at most `limit` bytes that ends on a char boundary.
+fn floor_char_boundary(text: &str, limit: usize) -> usize {
+    if limit >= text.len() {
+        return text.len();
+    }
+    (0..=limit)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
 }

@@ -205,3 +205,27 @@ fn closing_a_socket_does_not_stop_the_reply() {
     assert!(!out.has(&Effect::Cancel(llm)));
     assert_eq!(out.jobs().len(), 1, "the reply is stored");
 }
+
+/// A reply is stored past the session's byte budget (it is owed), so its own length is
+/// bounded: at `REPLY_BYTES_MAX` it ends as a stopped reply, cut on a char boundary.
+#[test]
+fn a_reply_that_reaches_its_byte_cap_is_stopped_and_stored_cut() {
+    let cap = crate::store::REPLY_BYTES_MAX as usize;
+    let mut h = Harness::new();
+    let (socket, session) = h.fresh("ann");
+    let (llm, _) = h.say(socket, &session, "write forever");
+    let out = h.chunk(llm, &"a".repeat(cap - 1));
+    assert!(!out.has(&Effect::Cancel(llm)), "still under the cap");
+    // A two-byte character does not fit in the one byte left: the reply ends without it.
+    let out = h.chunk(llm, "éé");
+    assert!(out.has(&Effect::Cancel(llm)), "the upstream is cancelled");
+    let done = out.only_frame(socket);
+    assert_eq!(meta(&done, "done"), Some("true"));
+    assert_eq!(meta(&done, "stopped"), Some("true"));
+    let Work::Store(StoreOp::Append(AppendOp { message, .. })) = out.only_job().work else {
+        panic!("the reply is stored");
+    };
+    assert_eq!(message.content.len(), cap - 1);
+    // Chunks the lane had already sent are dropped, not appended.
+    assert!(h.chunk(llm, "more").0.is_empty());
+}
