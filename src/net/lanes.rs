@@ -389,7 +389,8 @@ impl<T> Worker<T> {
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
+/// The text a panic was raised with, for the log.
+pub(in crate::net) fn panic_message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()

@@ -99,8 +99,7 @@ impl<H: Handler> Reactor<H> {
             );
         }
         let response = self
-            .handler
-            .error_response(503, "Server at capacity, retry shortly")
+            .refusal(503, "Server at capacity, retry shortly")
             .with_header("Retry-After", "1");
         let mut out = Vec::with_capacity(320);
         http::write_response(&mut out, &response, false, false, &self.clock.http_date);

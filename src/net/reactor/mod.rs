@@ -9,11 +9,15 @@
 //! Here: the `Reactor`, its tokens, the run loop and the poll timeout. The rest of the
 //! loop is one file per job: `accept.rs` (accept, and the full-slab 503), `serve.rs`
 //! (pump a connection, carry out the handler's effects), `timeouts.rs` (the timer wheel
-//! for connection deadlines), `drain.rs` (signals and the shutdown sequence).
+//! for connection deadlines), `drain.rs` (signals and the shutdown sequence),
+//! `contain.rs` (a handler that panics costs one connection, not the loop).
 
 mod accept;
+mod contain;
 mod drain;
 mod serve;
+#[cfg(test)]
+mod testing;
 mod timeouts;
 
 use std::collections::VecDeque;
@@ -120,6 +124,8 @@ pub struct Reactor<H: Handler> {
     clock: Clock,
     /// Connections refused because the slab was full (logged at each power of two).
     rejected_full: u64,
+    /// No tick before this: the last one panicked.
+    tick_held_until: Option<Instant>,
     metrics: Arc<Metrics>,
 }
 
@@ -171,6 +177,7 @@ impl<H: Handler> Reactor<H> {
             lifecycle: Lifecycle::Running,
             clock,
             rejected_full: 0,
+            tick_held_until: None,
             metrics,
         })
     }
@@ -196,62 +203,71 @@ impl<H: Handler> Reactor<H> {
     pub fn run(&mut self) -> io::Result<Exit> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.poll_timeout();
-            if let Err(error) = self.poll.poll(&mut events, timeout) {
-                if error.kind() != io::ErrorKind::Interrupted {
-                    return Err(error);
-                }
+            if let Some(exit) = self.turn(&mut events)? {
+                return Ok(exit);
             }
-            self.clock.tick();
-            for event in events.iter() {
-                match event.token() {
-                    PUBLIC_LISTENER => self.accept(0),
-                    INTERNAL_LISTENER => self.accept(1),
-                    WAKER => self.deliver_completions(),
-                    SIGNALS => {
-                        if let Some(exit) = self.on_signals() {
-                            return Ok(exit);
-                        }
-                    }
-                    token if self.reject_pen.owns(token) => {
-                        self.reject_pen.readable(token, self.poll.registry())
-                    }
-                    token => {
-                        let Some(id) = ConnId::from_token(token, RESERVED_TOKENS) else {
-                            continue;
-                        };
-                        // Errors and hang-ups surface as a failed read or write.
-                        let fin = event.is_read_closed() || event.is_error();
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
-                        if let Some(conn) = self.slab.get_mut(id) {
-                            conn.mark_ready(event.is_readable(), writable, fin);
-                            self.pump(id);
-                        }
+        }
+    }
+
+    /// One loop turn: wait for events (or the next deadline), serve them, then the
+    /// queued connections, timers, the handler's tick and the drain.
+    fn turn(&mut self, events: &mut Events) -> io::Result<Option<Exit>> {
+        let timeout = self.poll_timeout();
+        if let Err(error) = self.poll.poll(events, timeout) {
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        self.clock.tick();
+        for event in events.iter() {
+            match event.token() {
+                PUBLIC_LISTENER => self.accept(0),
+                INTERNAL_LISTENER => self.accept(1),
+                WAKER => self.deliver_completions(),
+                SIGNALS => {
+                    if let Some(exit) = self.on_signals() {
+                        return Ok(Some(exit));
                     }
                 }
-            }
-            // Pumping may queue more (effects on other connections); those wait for the
-            // next turn so that one busy connection cannot starve the poll.
-            for _ in 0..self.pending.len() {
-                if let Some(id) = self.pending.pop_front() {
+                token if self.reject_pen.owns(token) => {
+                    self.reject_pen.readable(token, self.poll.registry())
+                }
+                token => {
+                    let Some(id) = ConnId::from_token(token, RESERVED_TOKENS) else {
+                        continue;
+                    };
+                    // Errors and hang-ups surface as a failed read or write.
+                    let fin = event.is_read_closed() || event.is_error();
+                    let writable =
+                        event.is_writable() || event.is_write_closed() || event.is_error();
                     if let Some(conn) = self.slab.get_mut(id) {
-                        conn.dequeue();
+                        conn.mark_ready(event.is_readable(), writable, fin);
                         self.pump(id);
                     }
                 }
             }
-            self.retry_accept();
-            self.expire_timers();
-            self.tick_handler();
-            self.reject_pen.expire(self.clock.now, self.poll.registry());
-            if let Some(exit) = self.advance_lifecycle() {
-                return Ok(exit);
-            }
-            self.metrics
-                .loop_iteration
-                .observe(self.clock.now.elapsed());
         }
+        // Pumping may queue more (effects on other connections); those wait for the
+        // next turn so that one busy connection cannot starve the poll.
+        for _ in 0..self.pending.len() {
+            if let Some(id) = self.pending.pop_front() {
+                if let Some(conn) = self.slab.get_mut(id) {
+                    conn.dequeue();
+                    self.pump(id);
+                }
+            }
+        }
+        self.retry_accept();
+        self.expire_timers();
+        self.tick_handler();
+        self.reject_pen.expire(self.clock.now, self.poll.registry());
+        if let Some(exit) = self.advance_lifecycle() {
+            return Ok(Some(exit));
+        }
+        self.metrics
+            .loop_iteration
+            .observe(self.clock.now.elapsed());
+        Ok(None)
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -260,7 +276,7 @@ impl<H: Handler> Reactor<H> {
         }
         [
             self.wheel.next_deadline(),
-            self.handler.wake_at(),
+            self.next_tick(),
             self.reject_pen.next_deadline(),
             self.accept_retry_at,
             self.lifecycle.next_step(),
@@ -283,13 +299,11 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn tick_handler(&mut self) {
-        if self
-            .handler
-            .wake_at()
-            .is_some_and(|at| at <= self.clock.now)
-        {
+        let now = self.clock.now;
+        if self.next_tick().is_some_and(|at| at <= now) {
             let mut ctx = self.ctx();
-            self.handler.tick(&mut ctx);
+            let ticked = self.contained("tick", |reactor| reactor.handler.tick(&mut ctx));
+            self.tick_held_until = ticked.is_none().then_some(now + contain::TICK_BACKOFF);
             self.apply(ctx, None);
         }
     }
@@ -301,7 +315,10 @@ impl<H: Handler> Reactor<H> {
         }
         let mut ctx = self.ctx();
         for done in std::mem::take(&mut self.done) {
-            self.handler.completion(done, &mut ctx);
+            // One completion's panic loses that completion only.
+            self.contained("completion", |reactor| {
+                reactor.handler.completion(done, &mut ctx)
+            });
         }
         self.apply(ctx, None);
     }
