@@ -33,10 +33,12 @@ use self::drain::Lifecycle;
 use super::conn::{Conn, Limits};
 use super::handler::{Ctx, Handler};
 use super::lanes::CompletionQueue;
+use super::per_ip::PerIp;
 use super::reject::RejectPen;
 use super::signals::SignalSource;
 use super::slab::{ConnId, Slab};
 use super::timers::TimerWheel;
+use crate::config::Cidr;
 use crate::metrics::Metrics;
 use crate::time;
 
@@ -64,9 +66,19 @@ pub struct Listeners {
     pub internal: Option<TcpListener>,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// Slots beyond `MAX_CONNECTIONS` that only the internal listener may use, so kubelet
+/// probes and scrapes still get in while the public side is full: a few probes and a
+/// scraper or two at a time, with room for their retries.
+const INTERNAL_RESERVE: usize = 16;
+
+#[derive(Clone, Debug)]
 pub struct Settings {
+    /// Public connections; the internal listener has `INTERNAL_RESERVE` slots more.
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Peers not held to `max_connections_per_ip`: `TRUSTED_PROXIES`, whose connections
+    /// are many clients'.
+    pub per_ip_exempt: Vec<Cidr>,
     pub limits: Limits,
     /// SIGTERM → listeners closed: the time the endpoints controller needs to stop
     /// sending traffic here.
@@ -122,8 +134,11 @@ pub struct Reactor<H: Handler> {
     settings: Settings,
     lifecycle: Lifecycle,
     clock: Clock,
-    /// Connections refused because the slab was full (logged at each power of two).
-    rejected_full: u64,
+    /// Open connections per listener (public, internal).
+    open: [usize; 2],
+    per_ip: PerIp,
+    /// Connections refused, per reason (logged at each power of two).
+    refused: [u64; 2],
     /// No tick before this: the last one panicked.
     tick_held_until: Option<Instant>,
     metrics: Arc<Metrics>,
@@ -146,6 +161,11 @@ impl<H: Handler> Reactor<H> {
         handler: H,
         metrics: Arc<Metrics>,
     ) -> io::Result<Reactor<H>> {
+        let reserve = listeners.internal.as_ref().map_or(0, |_| INTERNAL_RESERVE);
+        let per_ip = PerIp::new(
+            settings.max_connections_per_ip,
+            settings.per_ip_exempt.clone(),
+        );
         let mut listeners = [Some(listeners.public), listeners.internal];
         for (listener, token) in listeners
             .iter_mut()
@@ -165,7 +185,7 @@ impl<H: Handler> Reactor<H> {
             accept_retry_at: None,
             reject_pen: RejectPen::new(REJECT_PEN_FIRST, REJECT_PEN_SLOTS),
             signals,
-            slab: Slab::with_capacity(settings.max_connections),
+            slab: Slab::with_capacity(settings.max_connections + reserve),
             wheel: TimerWheel::new(clock.now, TIMER_TICK, TIMER_SLOTS),
             expired: Vec::new(),
             pending: VecDeque::new(),
@@ -176,7 +196,9 @@ impl<H: Handler> Reactor<H> {
             settings,
             lifecycle: Lifecycle::Running,
             clock,
-            rejected_full: 0,
+            open: [0; 2],
+            per_ip,
+            refused: [0; 2],
             tick_held_until: None,
             metrics,
         })

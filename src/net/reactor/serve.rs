@@ -232,6 +232,8 @@ impl<H: Handler> Reactor<H> {
         self.notice_ws_end(id);
         if let Some(mut conn) = self.slab.remove(id) {
             let _ = self.poll.registry().deregister(conn.socket_mut());
+            let info = conn.info();
+            self.forget(info.listener, info.peer.ip());
         }
     }
 }

@@ -35,31 +35,28 @@ pub struct TestLoop<H: Handler> {
     pub reactor: Reactor<H>,
     events: Events,
     pub public: SocketAddr,
-    pub internal: SocketAddr,
     pub completions: Completions<H::Completion>,
     pub metrics: Arc<Metrics>,
 }
 
 impl<H: Handler> TestLoop<H> {
     pub fn new(handler: H, max_connections: usize) -> TestLoop<H> {
-        let bind = || TcpListener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-        let (public, internal) = (bind(), bind());
-        let addrs = (
-            public.local_addr().expect("addr"),
-            internal.local_addr().expect("addr"),
-        );
+        let public = TcpListener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = public.local_addr().expect("addr");
         let poll = Poll::new().expect("poll");
         let (completions, queue) = completion_channel(waker(&poll).expect("waker"), 64);
         let metrics = Arc::new(Metrics::new(&[]));
         let settings = Settings {
             max_connections,
+            max_connections_per_ip: max_connections,
+            per_ip_exempt: Vec::new(),
             limits: LIMITS,
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(1),
         };
         let listeners = Listeners {
             public,
-            internal: Some(internal),
+            internal: None,
         };
         let signals = SignalSource::new().expect("signals");
         let reactor = Reactor::new(
@@ -75,8 +72,7 @@ impl<H: Handler> TestLoop<H> {
         TestLoop {
             reactor,
             events: Events::with_capacity(64),
-            public: addrs.0,
-            internal: addrs.1,
+            public: addr,
             completions,
             metrics,
         }
