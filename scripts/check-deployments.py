@@ -369,6 +369,12 @@ def check_rendered(where, objects):
                                    f"{backend} is not a Service port")
                 if not path["path"].startswith(prefix):
                     problem(where, f"Ingress path {path['path']} is outside {prefix}")
+                # Scrapers use METRICS_PORT; the proxy's own address may be allowed.
+                scrape = f"{prefix}/metrics/prometheus"
+                routed = path["path"].rstrip("/")
+                if scrape == routed or (path.get("pathType") != "Exact"
+                                        and scrape.startswith(routed + "/")):
+                    problem(where, f"Ingress path {path['path']} publishes {scrape}")
 
 
 def chatbox_binary():
