@@ -309,11 +309,14 @@ def check_rendered(where, objects):
     if env.get("METRICS_PORT") and str(ports.get("metrics")) != env["METRICS_PORT"]:
         problem(where, f"containerPort metrics {ports.get('metrics')} != METRICS_PORT")
     prefix = env["CHATBOX_PATH_PREFIX"]
+    # Probes go to METRICS_PORT, whose connection slots the public side cannot use up.
+    if not env.get("METRICS_PORT"):
+        problem(where, "METRICS_PORT must be set: the probes use it")
     for probe, route in (("startupProbe", "healthz"), ("livenessProbe", "healthz"),
                          ("readinessProbe", "readyz")):
         get = container.get(probe, {}).get("httpGet", {})
-        if get.get("path") != f"{prefix}/{route}" or get.get("port") != "http":
-            problem(where, f"{probe} must GET {prefix}/{route} on port http")
+        if get.get("path") != f"/{route}" or get.get("port") != "metrics":
+            problem(where, f"{probe} must GET /{route} on port metrics (METRICS_PORT)")
 
     mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
     if env["DATA_DIR"] not in mounts:
@@ -366,6 +369,12 @@ def check_rendered(where, objects):
                                    f"{backend} is not a Service port")
                 if not path["path"].startswith(prefix):
                     problem(where, f"Ingress path {path['path']} is outside {prefix}")
+                # Scrapers use METRICS_PORT; the proxy's own address may be allowed.
+                scrape = f"{prefix}/metrics/prometheus"
+                routed = path["path"].rstrip("/")
+                if scrape == routed or (path.get("pathType") != "Exact"
+                                        and scrape.startswith(routed + "/")):
+                    problem(where, f"Ingress path {path['path']} publishes {scrape}")
 
 
 def chatbox_binary():

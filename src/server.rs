@@ -102,6 +102,8 @@ impl Server {
         let app = App::new(config, lanes, store, catalog, Arc::clone(&metrics));
         let settings = Settings {
             max_connections: server.max_connections,
+            max_connections_per_ip: server.max_connections_per_ip,
+            per_ip_exempt: config.access.trusted_proxies.clone(),
             limits: Limits {
                 head_timeout: HTTP_HEAD_TIMEOUT,
                 body_idle_timeout: HTTP_BODY_IDLE_TIMEOUT,

@@ -10,6 +10,8 @@ use common::Server;
 fn every_socket_gets_1001_on_sigterm() {
     let mut server = Server::start(&[
         ("CHATBOX_ECHO", "true"),
+        // All 1000 sockets come from one address.
+        ("MAX_CONNECTIONS_PER_IP", "1000"),
         ("SHUTDOWN_DRAIN_DELAY", "200ms"),
         ("SHUTDOWN_TIMEOUT", "20s"),
         ("LOG_LEVEL", "info"),

@@ -268,6 +268,8 @@ fn start_server(binary: &str, port: u16, nofile: u64, launch: &Launch) -> Server
         .env("SERVER_PORT", port.to_string())
         .env("CHATBOX_ECHO", "true")
         .env("MAX_CONNECTIONS", launch.max_connections.to_string())
+        // Every bench client is one address: it may use every slot.
+        .env("MAX_CONNECTIONS_PER_IP", launch.max_connections.to_string())
         .env("DATA_DIR", &data_dir)
         .env("LOG_LEVEL", "warn")
         .envs(launch.env.iter().map(|(k, v)| (k, v)))

@@ -1,6 +1,8 @@
 //! The chat's HTTP routes: the model list (answered on the loop), and the sessions
-//! API and shared transcripts, whose store calls run on the `store` lane and come back
-//! as [`Done::Sessions`].
+//! API and shared transcripts, whose store calls run on the `rest` lane (never ahead
+//! of the chat's writes on the `store` lane) and come back as [`Done::Sessions`]. Each
+//! user's sessions calls are rate limited (`RATE_LIMIT` per `RATE_LIMIT_WINDOW`, an
+//! allowance of their own beside the chat messages'), shared transcripts per client IP.
 
 use std::sync::Arc;
 
@@ -56,6 +58,10 @@ impl App {
             }
             _ => {
                 let user_id = self.user(head)?.user_id;
+                if let Err(wait) = self.rest_limiter.check(&user_id, ctx.now) {
+                    self.metrics.blocked(Limiter::Message);
+                    return Err(too_many_requests(wait));
+                }
                 let session_id = param.unwrap_or_default();
                 match (route, head.method) {
                     (Route::Sessions, _) => Call::List { user_id },
@@ -90,7 +96,7 @@ impl App {
             error::json_error(500, "An internal error occurred"),
         );
         self.lanes
-            .store
+            .rest
             .try_submit(
                 move |job| {
                     let outcome = call.run(store.as_ref(), time::unix_millis_now());

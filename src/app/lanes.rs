@@ -13,6 +13,9 @@ use crate::store::{self, StoreError};
 
 /// Each lane's queue holds this many jobs before `try_submit` answers busy (spec/config.md).
 const LANE_QUEUE: usize = 1024;
+/// Threads of the `rest` lane. The sessions API is a page load now and then, not a
+/// stream of work; two threads keep one slow read from holding up the next.
+const REST_WORKERS: usize = 2;
 
 /// An HTTP request handed to a lane: the connection waiting for the answer, the CORS
 /// origin the answer must carry, and the request's timer.
@@ -43,7 +46,12 @@ pub enum Done {
 
 /// Separate lanes so one kind of blocking work cannot starve another.
 pub struct Lanes {
+    /// The chat's store work: its writes (appends, model changes, the idle sweep) are
+    /// acknowledged to users, so nothing else queues here.
     pub store: Lane<Done>,
+    /// The store calls of the HTTP sessions API and shared transcripts: a client
+    /// looping on them fills this queue (and gets 503), never the chat's.
+    pub rest: Lane<Done>,
     pub llm: Lane<Done>,
     /// Uploads, email and SMS: `None` until the first of them is built, so that
     /// `IO_WORKERS` threads do not sit idle on a lane nothing submits to.
@@ -62,13 +70,16 @@ impl Lanes {
     ) -> std::io::Result<Lanes> {
         Ok(Lanes {
             store: Lane::new("store", store.workers, LANE_QUEUE, completions.clone())?,
+            rest: Lane::new("rest", REST_WORKERS, LANE_QUEUE, completions.clone())?,
             llm: Lane::new("llm", llm.max_concurrent, LANE_QUEUE, completions.clone())?,
             io: None,
         })
     }
 
     fn all(&self) -> impl Iterator<Item = &Lane<Done>> {
-        [&self.store, &self.llm].into_iter().chain(&self.io)
+        [&self.store, &self.rest, &self.llm]
+            .into_iter()
+            .chain(&self.io)
     }
 
     /// What `/metrics` shows of each lane.
@@ -99,7 +110,7 @@ impl Lanes {
     /// Lets queued work (store writes above all) finish, up to `deadline`.
     pub fn shutdown(&mut self, deadline: Instant) -> bool {
         // Every lane is asked, even after one fails to finish in time.
-        let joined: Vec<bool> = [&mut self.store, &mut self.llm]
+        let joined: Vec<bool> = [&mut self.store, &mut self.rest, &mut self.llm]
             .into_iter()
             .chain(&mut self.io)
             .map(|lane| lane.shutdown(deadline))

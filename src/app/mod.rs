@@ -63,6 +63,8 @@ pub struct App {
     echo_sockets: HashSet<ConnId>,
     upgrading: Option<(ConnId, Upgrading)>,
     public_limiter: RateLimiter,
+    /// Sessions API calls per user.
+    rest_limiter: RateLimiter,
     trusted_proxies: Vec<Cidr>,
     metrics: Arc<Metrics>,
     metrics_allowed: Vec<Cidr>,
@@ -128,6 +130,7 @@ impl App {
             echo_sockets: HashSet::new(),
             upgrading: None,
             public_limiter: RateLimiter::new(PUBLIC_LIMIT, PUBLIC_WINDOW),
+            rest_limiter: RateLimiter::new(config.chat.rate_limit, config.chat.rate_window),
             trusted_proxies: config.access.trusted_proxies.clone(),
             metrics,
             metrics_allowed: config.metrics.allowed_networks.clone(),

@@ -14,7 +14,7 @@ use crate::chat::ratelimit::retry_after_ms;
 use crate::http::cors::{Cors, Verdict};
 use crate::http::error;
 use crate::http::health;
-use crate::http::metrics::scrape;
+use crate::http::metrics::{public_scrape, scrape};
 use crate::http::router::Route;
 use crate::metrics::process::Process;
 use crate::metrics::State;
@@ -75,9 +75,21 @@ impl App {
         let response = match route {
             Route::Healthz => health::healthz(ctx.unix),
             Route::Readyz => self.readiness.respond(ctx.draining, ctx.unix),
-            Route::Metrics => scrape(&self.metrics, &self.metrics_allowed, conn.peer.ip(), || {
-                self.state(ctx)
-            }),
+            Route::Metrics => match conn.listener {
+                ListenerKind::Internal => {
+                    scrape(&self.metrics, &self.metrics_allowed, conn.peer.ip(), || {
+                        self.state(ctx)
+                    })
+                }
+                ListenerKind::Public => public_scrape(
+                    &self.metrics,
+                    &self.metrics_allowed,
+                    &self.trusted_proxies,
+                    conn.peer.ip(),
+                    &request.head,
+                    || self.state(ctx),
+                ),
+            },
             Route::Ws | Route::Echo => {
                 return match self.admit_socket(&request.head, conn, route, ctx) {
                     Ok(reply) => reply,

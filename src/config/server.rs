@@ -16,6 +16,7 @@ pub struct ServerConfig {
     /// `P`: starts with `/`, never ends with one, so routes are `format!("{P}/healthz")`.
     pub path_prefix: String,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     /// `CHATBOX_ECHO`.
     pub echo_endpoint: bool,
     /// Shorter than `shutdown_timeout`: the drain delay is the first part of that total.
@@ -32,6 +33,7 @@ impl ServerConfig {
             port: r.val("SERVER_PORT", p_int)?,
             path_prefix: r.val("CHATBOX_PATH_PREFIX", p_path_prefix)?,
             max_connections: r.val("MAX_CONNECTIONS", p_int)?,
+            max_connections_per_ip: r.val("MAX_CONNECTIONS_PER_IP", p_int)?,
             echo_endpoint: r.val("CHATBOX_ECHO", p_bool)?,
             shutdown_drain_delay: r.val("SHUTDOWN_DRAIN_DELAY", p_dur)?,
             shutdown_timeout: r.val("SHUTDOWN_TIMEOUT", p_dur)?,

@@ -171,6 +171,9 @@ pub(super) const VARS: &[Var] = &[
          cannot read them"),
     var("MAX_CONNECTIONS", Lit("10000"), Int(1, 1_000_000),
         "connection slab size (HTTP and WebSocket); memory is bounded and a full slab answers 503"),
+    var("MAX_CONNECTIONS_PER_IP", Lit("256"), Int(1, 1_000_000),
+        "open connections per client address (IPv6 per /64) on the public port: a browser \
+         uses a handful, a NAT or a trusted proxy some hundred; one host cannot fill the slab"),
     var("MAX_CONNECTIONS_PER_USER", Lit("10"), Int(1, 10_000),
         "WebSocket sockets per user_id: several tabs and devices, yet one user cannot fill the \
          slab"),

@@ -1,9 +1,10 @@
 //! The client's address as the spec defines it: the socket peer, or, when the peer is a
 //! trusted proxy, the first hop of `X-Forwarded-For` (read from the right) that is not.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::config::Cidr;
+use crate::net::per_ip::ClientKey;
 
 /// `forwarded_for` is every `X-Forwarded-For` line in order: they form one list (RFC 9110
 /// §5.3), and a proxy that adds its hop as a line of its own must not lose to the line
@@ -39,16 +40,7 @@ pub fn client_ip<'a>(
 /// whole /64 and can pick any address in it, so IPv6 clients are counted per /64; IPv4
 /// (IPv4-mapped IPv6 included) per address.
 pub fn rate_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let prefix = u128::from(v6) & !u128::from(u64::MAX);
-                format!("{}/64", Ipv6Addr::from(prefix))
-            }
-        },
-    }
+    ClientKey::of(ip).to_string()
 }
 
 #[cfg(test)]

@@ -116,6 +116,8 @@ pub struct Metrics {
     pub messages_received: Counter,
     pub messages_sent: Counter,
     pub slow_consumer_closes: Counter,
+    /// Calls into the application that panicked; the loop contained each one.
+    pub handler_panics: Counter,
     /// The work of one loop turn, from the poll's return to the next poll.
     pub loop_iteration: Histogram,
     message_errors: Counter,
@@ -152,6 +154,7 @@ impl Metrics {
             messages_received: Counter::default(),
             messages_sent: Counter::default(),
             slow_consumer_closes: Counter::default(),
+            handler_panics: Counter::default(),
             loop_iteration: Histogram::new(&LOOP_BUCKETS),
             message_errors: Counter::default(),
             sessions_created: Counter::default(),
@@ -278,6 +281,11 @@ impl Metrics {
                 "chatbox_ws_slow_consumer_closes_total",
                 "WebSockets closed with 1013 because they did not read what was sent to them.",
                 &self.slow_consumer_closes,
+            ),
+            (
+                "chatbox_handler_panics_total",
+                "Calls into the application that panicked; each cost one connection at most.",
+                &self.handler_panics,
             ),
         ] {
             single(out, name, Kind::Counter, help, Value::Int(counter.get()));

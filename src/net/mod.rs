@@ -5,6 +5,7 @@ pub mod handler;
 pub mod http;
 pub mod lanes;
 pub mod limits;
+pub mod per_ip;
 pub mod reactor;
 pub mod reject;
 pub mod signals;

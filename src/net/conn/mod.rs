@@ -30,9 +30,9 @@ use self::deadlines::ArmedTimer;
 pub(in crate::net) use self::deadlines::Expiry;
 pub(in crate::net) use self::http::Parsed;
 pub(in crate::net) use self::ws::Sent;
-use crate::net::http::{RequestHead, MAX_HEAD_BYTES};
+use crate::net::http::{RequestHead, Response, MAX_HEAD_BYTES};
 use crate::net::slab::ConnId;
-use crate::net::ws::Socket;
+use crate::net::ws::{code as ws_code, Socket};
 
 /// Which listener accepted the connection: the public one serves every route under the
 /// path prefix, the internal one (`METRICS_PORT`) only probes and metrics.
@@ -302,6 +302,25 @@ impl Conn {
         if !matches!(self.phase, Phase::Closing { .. }) {
             self.phase = Phase::Closing { linger_until: None };
             self.inbuf = Vec::new();
+        }
+    }
+
+    /// Serving this connection panicked: a request in progress gets `error` (its answer
+    /// is never half-queued: responses are written whole), a WebSocket gets 1011, and
+    /// either way the connection reads nothing more.
+    pub fn fail(&mut self, error: &Response, date: &str, now: Instant) {
+        match &self.phase {
+            Phase::Http(state) => {
+                let head_only = state.awaiting.is_some_and(|pending| pending.head_only);
+                self.reject(error, head_only, date, now);
+            }
+            Phase::Ws(_) => {
+                self.ws_close(ws_code::INTERNAL, "Internal error", now);
+                // No close handshake: the handler that failed on one frame is not
+                // given the frames the peer sends before it reads our close.
+                self.start_closing();
+            }
+            Phase::Closing { .. } => {}
         }
     }
 

@@ -9,11 +9,15 @@
 //! Here: the `Reactor`, its tokens, the run loop and the poll timeout. The rest of the
 //! loop is one file per job: `accept.rs` (accept, and the full-slab 503), `serve.rs`
 //! (pump a connection, carry out the handler's effects), `timeouts.rs` (the timer wheel
-//! for connection deadlines), `drain.rs` (signals and the shutdown sequence).
+//! for connection deadlines), `drain.rs` (signals and the shutdown sequence),
+//! `contain.rs` (a handler that panics costs one connection, not the loop).
 
 mod accept;
+mod contain;
 mod drain;
 mod serve;
+#[cfg(test)]
+mod testing;
 mod timeouts;
 
 use std::collections::VecDeque;
@@ -29,10 +33,12 @@ use self::drain::Lifecycle;
 use super::conn::{Conn, Limits};
 use super::handler::{Ctx, Handler};
 use super::lanes::CompletionQueue;
+use super::per_ip::PerIp;
 use super::reject::RejectPen;
 use super::signals::SignalSource;
 use super::slab::{ConnId, Slab};
 use super::timers::TimerWheel;
+use crate::config::Cidr;
 use crate::metrics::Metrics;
 use crate::time;
 
@@ -60,9 +66,19 @@ pub struct Listeners {
     pub internal: Option<TcpListener>,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// Slots beyond `MAX_CONNECTIONS` that only the internal listener may use, so kubelet
+/// probes and scrapes still get in while the public side is full: a few probes and a
+/// scraper or two at a time, with room for their retries.
+const INTERNAL_RESERVE: usize = 16;
+
+#[derive(Clone, Debug)]
 pub struct Settings {
+    /// Public connections; the internal listener has `INTERNAL_RESERVE` slots more.
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Peers not held to `max_connections_per_ip`: `TRUSTED_PROXIES`, whose connections
+    /// are many clients'.
+    pub per_ip_exempt: Vec<Cidr>,
     pub limits: Limits,
     /// SIGTERM → listeners closed: the time the endpoints controller needs to stop
     /// sending traffic here.
@@ -118,8 +134,13 @@ pub struct Reactor<H: Handler> {
     settings: Settings,
     lifecycle: Lifecycle,
     clock: Clock,
-    /// Connections refused because the slab was full (logged at each power of two).
-    rejected_full: u64,
+    /// Open connections per listener (public, internal).
+    open: [usize; 2],
+    per_ip: PerIp,
+    /// Connections refused, per reason (logged at each power of two).
+    refused: [u64; 2],
+    /// No tick before this: the last one panicked.
+    tick_held_until: Option<Instant>,
     metrics: Arc<Metrics>,
 }
 
@@ -140,6 +161,11 @@ impl<H: Handler> Reactor<H> {
         handler: H,
         metrics: Arc<Metrics>,
     ) -> io::Result<Reactor<H>> {
+        let reserve = listeners.internal.as_ref().map_or(0, |_| INTERNAL_RESERVE);
+        let per_ip = PerIp::new(
+            settings.max_connections_per_ip,
+            settings.per_ip_exempt.clone(),
+        );
         let mut listeners = [Some(listeners.public), listeners.internal];
         for (listener, token) in listeners
             .iter_mut()
@@ -159,7 +185,7 @@ impl<H: Handler> Reactor<H> {
             accept_retry_at: None,
             reject_pen: RejectPen::new(REJECT_PEN_FIRST, REJECT_PEN_SLOTS),
             signals,
-            slab: Slab::with_capacity(settings.max_connections),
+            slab: Slab::with_capacity(settings.max_connections + reserve),
             wheel: TimerWheel::new(clock.now, TIMER_TICK, TIMER_SLOTS),
             expired: Vec::new(),
             pending: VecDeque::new(),
@@ -170,7 +196,10 @@ impl<H: Handler> Reactor<H> {
             settings,
             lifecycle: Lifecycle::Running,
             clock,
-            rejected_full: 0,
+            open: [0; 2],
+            per_ip,
+            refused: [0; 2],
+            tick_held_until: None,
             metrics,
         })
     }
@@ -196,62 +225,71 @@ impl<H: Handler> Reactor<H> {
     pub fn run(&mut self) -> io::Result<Exit> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.poll_timeout();
-            if let Err(error) = self.poll.poll(&mut events, timeout) {
-                if error.kind() != io::ErrorKind::Interrupted {
-                    return Err(error);
-                }
+            if let Some(exit) = self.turn(&mut events)? {
+                return Ok(exit);
             }
-            self.clock.tick();
-            for event in events.iter() {
-                match event.token() {
-                    PUBLIC_LISTENER => self.accept(0),
-                    INTERNAL_LISTENER => self.accept(1),
-                    WAKER => self.deliver_completions(),
-                    SIGNALS => {
-                        if let Some(exit) = self.on_signals() {
-                            return Ok(exit);
-                        }
-                    }
-                    token if self.reject_pen.owns(token) => {
-                        self.reject_pen.readable(token, self.poll.registry())
-                    }
-                    token => {
-                        let Some(id) = ConnId::from_token(token, RESERVED_TOKENS) else {
-                            continue;
-                        };
-                        // Errors and hang-ups surface as a failed read or write.
-                        let fin = event.is_read_closed() || event.is_error();
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
-                        if let Some(conn) = self.slab.get_mut(id) {
-                            conn.mark_ready(event.is_readable(), writable, fin);
-                            self.pump(id);
-                        }
+        }
+    }
+
+    /// One loop turn: wait for events (or the next deadline), serve them, then the
+    /// queued connections, timers, the handler's tick and the drain.
+    fn turn(&mut self, events: &mut Events) -> io::Result<Option<Exit>> {
+        let timeout = self.poll_timeout();
+        if let Err(error) = self.poll.poll(events, timeout) {
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        self.clock.tick();
+        for event in events.iter() {
+            match event.token() {
+                PUBLIC_LISTENER => self.accept(0),
+                INTERNAL_LISTENER => self.accept(1),
+                WAKER => self.deliver_completions(),
+                SIGNALS => {
+                    if let Some(exit) = self.on_signals() {
+                        return Ok(Some(exit));
                     }
                 }
-            }
-            // Pumping may queue more (effects on other connections); those wait for the
-            // next turn so that one busy connection cannot starve the poll.
-            for _ in 0..self.pending.len() {
-                if let Some(id) = self.pending.pop_front() {
+                token if self.reject_pen.owns(token) => {
+                    self.reject_pen.readable(token, self.poll.registry())
+                }
+                token => {
+                    let Some(id) = ConnId::from_token(token, RESERVED_TOKENS) else {
+                        continue;
+                    };
+                    // Errors and hang-ups surface as a failed read or write.
+                    let fin = event.is_read_closed() || event.is_error();
+                    let writable =
+                        event.is_writable() || event.is_write_closed() || event.is_error();
                     if let Some(conn) = self.slab.get_mut(id) {
-                        conn.dequeue();
+                        conn.mark_ready(event.is_readable(), writable, fin);
                         self.pump(id);
                     }
                 }
             }
-            self.retry_accept();
-            self.expire_timers();
-            self.tick_handler();
-            self.reject_pen.expire(self.clock.now, self.poll.registry());
-            if let Some(exit) = self.advance_lifecycle() {
-                return Ok(exit);
-            }
-            self.metrics
-                .loop_iteration
-                .observe(self.clock.now.elapsed());
         }
+        // Pumping may queue more (effects on other connections); those wait for the
+        // next turn so that one busy connection cannot starve the poll.
+        for _ in 0..self.pending.len() {
+            if let Some(id) = self.pending.pop_front() {
+                if let Some(conn) = self.slab.get_mut(id) {
+                    conn.dequeue();
+                    self.pump(id);
+                }
+            }
+        }
+        self.retry_accept();
+        self.expire_timers();
+        self.tick_handler();
+        self.reject_pen.expire(self.clock.now, self.poll.registry());
+        if let Some(exit) = self.advance_lifecycle() {
+            return Ok(Some(exit));
+        }
+        self.metrics
+            .loop_iteration
+            .observe(self.clock.now.elapsed());
+        Ok(None)
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -260,7 +298,7 @@ impl<H: Handler> Reactor<H> {
         }
         [
             self.wheel.next_deadline(),
-            self.handler.wake_at(),
+            self.next_tick(),
             self.reject_pen.next_deadline(),
             self.accept_retry_at,
             self.lifecycle.next_step(),
@@ -283,13 +321,11 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn tick_handler(&mut self) {
-        if self
-            .handler
-            .wake_at()
-            .is_some_and(|at| at <= self.clock.now)
-        {
+        let now = self.clock.now;
+        if self.next_tick().is_some_and(|at| at <= now) {
             let mut ctx = self.ctx();
-            self.handler.tick(&mut ctx);
+            let ticked = self.contained("tick", |reactor| reactor.handler.tick(&mut ctx));
+            self.tick_held_until = ticked.is_none().then_some(now + contain::TICK_BACKOFF);
             self.apply(ctx, None);
         }
     }
@@ -301,7 +337,10 @@ impl<H: Handler> Reactor<H> {
         }
         let mut ctx = self.ctx();
         for done in std::mem::take(&mut self.done) {
-            self.handler.completion(done, &mut ctx);
+            // One completion's panic loses that completion only.
+            self.contained("completion", |reactor| {
+                reactor.handler.completion(done, &mut ctx)
+            });
         }
         self.apply(ctx, None);
     }

@@ -30,7 +30,14 @@ impl<H: Handler> Reactor<H> {
     /// then writes and decides the connection's fate.
     pub(super) fn pump(&mut self, id: ConnId) {
         let mut ctx = self.ctx();
-        let served = self.serve_input(id, &mut ctx);
+        let served = self
+            .contained(format_args!("serving connection {id:?}"), |reactor| {
+                reactor.serve_input(id, &mut ctx)
+            })
+            .unwrap_or_else(|| {
+                self.fail(id);
+                Ok(())
+            });
         self.apply(ctx, Some(id));
         let now = self.clock.now;
         let limits = self.settings.limits;
@@ -65,7 +72,13 @@ impl<H: Handler> Reactor<H> {
             .is_some_and(|conn| conn.take_flushed());
         if flushed {
             let mut ctx = self.ctx();
-            self.handler.ws_flushed(id, &mut ctx);
+            let flushed = self.contained(format_args!("ws_flushed({id:?})"), |reactor| {
+                reactor.handler.ws_flushed(id, &mut ctx)
+            });
+            if flushed.is_none() {
+                self.fail(id);
+                self.queue(id);
+            }
             self.apply(ctx, None);
         }
     }
@@ -80,7 +93,10 @@ impl<H: Handler> Reactor<H> {
                 .websocket_seconds
                 .observe(self.clock.now.saturating_duration_since(opened));
             let mut ctx = self.ctx();
-            self.handler.ws_closed(id, &mut ctx);
+            // The socket is ending anyway: a panic here has nothing left to close.
+            self.contained(format_args!("ws_closed({id:?})"), |reactor| {
+                reactor.handler.ws_closed(id, &mut ctx)
+            });
             self.apply(ctx, None);
         }
     }
@@ -216,6 +232,8 @@ impl<H: Handler> Reactor<H> {
         self.notice_ws_end(id);
         if let Some(mut conn) = self.slab.remove(id) {
             let _ = self.poll.registry().deregister(conn.socket_mut());
+            let info = conn.info();
+            self.forget(info.listener, info.peer.ip());
         }
     }
 }

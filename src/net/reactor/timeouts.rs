@@ -18,23 +18,32 @@ impl<H: Handler> Reactor<H> {
         let mut expired = std::mem::take(&mut self.expired);
         self.wheel.expire(self.clock.now, &mut expired);
         for (tick, id) in expired.drain(..) {
-            let Some(conn) = self.slab.get_mut(id) else {
-                continue;
-            };
-            if !conn.timer_fired(tick) {
+            let fired = self
+                .slab
+                .get_mut(id)
+                .is_some_and(|conn| conn.timer_fired(tick));
+            if !fired {
                 continue;
             }
-            let handler = &self.handler;
-            let error_408 = || handler.error_response(408, "Request timed out");
-            match conn.expire(
-                self.clock.now,
-                &self.settings.limits,
-                error_408,
-                &self.clock.http_date,
-            ) {
-                Expiry::NotYet => self.arm_timer(id),
-                Expiry::Flush => self.pump(id),
-                Expiry::Close => {
+            let expiry = self.contained(format_args!("deadline of {id:?}"), |reactor| {
+                let Reactor {
+                    slab,
+                    handler,
+                    clock,
+                    settings,
+                    ..
+                } = reactor;
+                let error_408 = || handler.error_response(408, "Request timed out");
+                slab.get_mut(id).map(|conn| {
+                    conn.expire(clock.now, &settings.limits, error_408, &clock.http_date)
+                })
+            });
+            match expiry {
+                Some(None) => {}
+                Some(Some(Expiry::NotYet)) => self.arm_timer(id),
+                Some(Some(Expiry::Flush)) => self.pump(id),
+                // A deadline whose handling panicked closes its connection as well.
+                Some(Some(Expiry::Close)) | None => {
                     log::debug!("connection {id:?}: timed out");
                     self.close(id);
                 }
