@@ -425,6 +425,38 @@ fn a_write_whose_answer_was_lost_is_retried_without_a_duplicate() {
     assert_eq!(ids, ["m1", "m2"], "stored once, although sent twice");
 }
 
+/// The chat core tries a reply again when the store failed it for a passing reason,
+/// such as MongoDB going away right after the write, before its answer. That is a new
+/// append of the same message: it must find the message already stored, not store it
+/// twice (the MongoDB outage test in `tests/mongo_chat.rs` ran into this).
+#[test]
+fn a_message_appended_again_after_a_lost_answer_is_stored_once() {
+    let scratch = mongo();
+    let store = &*scratch.store;
+    let reply = Message::new("r1", Sender::Ai, "an answer", 2_000);
+    append(
+        store,
+        "s1",
+        "u1",
+        &Message::new("m1", Sender::User, "ask", 1_000),
+    );
+    let first = append(store, "s1", "u1", &reply);
+    let again = append(store, "s1", "u1", &reply);
+    assert_eq!(again.message_count, 2);
+    assert_eq!(again, first, "the session as the first append left it");
+    let stored = store.transcript("s1", None).unwrap().unwrap().messages;
+    let ids: Vec<_> = stored.iter().filter_map(|m| m.id.as_deref()).collect();
+    assert_eq!(ids, ["m1", "r1"], "stored once, although appended twice");
+    // A new message after it is appended as usual.
+    append(
+        store,
+        "s1",
+        "u1",
+        &Message::new("m2", Sender::User, "next", 3_000),
+    );
+    assert_eq!(store.session("s1").unwrap().unwrap().message_count, 3);
+}
+
 #[test]
 fn an_outage_is_reported_then_survived() {
     let mut scratch = mongo();

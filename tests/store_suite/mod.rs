@@ -80,7 +80,9 @@ fn append_as(
 
 /// Appends a user message `text` at `at` to `session` of `user`.
 fn say(store: &dyn Store, session: &str, user: &str, text: &str, at: Millis) -> Session {
-    let id = format!("{session}-{at}");
+    // Unique per message, as the chat core's random ids are: a store may take a message
+    // whose id is already its session's last for an append tried again.
+    let id = format!("{session}-{at}-{text}");
     append_as(store, session, user, &message(&id, Sender::User, text, at)).expect("append")
 }
 

@@ -16,6 +16,9 @@ use crate::store::{AssistingAdmin, Message, Millis, Sender, Session, StoreError}
 /// The pipeline field that carries the size of `msgs`, so a session's header is read
 /// without its messages. It exists only in query results, never in stored documents.
 pub const MESSAGE_COUNT: &str = "msgCount";
+/// Computed by header reads, never stored: the `id` of the session's last message, so
+/// that an append can tell whether an earlier attempt of it was stored already.
+pub const LAST_MESSAGE_ID: &str = "lastMsgId";
 
 /// How many AI replies `avgRespTime` averages over. **[new]**: the old service kept
 /// no such count, so for its documents it is inferred (see [`Header::reply_count`]).
@@ -137,6 +140,8 @@ pub struct Header {
     pub reply_count: i64,
     /// [`MESSAGE_BYTES`]; `None` on a document of the old service, not counted yet.
     pub message_bytes: Option<u64>,
+    /// [`LAST_MESSAGE_ID`].
+    pub last_message_id: Option<String>,
 }
 
 impl Header {
@@ -188,6 +193,7 @@ impl Header {
             },
             reply_count,
             message_bytes: integer(doc, MESSAGE_BYTES).and_then(|n| u64::try_from(n).ok()),
+            last_message_id: owned(doc, LAST_MESSAGE_ID),
         })
     }
 }

@@ -40,7 +40,7 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::sync::{Client, Collection, Cursor, Database};
 use mongodb::IndexModel;
 
-use self::codec::{date, Header, MESSAGE_BYTES, MESSAGE_COUNT};
+use self::codec::{date, Header, LAST_MESSAGE_ID, MESSAGE_BYTES, MESSAGE_COUNT};
 use self::plan::{refusal, Plan};
 use self::retry::{is_duplicate_key, Failure, Retry};
 use super::{Append, Millis, Result, Session, Store, StoreError, Transcript, Window};
@@ -144,7 +144,10 @@ impl Mongo {
             pipeline.push(doc! {"$sort": sort});
             pipeline.push(doc! {"$limit": i64::try_from(limit).unwrap_or(i64::MAX)});
         }
-        pipeline.push(doc! {"$addFields": {MESSAGE_COUNT: message_count()}});
+        pipeline.push(doc! {"$addFields": {
+            MESSAGE_COUNT: message_count(),
+            LAST_MESSAGE_ID: last_message_id(),
+        }});
         pipeline.push(doc! {"$project": {"msgs": 0}});
         let mut headers = Vec::new();
         for doc in self.aggregate(pipeline)? {
@@ -193,6 +196,9 @@ impl Mongo {
         // our write; the second read sees that change, so twice is enough.
         for _ in 0..2 {
             let header = self.counted_header(append.session_id)?;
+            if let Some(stored) = already_stored(header.as_ref(), append) {
+                return Ok(stored);
+            }
             refusal(header.as_ref(), append, size)?;
             let plan = Plan::new(append, header.as_ref(), size);
             match self
@@ -299,9 +305,28 @@ fn window_of_messages(window: Window) -> Bson {
     Bson::Document(doc! {"$slice": [upto, -limit]})
 }
 
+/// The session as it stands when `append`'s message is already its last one: an
+/// earlier append of it was stored and only its answer lost (the server went away after
+/// the write), and the chat core tried it again. A session's writes are ordered and a
+/// reply waiting to be tried again holds back the ones behind it, so such a message is
+/// always the last; a retry within one call checks the whole session ([`Mongo::holding`]).
+fn already_stored(header: Option<&Header>, append: &Append) -> Option<Session> {
+    let header = header?;
+    let id = append.message.id.as_deref()?;
+    (header.last_message_id.as_deref() == Some(id)).then(|| header.session.clone())
+}
+
 /// The size of `msgs`, as a pipeline expression (0 when a document has none).
 fn message_count() -> Document {
     doc! {"$size": all_messages()}
+}
+
+/// The `id` of the last message, as a pipeline expression (null when there is none, or
+/// when it has no id). `$map` over a one-element `$slice` rather than `$getField`, which
+/// needs MongoDB 5.0.
+fn last_message_id() -> Document {
+    let last = doc! {"$slice": [all_messages(), -1]};
+    doc! {"$arrayElemAt": [{"$map": {"input": last, "as": "m", "in": "$$m.id"}}, 0]}
 }
 
 fn all_messages() -> Document {

@@ -200,6 +200,7 @@ mod tests {
             session: Session::new("s1", "u1", "Hi", "gpt", 1_000),
             reply_count: 3,
             message_bytes: Some(1_000),
+            last_message_id: None,
         };
         header.session.avg_resp_ms = 100;
         header.session.max_resp_ms = 200;
