@@ -28,6 +28,7 @@
 
 mod codec;
 mod concern;
+mod expr;
 mod plan;
 mod retry;
 
@@ -41,6 +42,7 @@ use mongodb::sync::{Client, Collection, Cursor, Database};
 use mongodb::IndexModel;
 
 use self::codec::{date, Header, LAST_MESSAGE_ID, MESSAGE_BYTES, MESSAGE_COUNT};
+use self::expr::{last_message_id, message_count, window_of_messages};
 use self::plan::{refusal, Plan};
 use self::retry::{is_duplicate_key, Failure, Retry};
 use super::{Append, Millis, Result, Session, Store, StoreError, Transcript, Window};
@@ -286,25 +288,6 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The messages `window` selects, as a pipeline expression: the first `before`, then
-/// the last `limit` of those. Two two-argument `$slice`s rather than one with a
-/// position, which nx-27017 (the tests' server) reads with its arguments swapped.
-fn window_of_messages(window: Window) -> Bson {
-    if window.before == Some(0) || window.limit == 0 {
-        // `$slice` takes a non-zero count.
-        return Bson::Document(doc! {"$literal": []});
-    }
-    // `$slice` takes 32-bit counts; no session holds that many messages, so a larger
-    // one means the same as the largest.
-    let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
-    let upto = match window.before {
-        Some(before) => doc! {"$slice": [all_messages(), count(before)]},
-        None => all_messages(),
-    };
-    let limit = count(u64::try_from(window.limit).unwrap_or(u64::MAX));
-    Bson::Document(doc! {"$slice": [upto, -limit]})
-}
-
 /// The session as it stands when `append`'s message is already its last one: an
 /// earlier append of it was stored and only its answer lost (the server went away after
 /// the write), and the chat core tried it again. A session's writes are ordered and a
@@ -314,23 +297,6 @@ fn already_stored(header: Option<&Header>, append: &Append) -> Option<Session> {
     let header = header?;
     let id = append.message.id.as_deref()?;
     (header.last_message_id.as_deref() == Some(id)).then(|| header.session.clone())
-}
-
-/// The size of `msgs`, as a pipeline expression (0 when a document has none).
-fn message_count() -> Document {
-    doc! {"$size": all_messages()}
-}
-
-/// The `id` of the last message, as a pipeline expression (null when there is none, or
-/// when it has no id). `$map` over a one-element `$slice` rather than `$getField`, which
-/// needs MongoDB 5.0.
-fn last_message_id() -> Document {
-    let last = doc! {"$slice": [all_messages(), -1]};
-    doc! {"$arrayElemAt": [{"$map": {"input": last, "as": "m", "in": "$$m.id"}}, 0]}
-}
-
-fn all_messages() -> Document {
-    doc! {"$ifNull": ["$msgs", []]}
 }
 
 impl Store for Mongo {
