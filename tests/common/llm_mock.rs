@@ -338,7 +338,10 @@ fn stream_events(
             for event in &rendered.epilogue {
                 write_chunk(stream, event)?;
             }
-            stream.write_all(b"0\r\n\r\n").map_err(|_| Gone)?;
+            // Best effort: the end event above is the stream's end, and a client that
+            // keeps no connection alive (chatbox since stop shuts the upstream socket)
+            // may hang up before this last, empty chunk arrives. That is no disconnect.
+            let _ = stream.write_all(b"0\r\n\r\n");
         }
         Ok(())
     })();
