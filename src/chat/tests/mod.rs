@@ -51,6 +51,7 @@ fn settings() -> Settings {
             session_ttl: Duration::from_secs(900),
             sweep_interval: Duration::from_secs(300),
         },
+        help_escalation_after: None,
     }
 }
 
@@ -121,7 +122,7 @@ fn llm_call(out: &Out) -> LlmCall {
         .into_iter()
         .find_map(|j| match j.work {
             Work::Llm(call) => Some(call),
-            Work::Store(_) | Work::After { .. } => None,
+            Work::Store(_) | Work::After { .. } | Work::Notify(_) => None,
         })
         .expect("the assistant is asked")
 }
@@ -167,9 +168,12 @@ impl Harness {
         self.elapsed += by;
     }
 
+    /// Handles an event; a broadcast comes out as the sends the application's fan-out
+    /// makes of it, in its place, so the tests see which socket got what.
     fn event(&mut self, event: Event) -> Out {
         let now = self.now();
-        let out = Out(self.chat.handle(event, now));
+        let effects = self.chat.handle(event, now);
+        let out = Out(self.fan_out(effects));
         for job in out.jobs() {
             self.jobs.insert(job.id, job.then);
         }
@@ -190,6 +194,20 @@ impl Harness {
 
     fn send(&mut self, socket: SocketId, text: &str) -> Out {
         self.event(Event::Frame { socket, text })
+    }
+
+    fn fan_out(&self, effects: Vec<Effect>) -> Vec<Effect> {
+        let mut out = Vec::with_capacity(effects.len());
+        for effect in effects {
+            let Effect::Broadcast { to, frame, except } = effect else {
+                out.push(effect);
+                continue;
+            };
+            let sockets = self.chat.audience(&to).into_iter();
+            let sends = sockets.filter(|&s| Some(s) != except);
+            out.extend(sends.map(|s| Effect::Send(s, frame.clone())));
+        }
+        out
     }
 
     /// Answers a job as the executor does: with the continuation it was spawned with. A
