@@ -216,7 +216,9 @@ impl Chat {
         }
         // A session not in memory goes the usual way: its lookup lets the assisting
         // admin in (`loaded`), and the frame comes back here.
-        let live = self.sessions.get(&session_id)?;
+        let Some(live) = self.sessions.get(&session_id) else {
+            return Some(inbound);
+        };
         if live.owner == admin.id
             || !matches!(inbound.kind, Kind::UserMessage | Kind::TypingIndicator)
         {

@@ -2,9 +2,11 @@
 //! answered by hand, so every sequence of the protocol is checked step by step. This
 //! file is the harness; the tests are grouped by topic in the files beside it.
 
+mod admin;
 mod bounds;
 mod connect;
 mod docs;
+mod help;
 mod lifecycle;
 mod messages;
 mod property;
