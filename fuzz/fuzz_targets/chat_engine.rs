@@ -100,6 +100,7 @@ fn settings() -> Settings {
             session_ttl: Duration::from_secs(40),
             sweep_interval: Duration::from_secs(15),
         },
+        help_escalation_after: Some(Duration::from_secs(30)),
     }
 }
 
@@ -300,10 +301,19 @@ impl Harness {
             }
             match effect {
                 Effect::Send(socket, text) => self.check_frame(socket, &text),
+                Effect::Broadcast { to, frame, except } => {
+                    for socket in self.chat.audience(&to) {
+                        if Some(socket) != except {
+                            self.check_frame(socket, &frame);
+                        }
+                    }
+                }
                 Effect::Spawn(job) => {
                     assert!(self.seen_jobs.insert(job.id), "job id {} reused", job.id);
                     match job.work {
-                        Work::Store(_) => self.store_jobs.push((job.id, job.then)),
+                        Work::Store(_) | Work::Notify(_) => {
+                            self.store_jobs.push((job.id, job.then))
+                        }
                         Work::Llm(_) => self.llm_jobs.push((job.id, job.then)),
                         Work::After { job: after, ops } => {
                             assert!(self.shut_down, "writes chained outside shutdown");
@@ -316,7 +326,8 @@ impl Harness {
                 Effect::WatchFlush(socket) | Effect::Close(socket, _, _) => {
                     assert!(self.user_of(socket).is_some(), "effect for a closed socket")
                 }
-                Effect::Cancel(_) | Effect::Timer(_) => {}
+                // No takeover events are sent, so no answers come.
+                Effect::Cancel(_) | Effect::Timer(_) | Effect::Answer(..) => {}
             }
         }
         self.check_bounds();

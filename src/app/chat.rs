@@ -45,6 +45,8 @@ impl App {
         for effect in effects {
             match effect {
                 Effect::Send(socket, text) => ctx.send_text(conn_of(socket), text),
+                Effect::Broadcast { to, frame, except } => self.fan_out(&to, frame, except, ctx),
+                Effect::Answer(request, answer) => self.takeover_answered(request, answer, ctx),
                 Effect::WatchFlush(socket) => ctx.watch_flush(conn_of(socket)),
                 Effect::Close(socket, code, reason) => ctx.close(conn_of(socket), code, reason),
                 Effect::Spawn(job) => self.executor.submit(&self.lanes, job),

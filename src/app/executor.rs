@@ -30,7 +30,8 @@ use order::{Ended, Ending};
 
 use super::lanes::{Done, Lanes};
 use crate::chat::jobs::{
-    AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Outcome, StoreOp, StoreReply, Work,
+    AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Notice, Outcome, StoreOp, StoreReply,
+    Work,
 };
 use crate::llm::{self, Abort, Catalog, LlmError, Request, Sink};
 use crate::metrics::instruments::Histogram;
@@ -126,6 +127,18 @@ impl Executor {
                     )
                     .map(drop)
             }
+            // Until the notifier lands, a notice is logged and counts as delivered.
+            Work::Notify(notice) => lanes
+                .store
+                .try_submit(
+                    move |ctx| {
+                        log_notice(&notice);
+                        let sent = Outcome::Store(Ok(StoreReply::Updated(true)));
+                        let _ = ctx.complete(Done::Job(id, sent));
+                    },
+                    lost,
+                )
+                .map(drop),
             Work::Llm(call) => {
                 let catalog = Arc::clone(&self.catalog);
                 let metrics = Arc::clone(&self.metrics);
@@ -315,4 +328,18 @@ impl Sink for LaneSink<'_> {
     fn cancelled(&self) -> bool {
         self.ctx.is_cancelled()
     }
+}
+
+/// What the admins would be told: the notifier's fallback when no channel is set up.
+fn log_notice(notice: &Notice) {
+    let what = if notice.escalated {
+        "still waits for an administrator"
+    } else {
+        "asked for help"
+    };
+    log::info!(
+        "session {} of user {} {what}",
+        notice.session_id,
+        notice.user_id
+    );
 }

@@ -83,6 +83,7 @@ fn template(route: Route) -> Option<&'static str> {
         Route::SessionShare => "/sessions/:sessionID/share",
         Route::Shared => "/shared/:token",
         Route::Models => "/models",
+        Route::AdminTakeover => "/admin/takeover/:sessionID",
         Route::NotFound => return None,
     })
 }
@@ -95,12 +96,14 @@ pub fn chat_counts(tally: Tally) -> ChatCounts {
         rate_limited,
         sessions_created,
         sessions_ended,
+        takeovers,
     } = tally;
     ChatCounts {
         error_frames,
         rate_limited,
         sessions_created,
         sessions_ended,
+        admin_takeovers: takeovers,
     }
 }
 
@@ -183,6 +186,7 @@ mod tests {
             (Route::SessionShare, "/chatbox/sessions/:sessionID/share"),
             (Route::Shared, "/chatbox/shared/:token"),
             (Route::Models, "/chatbox/models"),
+            (Route::AdminTakeover, "/chatbox/admin/takeover/:sessionID"),
             (Route::NotFound, ""),
         ];
         assert_eq!(cases.len(), Route::ALL.len(), "every route has its case");
@@ -226,6 +230,7 @@ mod tests {
             rate_limited: 2,
             sessions_created: 3,
             sessions_ended: 4,
+            takeovers: 5,
         };
         assert_eq!(
             chat_counts(tally),
@@ -234,6 +239,7 @@ mod tests {
                 rate_limited: 2,
                 sessions_created: 3,
                 sessions_ended: 4,
+                admin_takeovers: 5,
             }
         );
     }

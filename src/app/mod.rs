@@ -4,22 +4,25 @@
 //! submitted to a lane.
 //!
 //! `handler.rs` is the door the loop calls; `requests.rs` admits and answers HTTP,
-//! `chat_routes.rs` serves the chat's HTTP routes, `websocket.rs` admits sockets and
-//! turns their frames into chat events, `chat.rs` carries out the chat core's effects,
-//! and `executor/` runs its jobs on the lanes (`lanes.rs`).
+//! `chat_routes.rs` serves the chat's HTTP routes, `takeover_routes.rs` the admins'
+//! takeover, `websocket.rs` admits sockets and turns their frames into chat events,
+//! `chat.rs` carries out the chat core's effects, `fanout.rs` delivers the frames
+//! addressed to an audience, and `executor/` runs its jobs on the lanes (`lanes.rs`).
 
 mod chat;
 mod chat_routes;
 mod executor;
+mod fanout;
 mod handler;
 mod lanes;
 mod measure;
 mod probe;
 mod requests;
 mod socket;
+mod takeover_routes;
 mod websocket;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +42,7 @@ use executor::Executor;
 pub use lanes::{Done, Lanes, Waiting};
 pub use measure::metrics_registry;
 use probe::StoreProbe;
+use takeover_routes::Pending;
 use websocket::Upgrading;
 
 /// `P/shared/:token` is public: each client IP gets this many reads per minute.
@@ -61,6 +65,9 @@ pub struct App {
     models: Vec<ModelInfo>,
     default_model: String,
     echo_sockets: HashSet<ConnId>,
+    /// Takeover requests waiting for the chat core's answer, by request number.
+    takeovers: HashMap<u64, Pending>,
+    next_takeover: u64,
     upgrading: Option<(ConnId, Upgrading)>,
     public_limiter: RateLimiter,
     /// Sessions API calls per user.
@@ -106,6 +113,7 @@ impl App {
             default_model: default_model.clone(),
             stream_timeout: config.llm.stream_timeout,
             chat: config.chat.clone(),
+            help_escalation_after: config.notify.help_escalation_after,
         };
         App {
             prefix: config.server.path_prefix.clone(),
@@ -128,6 +136,8 @@ impl App {
             models,
             default_model,
             echo_sockets: HashSet::new(),
+            takeovers: HashMap::new(),
+            next_takeover: 0,
             upgrading: None,
             public_limiter: RateLimiter::new(PUBLIC_LIMIT, PUBLIC_WINDOW),
             rest_limiter: RateLimiter::new(config.chat.rate_limit, config.chat.rate_window),

@@ -97,6 +97,10 @@ impl App {
                 }
             }
             Route::NotFound => error::not_found(),
+            Route::AdminTakeover => match self.takeover_route(request, route, waiting, ctx) {
+                Ok(reply) => return reply,
+                Err(response) => response,
+            },
             _ => match self.chat_route(request, conn, route, waiting, ctx) {
                 Ok(Reply::Now(response)) => response,
                 Ok(reply) => return reply,

@@ -1,6 +1,7 @@
 //! Who is connected: every chat socket, the user it belongs to and the session it is
 //! bound to. The per-user socket limit is counted here, and only for sockets whose
-//! upgrade succeeded. Sessions keep the reverse index (session → sockets) themselves.
+//! upgrade succeeded. Sessions keep the reverse index (session → sockets) themselves;
+//! admin sockets are indexed here too, for the alerts that go to every admin.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -44,6 +45,7 @@ pub struct SocketState {
 pub struct Hub {
     sockets: HashMap<SocketId, SocketState>,
     by_user: HashMap<String, Vec<SocketId>>,
+    admins: Vec<SocketId>,
 }
 
 impl Hub {
@@ -51,7 +53,15 @@ impl Hub {
         self.by_user.get(user_id).map_or(&[], Vec::as_slice)
     }
 
+    /// Every socket whose token made it an admin.
+    pub fn admins(&self) -> &[SocketId] {
+        &self.admins
+    }
+
     pub fn connect(&mut self, socket: SocketId, user: User, resume: Resume) {
+        if user.admin {
+            self.admins.push(socket);
+        }
         self.by_user
             .entry(user.id.clone())
             .or_default()
@@ -73,6 +83,9 @@ impl Hub {
     /// Forgets a socket; unknown ids are ignored.
     pub fn disconnect(&mut self, socket: SocketId) -> Option<SocketState> {
         let state = self.sockets.remove(&socket)?;
+        if state.user.admin {
+            self.admins.retain(|&s| s != socket);
+        }
         if let Some(sockets) = self.by_user.get_mut(&state.user.id) {
             sockets.retain(|&s| s != socket);
             if sockets.is_empty() {
@@ -135,5 +148,21 @@ mod tests {
         assert!(hub.sockets_of("ann").is_empty());
         assert_eq!(hub.sockets_of("bob"), &ids[2..]);
         assert!(hub.get(ids[0]).is_none() && hub.get(ids[2]).is_some());
+    }
+
+    #[test]
+    fn tracks_admin_sockets() {
+        let mut hub = Hub::default();
+        let admin = User {
+            admin: true,
+            ..user("ada")
+        };
+        hub.connect(SocketId(1), admin.clone(), Resume::default());
+        hub.connect(SocketId(2), user("bob"), Resume::default());
+        hub.connect(SocketId(3), admin, Resume::default());
+        assert_eq!(hub.admins(), [SocketId(1), SocketId(3)]);
+        hub.disconnect(SocketId(1));
+        hub.disconnect(SocketId(2));
+        assert_eq!(hub.admins(), [SocketId(3)]);
     }
 }

@@ -6,7 +6,7 @@
 
 use super::socket::SocketId;
 use crate::llm::{Finish, LlmError, Turn};
-use crate::store::{Append, Message, Millis, StoreError, Transcript};
+use crate::store::{Append, AssistingAdmin, Message, Millis, StoreError, Transcript};
 
 pub type JobId = u64;
 
@@ -28,6 +28,17 @@ pub enum Work {
         job: JobId,
         ops: Vec<StoreOp>,
     },
+    Notify(Notice),
+}
+
+/// Admins to tell about a session that needs one (spec: integrations.md §Notifications).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub session_id: String,
+    pub user_id: String,
+    pub at: Millis,
+    /// `false`: the user asked for help; `true`: nobody joined within `HELP_ESCALATION_AFTER`.
+    pub escalated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +71,16 @@ pub enum StoreOp {
     },
     EndIdle {
         idle_before: Millis,
+        at: Millis,
+    },
+    /// An admin takes the session over (`Some`) or hands it back (`None`).
+    SetAssist {
+        session_id: String,
+        admin: Option<AssistingAdmin>,
+        at: Millis,
+    },
+    SetHelpRequested {
+        session_id: String,
         at: Millis,
     },
 }
@@ -116,6 +137,8 @@ pub enum Continuation {
     },
     /// The session's streaming reply.
     Reply { session_id: String },
+    /// A session an admin asked to take over or hand back, not in memory.
+    Takeover(Box<Takeover>),
     /// The idle sweep.
     Sweep,
     /// A write handed over at shutdown: nothing is left to act on its outcome.
@@ -135,6 +158,27 @@ pub enum AfterWrite {
     Reply,
     /// The model choice is stored: tell the session's sockets.
     Model { socket: SocketId, model_id: String },
+    /// A takeover or hand-back is stored: tell the session and whoever asked.
+    Assist(Box<Takeover>),
+    /// The help flag is stored: tell the user and the admins.
+    HelpRequested { socket: SocketId },
+}
+
+/// An admin taking a session over (`join`) or handing it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Takeover {
+    pub by: Asker,
+    pub admin: AssistingAdmin,
+    pub session_id: String,
+    pub join: bool,
+}
+
+/// Who waits for the answer to an admin's request: a socket gets frames, an HTTP
+/// request its `Effect::Answer` under the number the application gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asker {
+    Socket(SocketId),
+    Request(u64),
 }
 
 /// A job's outcome, fed back to the domain with the job's continuation.

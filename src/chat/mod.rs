@@ -2,6 +2,7 @@
 //! events and returns effects; the application runs the jobs it asks for on lanes.
 
 pub mod engine;
+pub mod helpdesk;
 pub mod hub;
 pub mod jobs;
 pub mod protocol;

@@ -9,7 +9,7 @@ use super::jobs::{AfterWrite, JobId, StoreOp};
 use super::socket::SocketId;
 use super::stream::Reply;
 use crate::llm::{Role, Turn};
-use crate::store::{Sender, Transcript};
+use crate::store::{AssistingAdmin, Sender, Transcript};
 
 /// User writes (messages, model choices) a session may have queued behind the one in
 /// flight. A client that sends faster than the store writes is told `SERVICE_ERROR` past
@@ -92,6 +92,8 @@ pub struct Live {
     /// Since when no socket is bound: a reply nobody can see is stopped after
     /// `RECONNECT_TIMEOUT`.
     pub orphaned_since: Option<Instant>,
+    /// The admin answering in the assistant's place; the LLM is not asked meanwhile.
+    pub assisting: Option<AssistingAdmin>,
 }
 
 impl Live {
@@ -113,6 +115,7 @@ impl Live {
             parked: None,
             conversation_id: None,
             orphaned_since: None,
+            assisting: None,
         }
     }
 
@@ -122,6 +125,7 @@ impl Live {
         live.model_id = session.model_id;
         live.stored = true;
         live.message_count = session.message_count;
+        live.assisting = session.assisting_admin;
         for message in transcript.messages {
             live.remember(message.sender, message.content, context);
         }

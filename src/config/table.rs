@@ -54,7 +54,6 @@ pub(super) const NOT_USED_YET: &[&str] = &[
     "SMS_FROM_NUMBER",
     "ADMIN_PHONES",
     "SMS_API_BASE",
-    "HELP_ESCALATION_AFTER",
     "ADMIN_PANEL_URL",
     "REDIS_URL",
 ];

@@ -21,6 +21,8 @@ pub enum Route {
     SessionShare,
     Shared,
     Models,
+    /// `P/admin/takeover/:id`: POST takes a session over, DELETE hands it back.
+    AdminTakeover,
     NotFound,
 }
 
@@ -29,7 +31,7 @@ const SMALL_BODY: usize = 1024;
 
 impl Route {
     /// Every route, in declaration order (`route as usize` indexes it).
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 13] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -41,6 +43,7 @@ impl Route {
         Route::SessionShare,
         Route::Shared,
         Route::Models,
+        Route::AdminTakeover,
         Route::NotFound,
     ];
 
@@ -76,6 +79,9 @@ impl Route {
                 Route::SessionShare
             }
             (Some("shared"), Some(token), None, None) if !token.is_empty() => Route::Shared,
+            (Some("admin"), Some("takeover"), Some(id), None) if !id.is_empty() => {
+                Route::AdminTakeover
+            }
             _ => Route::NotFound,
         }
     }
@@ -88,6 +94,7 @@ impl Route {
                 .strip_prefix('/')?
                 .split('/')
                 .nth(1),
+            Route::AdminTakeover => path.strip_prefix(prefix)?.split('/').nth(3),
             _ => None,
         }
     }
@@ -119,13 +126,15 @@ impl Route {
             Route::SessionEnd => Err("POST"),
             Route::SessionShare if matches!(method, Method::Post | Method::Delete) => Ok(()),
             Route::SessionShare => Err("POST, DELETE"),
+            Route::AdminTakeover if matches!(method, Method::Post | Method::Delete) => Ok(()),
+            Route::AdminTakeover => Err("POST, DELETE"),
             Route::NotFound => Ok(()),
         }
     }
 
     pub fn body_limit(self) -> usize {
         match self {
-            Route::SessionEnd | Route::SessionShare => SMALL_BODY,
+            Route::SessionEnd | Route::SessionShare | Route::AdminTakeover => SMALL_BODY,
             _ => 0,
         }
     }
@@ -202,6 +211,13 @@ mod tests {
             ("/chatbox/sessions/abc/other", Route::NotFound, None),
             ("/chatbox/sessions/abc/end/x", Route::NotFound, None),
             ("/chatbox/shared/", Route::NotFound, None),
+            (
+                "/chatbox/admin/takeover/abc",
+                Route::AdminTakeover,
+                Some("abc"),
+            ),
+            ("/chatbox/admin/takeover/", Route::NotFound, None),
+            ("/chatbox/admin/takeover/abc/x", Route::NotFound, None),
         ];
         for (path, route, param) in cases {
             assert_eq!(resolve(path), route, "{path}");

@@ -77,6 +77,8 @@ pub struct ChatCounts {
     pub rate_limited: u64,
     pub sessions_created: u64,
     pub sessions_ended: u64,
+    /// Sessions an admin took over.
+    pub admin_takeovers: u64,
 }
 
 /// The series of one `provider` label value.
@@ -123,6 +125,7 @@ pub struct Metrics {
     message_errors: Counter,
     sessions_created: Counter,
     sessions_ended: Counter,
+    admin_takeovers: Counter,
     /// Active sessions found in the store at start-up; the gauge moves from there.
     sessions_at_start: AtomicU64,
     blocked: [Counter; Limiter::ALL.len()],
@@ -159,6 +162,7 @@ impl Metrics {
             message_errors: Counter::default(),
             sessions_created: Counter::default(),
             sessions_ended: Counter::default(),
+            admin_takeovers: Counter::default(),
             sessions_at_start: AtomicU64::new(0),
             blocked: Default::default(),
             requests: RequestTimings::default(),
@@ -191,6 +195,7 @@ impl Metrics {
             (&self.message_errors, counts.error_frames),
             (&self.sessions_created, counts.sessions_created),
             (&self.sessions_ended, counts.sessions_ended),
+            (&self.admin_takeovers, counts.admin_takeovers),
             (
                 &self.blocked[Limiter::Message as usize],
                 counts.rate_limited,
@@ -311,17 +316,14 @@ impl Metrics {
                 "Sessions ended, by their user or by the idle sweep.",
                 &self.sessions_ended,
             ),
+            (
+                "chatbox_admin_takeovers_total",
+                "Sessions taken over by an admin.",
+                &self.admin_takeovers,
+            ),
         ] {
             single(out, name, Kind::Counter, help, Value::Int(counter.get()));
         }
-        // Admin takeover is not built yet; the zero keeps the dashboards' panel alive.
-        single(
-            out,
-            "chatbox_admin_takeovers_total",
-            Kind::Counter,
-            "Sessions taken over by an admin.",
-            Value::Int(0),
-        );
         out.family(
             "chatbox_ratelimit_blocked_total",
             Kind::Counter,

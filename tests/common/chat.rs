@@ -34,12 +34,20 @@ impl Client {
     /// Opens `P/ws` as `user` (`query` is appended, e.g. `session_id=…`) and reads the
     /// opening `connection_status`.
     pub fn connect(server: &Server, user: &str, query: &str) -> Client {
+        Client::connect_with(server, &bearer(user), query)
+    }
+
+    /// Opens `P/ws` as admin `user` (role `admin`).
+    pub fn connect_admin(server: &Server, user: &str) -> Client {
+        Client::connect_with(server, &admin_bearer(user), "")
+    }
+
+    fn connect_with(server: &Server, auth: &str, query: &str) -> Client {
         let target = match query {
             "" => "/chatbox/ws".to_owned(),
             q => format!("/chatbox/ws?{q}"),
         };
-        let auth = format!("Authorization: Bearer {}\r\n", ws::token(user, 3600));
-        let stream = upgrade(server, &target, &auth).expect("chat socket");
+        let stream = upgrade(server, &target, auth).expect("chat socket");
         let mut client = Client {
             stream,
             session_id: String::new(),
@@ -131,6 +139,20 @@ impl Client {
 /// `Authorization: Bearer …` header line for `user`.
 pub fn bearer(user: &str) -> String {
     format!("Authorization: Bearer {}\r\n", ws::token(user, 3600))
+}
+
+/// `Authorization: Bearer …` header line for admin `user`, named `Admin <user>`.
+pub fn admin_bearer(user: &str) -> String {
+    let token = chatbox::auth::mint(
+        super::JWT_SECRET.as_bytes(),
+        user,
+        Some(&format!("Admin {user}")),
+        &["admin".to_owned()],
+        chatbox::time::unix_now(),
+        Some(3600),
+    )
+    .expect("mint");
+    format!("Authorization: Bearer {token}\r\n")
 }
 
 /// The session's stored messages (`GET P/sessions/:id`) once there are at least `count`:

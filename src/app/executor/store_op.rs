@@ -43,6 +43,16 @@ pub fn run(op: &StoreOp, store: &dyn Store) -> Result<StoreReply, StoreError> {
         } => store
             .set_model(session_id, model_id, *at)
             .map(StoreReply::Updated),
+        StoreOp::SetAssist {
+            session_id,
+            admin,
+            at,
+        } => store
+            .set_assist(session_id, admin.as_ref(), *at)
+            .map(StoreReply::Updated),
+        StoreOp::SetHelpRequested { session_id, at } => store
+            .set_help_requested(session_id, *at)
+            .map(StoreReply::Updated),
         StoreOp::EndIdle { idle_before, at } => {
             store.end_idle(*idle_before, *at).map(StoreReply::Ended)
         }

@@ -76,25 +76,33 @@ impl Chat {
                 );
                 Some((code::INVALID_FORMAT, message))
             }
-            Kind::FileUpload
-            | Kind::VoiceMessage
-            | Kind::TypingIndicator
-            | Kind::HelpRequest
-            | Kind::AdminJoin
-            | Kind::AdminLeave => {
+            Kind::FileUpload | Kind::VoiceMessage => {
                 let message = format!(
                     "{} is not available on this server yet",
                     inbound.kind.as_str()
                 );
                 Some((code::SERVICE_ERROR, message))
             }
-            Kind::UserMessage | Kind::ModelSelect | Kind::Stop => None,
+            Kind::AdminJoin | Kind::AdminLeave if !state.user.admin => {
+                let message = "Only administrators can join or leave sessions".to_owned();
+                Some((code::UNAUTHORIZED, message))
+            }
+            Kind::UserMessage
+            | Kind::ModelSelect
+            | Kind::Stop
+            | Kind::TypingIndicator
+            | Kind::HelpRequest
+            | Kind::AdminJoin
+            | Kind::AdminLeave => None,
         };
         if let Some((code, message)) = refused {
             let bound = state.session.clone();
             self.error(socket, bound.as_deref(), code, message, now);
             return;
         }
+        let Some(inbound) = self.admin_frame(socket, inbound, now) else {
+            return;
+        };
         let session_id = match self.target(socket, text, inbound.session_id.as_deref(), now) {
             Target::Ready(id) => id,
             Target::Held | Target::Refused => return,
@@ -103,6 +111,8 @@ impl Chat {
             Kind::UserMessage => self.user_message(socket, &session_id, inbound, now),
             Kind::ModelSelect => self.model_select(socket, &session_id, inbound, now),
             Kind::Stop => self.stop(&session_id, now),
+            Kind::TypingIndicator => self.user_typing(socket, &session_id, &inbound, now),
+            Kind::HelpRequest => self.help_request(socket, &session_id, now),
             _ => {}
         }
     }
@@ -331,18 +341,16 @@ impl Chat {
     }
 
     pub(super) fn model_changed(&mut self, session_id: &str, model_id: &str, now: Now) {
-        let Some(live) = self.sessions.get(session_id) else {
+        if !self.sessions.contains_key(session_id) {
             return;
-        };
+        }
         let content = format!("Model changed to {model_id}");
         let frame = Outbound::system(Kind::ConnectionStatus, now.ms)
             .with_session(session_id)
             .with_content(&content)
             .with_model(model_id)
             .to_json();
-        for &socket in &live.sockets {
-            self.out.push(Effect::Send(socket, frame.clone()));
-        }
+        self.broadcast(Audience::Session(session_id.to_owned()), frame, None);
     }
 
     /// Stops the reply in progress, if any: the upstream request is cancelled and what

@@ -73,6 +73,7 @@ impl Chat {
             self.sessions.remove(&id);
         }
         self.retry_parked(now);
+        self.escalate(now);
         let next = self
             .sessions
             .values()
@@ -85,6 +86,7 @@ impl Chat {
                 expiries.chain(retry.map(|parked| parked.retry_at))
             })
             .chain([self.next_sweep, self.next_cleanup])
+            .chain(self.help_deadline())
             .min()
             .unwrap_or(self.next_sweep);
         self.out.push(Effect::Timer(next));

@@ -4,7 +4,9 @@
 //! live here: time is passed in, and jobs run wherever the caller puts them. That makes
 //! every sequence of `spec/websocket.md` testable with plain function calls.
 
+mod admin;
 mod frames;
+mod help;
 mod lifecycle;
 mod replies;
 mod sockets;
@@ -16,10 +18,11 @@ use writes::describe;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::helpdesk::HelpDesk;
 use super::hub::{Hub, Resume, User, HELD_FRAMES_MAX};
 use super::jobs::{
-    AfterWrite, AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Outcome, StoreOp, StoreReply,
-    Work,
+    AfterWrite, AppendOp, Asker, Continuation, Job, JobDone, JobId, LlmCall, Outcome, StoreOp,
+    StoreReply, Takeover, Work,
 };
 use super::protocol::{code, parse_inbound, Inbound, Kind, ModelInfo, Outbound};
 use super::ratelimit::RateLimiter;
@@ -29,7 +32,7 @@ use super::stream::{Delivery, Reply};
 use crate::config::ChatConfig;
 use crate::ids;
 use crate::llm::{Finish, LlmError};
-use crate::store::{Message, Millis, Sender, StoreError};
+use crate::store::{Message, Millis, Sender, StoreError, Transcript};
 
 /// The close code and reason for sockets of a session that was ended.
 const SESSION_ENDED: (u16, &str) = (1000, "Session ended");
@@ -44,6 +47,8 @@ pub struct Settings {
     pub stream_timeout: Duration,
     /// The limits and timing the operator set for the chat, kept as loaded.
     pub chat: ChatConfig,
+    /// `HELP_ESCALATION_AFTER`: `None`, a help request is never escalated.
+    pub help_escalation_after: Option<Duration>,
 }
 
 /// The time of an event: monotonic for deadlines, wall clock for what is stored.
@@ -77,6 +82,9 @@ pub enum Event<'a> {
     SessionEnded {
         session_id: String,
     },
+    /// An admin takes a session over or hands it back through `P/admin/takeover/:id`;
+    /// answered with [`Effect::Answer`].
+    Takeover(Takeover),
     Tick,
     /// The process is stopping: stop and store every reply in flight, and hand over
     /// every queued store write at once.
@@ -86,6 +94,15 @@ pub enum Event<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     Send(SocketId, String),
+    /// A frame for everyone in an audience (but `except`), wherever they are connected:
+    /// the application resolves it (see `app/fanout.rs`).
+    Broadcast {
+        to: Audience,
+        frame: String,
+        except: Option<SocketId>,
+    },
+    /// The answer to an admin's HTTP request ([`Asker::Request`]).
+    Answer(u64, Answer),
     /// Deliver [`Event::Flushed`] once this socket's queue is written.
     WatchFlush(SocketId),
     Close(SocketId, u16, &'static str),
@@ -93,6 +110,32 @@ pub enum Effect {
     Cancel(JobId),
     /// Deliver [`Event::Tick`] at this time.
     Timer(Instant),
+}
+
+/// Who a [`Effect::Broadcast`] is for. Named, not listed: the sockets are resolved
+/// where the frame is delivered, so a frame for a session can travel once to each
+/// process that holds some of its sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// The sockets bound to the session, and those of the admin assisting it.
+    Session(String),
+    /// Every socket of a user.
+    User(String),
+    /// Every admin socket.
+    Admins,
+}
+
+/// How an admin's takeover or hand-back ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The session is now assisted by the admin (join) or by nobody (leave).
+    Done,
+    NotFound,
+    Ended,
+    /// Another admin assists: their name.
+    Held(String),
+    /// The store could not take the change.
+    Failed,
 }
 
 /// What the metrics count, accumulated until [`Chat::take_tally`] collects it.
@@ -107,6 +150,8 @@ pub struct Tally {
     pub sessions_created: u64,
     /// Sessions the store ended, through the API or the idle sweep.
     pub sessions_ended: u64,
+    /// Takeovers stored: an admin joining a session nobody assisted.
+    pub takeovers: u64,
 }
 
 /// What the core holds, for the tests and the fuzz target that check it stays bounded
@@ -149,6 +194,7 @@ pub struct Chat {
     controls: RateLimiter,
     next_sweep: Instant,
     next_cleanup: Instant,
+    help: HelpDesk,
     out: Vec<Effect>,
     tally: Tally,
 }
@@ -160,6 +206,7 @@ impl Chat {
             controls: RateLimiter::new(settings.chat.rate_limit, settings.chat.rate_window),
             next_sweep: now,
             next_cleanup: now + settings.chat.rate_cleanup,
+            help: HelpDesk::new(settings.help_escalation_after),
             settings,
             hub: Hub::default(),
             sessions: HashMap::new(),
@@ -171,6 +218,29 @@ impl Chat {
 
     pub fn sockets_of(&self, user_id: &str) -> &[SocketId] {
         self.hub.sockets_of(user_id)
+    }
+
+    /// The sockets of `to` connected here: the fan-out resolves a broadcast with it.
+    pub fn audience(&self, to: &Audience) -> Vec<SocketId> {
+        match to {
+            Audience::Session(id) => {
+                let Some(live) = self.sessions.get(id) else {
+                    return Vec::new();
+                };
+                let mut sockets = live.sockets.clone();
+                if let Some(admin) = &live.assisting {
+                    let admin_sockets = self.hub.sockets_of(&admin.id).iter();
+                    let admin_sockets = admin_sockets.filter(|s| !sockets.contains(s)).copied();
+                    let admin_sockets: Vec<_> = admin_sockets
+                        .filter(|&s| self.hub.get(s).is_some_and(|state| state.user.admin))
+                        .collect();
+                    sockets.extend(admin_sockets);
+                }
+                sockets
+            }
+            Audience::User(id) => self.hub.sockets_of(id).to_vec(),
+            Audience::Admins => self.hub.admins().to_vec(),
+        }
     }
 
     pub fn footprint(&self) -> Footprint {
@@ -207,6 +277,7 @@ impl Chat {
             Event::Flushed { socket } => self.flushed(socket, now),
             Event::JobDone(done) => self.job_done(done, now),
             Event::SessionEnded { session_id } => self.end_session(&session_id, now),
+            Event::Takeover(takeover) => self.takeover(takeover, now),
             Event::Tick => self.tick(now),
             Event::Shutdown => self.shutdown(now),
         }
@@ -268,6 +339,10 @@ impl Chat {
         if self.send(socket, frame.to_json()) {
             self.tally.error_frames += 1;
         }
+    }
+
+    fn broadcast(&mut self, to: Audience, frame: String, except: Option<SocketId>) {
+        self.out.push(Effect::Broadcast { to, frame, except });
     }
 
     /// Queues a frame, unless the socket closed meanwhile (a job can outlive the socket

@@ -193,9 +193,10 @@ impl Chat {
         result: Result<StoreReply, WriteError>,
         now: Now,
     ) {
-        let Some(user_id) = self.hub.get(socket).map(|s| s.user.id.clone()) else {
+        let Some(user) = self.hub.get(socket).map(|s| s.user.clone()) else {
             return;
         };
+        let user_id = user.id;
         let found = match result {
             // Only the session asked for counts: the core never trusts a store answer
             // enough to put one session's sockets on another.
@@ -209,7 +210,20 @@ impl Chat {
             .and_then(|state| state.held.take())
             .unwrap_or_default();
         let bound = self.hub.get(socket).and_then(|s| s.session.clone());
+        let assists = |t: &Transcript| {
+            let holder = t.session.assisting_admin.as_ref();
+            user.admin && holder.is_some_and(|admin| admin.id == user_id)
+        };
         match found {
+            // The admin assisting someone else's session: in memory now, the frame goes
+            // back to `admin_frame`; the socket stays where it is.
+            Ok(Some(t)) if t.session.user_id != user_id && assists(&t) && t.session.is_active() => {
+                let context = self.settings.chat.context_messages;
+                self.sessions
+                    .entry(session_id)
+                    .or_insert_with(|| Live::from_store(*t, context));
+                self.requeue(socket, held, 0, now);
+            }
             Ok(Some(t)) if t.session.user_id != user_id => {
                 self.unauthorized(socket, bound.as_deref(), now);
                 self.requeue(socket, held, 1, now);

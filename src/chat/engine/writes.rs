@@ -104,6 +104,11 @@ impl Chat {
                 Ok(_) => self.model_changed(session_id, &model_id, now),
                 Err(error) => self.write_failed(socket, session_id, &error, now),
             },
+            AfterWrite::Assist(takeover) => self.assist_stored(*takeover, result, now),
+            AfterWrite::HelpRequested { socket } => match result {
+                Ok(_) => self.help_recorded(socket, session_id, now),
+                Err(error) => self.write_failed(socket, session_id, &error, now),
+            },
         }
     }
 
@@ -185,9 +190,10 @@ impl Chat {
             self.write_failed(socket, session_id, &error, now);
             return;
         }
-        live.remember(Sender::User, message.content.clone(), context);
+        live.remember(message.sender, message.content.clone(), context);
+        let assisted = live.assisting.is_some();
         let message_id = message.id.as_deref().unwrap_or_default();
-        let mut echo = Outbound::new(Kind::UserMessage, Sender::User, message.at)
+        let mut echo = Outbound::new(Kind::UserMessage, message.sender, message.at)
             .with_session(session_id)
             .with_user(&live.owner)
             .with_content(&message.content);
@@ -195,8 +201,16 @@ impl Chat {
             echo = echo.with_meta(key, value);
         }
         let echo = echo.with_meta("message_id", message_id).to_json();
-        for &other in live.sockets.iter().filter(|&&s| s != socket) {
-            self.out.push(Effect::Send(other, echo.clone()));
+        let session = Audience::Session(session_id.to_owned());
+        if message.sender == Sender::Admin {
+            // The admin's own socket gets it too: its `message_id` says it is stored.
+            self.broadcast(session, echo, None);
+            return;
+        }
+        self.broadcast(session, echo, Some(socket));
+        if assisted {
+            // The admin answers, not the assistant.
+            return;
         }
         let loading = Outbound::system(Kind::Loading, now.ms)
             .with_session(session_id)
@@ -205,6 +219,9 @@ impl Chat {
         if self.hub.get(socket).is_some() {
             self.out.push(Effect::Send(socket, loading));
         }
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
         if live.reply.is_some() {
             live.turn_waiting = Some(socket);
         } else {
@@ -262,6 +279,7 @@ impl Chat {
                 Ok(_) => {}
                 Err(error) => log::warn!("idle sweep failed: {}", describe(&error)),
             },
+            Continuation::Takeover(takeover) => self.takeover_loaded(*takeover, result, now),
             Continuation::Reply { .. } | Continuation::Nothing => {}
         }
     }

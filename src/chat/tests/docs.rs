@@ -3,8 +3,9 @@
 use crate::chat::protocol::code;
 
 const DOC: &str = include_str!("../../../docs/PROTOCOL.md");
-const SOURCES: [&str; 7] = [
+const SOURCES: [&str; 8] = [
     include_str!("../protocol/mod.rs"),
+    include_str!("../engine/admin.rs"),
     include_str!("../engine/mod.rs"),
     include_str!("../engine/frames.rs"),
     include_str!("../engine/lifecycle.rs"),

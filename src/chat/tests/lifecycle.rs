@@ -118,7 +118,7 @@ fn the_tally_counts_sessions_errors_and_refusals_once() {
     );
 
     h.send(socket, &frame.to_string());
-    h.send(socket, r#"{"type":"help_request"}"#);
+    h.send(socket, r#"{"type":"file_upload"}"#);
     h.event(Event::SessionEnded {
         session_id: session.clone(),
     });

@@ -2,9 +2,11 @@
 //! answered by hand, so every sequence of the protocol is checked step by step. This
 //! file is the harness; the tests are grouped by topic in the files beside it.
 
+mod admin;
 mod bounds;
 mod connect;
 mod docs;
+mod help;
 mod lifecycle;
 mod messages;
 mod property;
@@ -51,6 +53,7 @@ fn settings() -> Settings {
             session_ttl: Duration::from_secs(900),
             sweep_interval: Duration::from_secs(300),
         },
+        help_escalation_after: None,
     }
 }
 
@@ -121,7 +124,7 @@ fn llm_call(out: &Out) -> LlmCall {
         .into_iter()
         .find_map(|j| match j.work {
             Work::Llm(call) => Some(call),
-            Work::Store(_) | Work::After { .. } => None,
+            Work::Store(_) | Work::After { .. } | Work::Notify(_) => None,
         })
         .expect("the assistant is asked")
 }
@@ -167,9 +170,12 @@ impl Harness {
         self.elapsed += by;
     }
 
+    /// Handles an event; a broadcast comes out as the sends the application's fan-out
+    /// makes of it, in its place, so the tests see which socket got what.
     fn event(&mut self, event: Event) -> Out {
         let now = self.now();
-        let out = Out(self.chat.handle(event, now));
+        let effects = self.chat.handle(event, now);
+        let out = Out(self.fan_out(effects));
         for job in out.jobs() {
             self.jobs.insert(job.id, job.then);
         }
@@ -190,6 +196,20 @@ impl Harness {
 
     fn send(&mut self, socket: SocketId, text: &str) -> Out {
         self.event(Event::Frame { socket, text })
+    }
+
+    fn fan_out(&self, effects: Vec<Effect>) -> Vec<Effect> {
+        let mut out = Vec::with_capacity(effects.len());
+        for effect in effects {
+            let Effect::Broadcast { to, frame, except } = effect else {
+                out.push(effect);
+                continue;
+            };
+            let sockets = self.chat.audience(&to).into_iter();
+            let sends = sockets.filter(|&s| Some(s) != except);
+            out.extend(sends.map(|s| Effect::Send(s, frame.clone())));
+        }
+        out
     }
 
     /// Answers a job as the executor does: with the continuation it was spawned with. A

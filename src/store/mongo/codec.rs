@@ -9,7 +9,7 @@
 //! double. Only what cannot be interpreted at all (a session without an owner, a
 //! message from an unknown sender) is [`StoreError::Corrupt`].
 
-use mongodb::bson::{Bson, DateTime, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document};
 
 use crate::store::{AssistingAdmin, Message, Millis, Sender, Session, StoreError};
 
@@ -28,6 +28,24 @@ pub const REPLY_COUNT: &str = "respCount";
 /// **[new]**: the old service kept no such count; its documents are counted on the
 /// first append (see `Mongo::counted_header`).
 pub const MESSAGE_BYTES: &str = "msgBytes";
+
+/// The update for [`crate::store::Store::set_assist`]: `adminAssisted` is set once and
+/// never cleared (it says "ever taken over"); the admin's fields exist only while they
+/// assist, so a handed-back session has none rather than nulls.
+pub fn assist_update(admin: Option<&AssistingAdmin>, at: Millis) -> Document {
+    match admin {
+        Some(admin) => doc! {"$set": {
+            "adminAssisted": true,
+            "assistingAdminId": &admin.id,
+            "assistingAdminName": &admin.name,
+            "_mt": date(at),
+        }},
+        None => doc! {
+            "$unset": {"assistingAdminId": "", "assistingAdminName": ""},
+            "$set": {"_mt": date(at)},
+        },
+    }
+}
 
 pub fn date(at: Millis) -> Bson {
     Bson::DateTime(DateTime::from_millis(at))

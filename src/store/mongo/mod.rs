@@ -41,11 +41,13 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::sync::{Client, Collection, Cursor, Database};
 use mongodb::IndexModel;
 
-use self::codec::{date, Header, LAST_MESSAGE_ID, MESSAGE_BYTES, MESSAGE_COUNT};
+use self::codec::{assist_update, date, Header, LAST_MESSAGE_ID, MESSAGE_BYTES, MESSAGE_COUNT};
 use self::expr::{last_message_id, message_count, window_of_messages};
 use self::plan::{refusal, Plan};
 use self::retry::{is_duplicate_key, Failure, Retry};
-use super::{Append, Millis, Result, Session, Store, StoreError, Transcript, Window};
+use super::{
+    Append, AssistingAdmin, Millis, Result, Session, Store, StoreError, Transcript, Window,
+};
 use crate::config::MongoConfig;
 
 /// One try of an operation, as [`Retry::run`] takes it.
@@ -133,6 +135,15 @@ impl Mongo {
 
     fn write<T>(&self, what: &str, attempt: impl FnMut() -> Attempt<T>) -> Result<T> {
         self.retry.run(what, WRITE_BUDGET, attempt)
+    }
+
+    /// Applies `update` to session `id`: false when there is no such session.
+    fn update(&self, what: &str, id: &str, update: Document) -> Result<bool> {
+        self.write(what, || {
+            let filter = doc! {"_id": id};
+            let result = self.sessions.update_one(filter, update.clone()).run()?;
+            Ok(result.matched_count == 1)
+        })
     }
 
     fn read<T>(&self, what: &str, attempt: impl FnMut() -> Attempt<T>) -> Result<T> {
@@ -383,11 +394,17 @@ impl Store for Mongo {
     }
 
     fn set_model(&self, id: &str, model_id: &str, at: Millis) -> Result<bool> {
-        self.write("set_model", || {
-            let update = doc! {"$set": {"modelId": model_id, "_mt": date(at)}};
-            let result = self.sessions.update_one(doc! {"_id": id}, update).run()?;
-            Ok(result.matched_count == 1)
-        })
+        let update = doc! {"$set": {"modelId": model_id, "_mt": date(at)}};
+        self.update("set_model", id, update)
+    }
+
+    fn set_assist(&self, id: &str, admin: Option<&AssistingAdmin>, at: Millis) -> Result<bool> {
+        self.update("set_assist", id, assist_update(admin, at))
+    }
+
+    fn set_help_requested(&self, id: &str, at: Millis) -> Result<bool> {
+        let update = doc! {"$set": {"helpRequested": true, "_mt": date(at)}};
+        self.update("set_help_requested", id, update)
     }
 
     fn end(&self, id: &str, at: Millis) -> Result<bool> {
@@ -423,12 +440,9 @@ impl Store for Mongo {
     }
 
     fn unshare(&self, id: &str, at: Millis) -> Result<bool> {
-        self.write("unshare", || {
-            // `$unset`, not null: the sparse unique index must not see the session.
-            let update = doc! {"$unset": {"shareToken": ""}, "$set": {"_mt": date(at)}};
-            let result = self.sessions.update_one(doc! {"_id": id}, update).run()?;
-            Ok(result.matched_count == 1)
-        })
+        // `$unset`, not null: the sparse unique index must not see the session.
+        let update = doc! {"$unset": {"shareToken": ""}, "$set": {"_mt": date(at)}};
+        self.update("unshare", id, update)
     }
 
     fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>> {
