@@ -17,6 +17,7 @@ pub mod ids;
 pub mod llm;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod server;
 pub mod store;
 pub mod time;

@@ -1,6 +1,5 @@
 //! Settings of help-request notifications: SMTP, SMS, escalation and the admin link in
-//! them. Nothing reads them yet (see `NOT_USED_YET`); they are checked so a deployment
-//! fails at boot, not at the first help request.
+//! them; checked so a deployment fails at boot, not at the first help request.
 
 use std::time::Duration;
 
@@ -19,6 +18,8 @@ pub struct NotifyConfig {
     pub help_escalation_after: Option<Duration>,
     /// Without trailing `/`; the link is `{url}/{session_id}`.
     pub admin_panel_url: Option<String>,
+    /// Each step of one mail or SMS request: connect, and every read and write.
+    pub timeout: Duration,
 }
 
 /// SMTP transport plus the addressing of help-request mails, which only matter with it.
@@ -109,6 +110,7 @@ impl NotifyConfig {
             sms,
             help_escalation_after: r.opt("HELP_ESCALATION_AFTER", p_dur)?,
             admin_panel_url: r.opt("ADMIN_PANEL_URL", |s, _| web_url(s, false))?,
+            timeout: r.val("NOTIFY_TIMEOUT", p_dur)?,
         })
     }
 }
