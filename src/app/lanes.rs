@@ -45,7 +45,7 @@ pub enum Done {
 pub struct Lanes {
     pub store: Lane<Done>,
     pub llm: Lane<Done>,
-    /// Uploads, email and SMS: `None` until the first of them is built, so that
+    /// Uploads, email and SMS: `None` unless one of them is configured, so that
     /// `IO_WORKERS` threads do not sit idle on a lane nothing submits to.
     pub io: Option<Lane<Done>>,
 }
@@ -55,15 +55,19 @@ pub struct Lanes {
 const IO: &str = "io";
 
 impl Lanes {
+    /// `io_workers`: the io lane's threads, `None` when nothing needs the lane.
     pub fn start(
         store: &StoreConfig,
         llm: &LlmConfig,
+        io_workers: Option<usize>,
         completions: &Completions<Done>,
     ) -> std::io::Result<Lanes> {
         Ok(Lanes {
             store: Lane::new("store", store.workers, LANE_QUEUE, completions.clone())?,
             llm: Lane::new("llm", llm.max_concurrent, LANE_QUEUE, completions.clone())?,
-            io: None,
+            io: io_workers
+                .map(|workers| Lane::new(IO, workers, LANE_QUEUE, completions.clone()))
+                .transpose()?,
         })
     }
 

@@ -33,6 +33,7 @@ use crate::http::health::{Check, Readiness};
 use crate::llm::Catalog;
 use crate::metrics::Metrics;
 use crate::net::slab::ConnId;
+use crate::notify::Notifier;
 use crate::store::{Store, StoreError};
 
 use executor::Executor;
@@ -76,6 +77,7 @@ impl App {
         lanes: Lanes,
         store: Arc<dyn Store>,
         catalog: Catalog,
+        notifier: Notifier,
         metrics: Arc<Metrics>,
     ) -> App {
         let models: Vec<ModelInfo> = catalog
@@ -120,6 +122,7 @@ impl App {
                 Arc::clone(&store),
                 Arc::new(catalog),
                 config.llm.stream_timeout,
+                Arc::new(notifier),
                 Arc::clone(&metrics),
             ),
             store,

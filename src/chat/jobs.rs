@@ -28,6 +28,17 @@ pub enum Work {
         job: JobId,
         ops: Vec<StoreOp>,
     },
+    Notify(Notice),
+}
+
+/// Admins to tell about a session that needs one (spec: integrations.md §Notifications).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub session_id: String,
+    pub user_id: String,
+    pub at: Millis,
+    /// `false`: the user asked for help; `true`: nobody joined within `HELP_ESCALATION_AFTER`.
+    pub escalated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -121,7 +121,7 @@ fn llm_call(out: &Out) -> LlmCall {
         .into_iter()
         .find_map(|j| match j.work {
             Work::Llm(call) => Some(call),
-            Work::Store(_) | Work::After { .. } => None,
+            Work::Store(_) | Work::After { .. } | Work::Notify(_) => None,
         })
         .expect("the assistant is asked")
 }
