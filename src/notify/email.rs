@@ -30,8 +30,9 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    /// Fails on an address `lettre` cannot put in a header, so that start-up names it
-    /// rather than the first help request.
+    /// Fails on an address `lettre` cannot use (the settings are checked with the same
+    /// parser, so only a config built by hand gets here) or a TLS set-up it refuses:
+    /// either stops start-up rather than the first help request.
     pub fn new(
         smtp: &SmtpConfig,
         link_base: Option<&str>,

@@ -78,7 +78,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Fails on a mail address `lettre` cannot use (see [`Mailer::new`]).
+    /// Fails where the mailer cannot be set up (see [`Mailer::new`]).
     pub fn new(config: &NotifyConfig) -> Result<Notifier, NotifyError> {
         let link_base = config.admin_panel_url.as_deref();
         Ok(Notifier {
