@@ -1,9 +1,10 @@
 //! The one executor of the chat core's jobs: store operations on the `store` lane, LLM
-//! streams on the `llm` lane, admin notices on the `io` lane. It is the only owner of jobs in flight: it keeps each
-//! job's continuation until the job ends and hands it back with the outcome, so the
-//! chat core keeps no table of its own. Chunks travel back as completions the moment
-//! they arrive; the cancel token and the upstream abort of each stream are kept here so
-//! that `stop` reaches the lane and frees its thread even while the upstream is silent.
+//! streams on the `llm` lane, admin notices on the `io` lane. It is the only owner of
+//! jobs in flight: it keeps each job's continuation until the job ends and hands it
+//! back with the outcome, so the chat core keeps no table of its own. Chunks travel
+//! back as completions the moment they arrive; the cancel token and the upstream abort
+//! of each stream are kept here so that `stop` reaches the lane and frees its thread
+//! even while the upstream is silent.
 //! A job that cannot run is not answered at once: it waits, refused, until the
 //! loop takes it ([`Executor::take_answered`]) and hands it to the chat core as its own
 //! event, so the core is never re-entered while its effects are being applied. A notice

@@ -11,7 +11,8 @@ pub(super) fn logged(alert: &Alert) {
         "asks for an admin"
     };
     ::log::warn!(
-        "help request: user {} {what} in session {} (no SMTP_HOST or SMS_ACCOUNT_SID set, so no mail or SMS)",
+        "help request: user {} {what} in session {} \
+         (no SMTP_HOST or SMS_ACCOUNT_SID set, so no mail or SMS)",
         alert.user_id,
         alert.session_id
     );
