@@ -37,9 +37,7 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Email, Channel::Sms];
-
-    /// The `channel` label value and the word in logs.
+    /// The word in logs.
     pub fn name(self) -> &'static str {
         match self {
             Channel::Email => "email",
