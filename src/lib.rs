@@ -2,9 +2,9 @@
 //!
 //! `net` is the reactor (sockets, HTTP framing, timers, lanes); `http` maps routes to
 //! answers; `chat` is the domain (a state machine with no I/O); `store` and `llm` are
-//! the blocking backends the lanes call; `metrics` is what all of them count; `app`
-//! joins them. The README's layout table
-//! says where each part lives and what runs on which thread.
+//! the blocking backends the lanes call, and `notify` tells admins about help requests
+//! from the io lane; `metrics` is what all of them count; `app` joins them. The
+//! README's layout table says where each part lives and what runs on which thread.
 
 pub mod app;
 pub mod auth;
@@ -17,6 +17,7 @@ pub mod ids;
 pub mod llm;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod server;
 pub mod store;
 pub mod time;

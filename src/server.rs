@@ -19,6 +19,7 @@ use crate::net::lanes::completion_channel;
 use crate::net::limits;
 use crate::net::reactor::{self, Exit, Listeners, Reactor, Settings};
 use crate::net::signals::SignalSource;
+use crate::notify::{Notifier, NotifyError};
 use crate::store::{self, StoreError};
 
 /// Keep-alive connections idle this long are closed. Longer than the common proxy
@@ -38,6 +39,7 @@ const FLUSH_FLOOR: Duration = Duration::from_secs(2);
 pub enum StartError {
     Bind(SocketAddr, io::Error),
     Store(StoreError),
+    Notify(NotifyError),
     Io(io::Error),
 }
 
@@ -46,6 +48,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Bind(addr, error) => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Store(error) => write!(f, "cannot open the store: {error}"),
+            StartError::Notify(error) => write!(f, "cannot set up help-request mail: {error}"),
             StartError::Io(error) => write!(f, "start-up failed: {error}"),
         }
     }
@@ -98,8 +101,18 @@ impl Server {
         let metrics = Arc::new(app::metrics_registry(&server.path_prefix, &catalog.types()));
         let store =
             store::open(&config.store, metrics.store_timings()).map_err(StartError::Store)?;
-        let lanes = Lanes::start(&config.store, &config.llm, &completions)?;
-        let app = App::new(config, lanes, store, catalog, Arc::clone(&metrics));
+        let notifier = Notifier::new(&config.notify).map_err(StartError::Notify)?;
+        // Mail and SMS block on the network: they get the io lane; a log line does not.
+        let io_workers = notifier.has_channels().then_some(config.io_workers);
+        let lanes = Lanes::start(&config.store, &config.llm, io_workers, &completions)?;
+        let app = App::new(
+            config,
+            lanes,
+            store,
+            catalog,
+            notifier,
+            Arc::clone(&metrics),
+        );
         let settings = Settings {
             max_connections: server.max_connections,
             max_connections_per_ip: server.max_connections_per_ip,

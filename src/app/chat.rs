@@ -1,6 +1,7 @@
 //! The chat core's side of the application: an event in, its effects carried out —
 //! frames and closes to the loop, jobs to the executor, its next wake-up noted — and
-//! the jobs the executor refused handed back, one event at a time, never recursively.
+//! the jobs the executor answered itself (refused, or done at once) handed back, one
+//! event at a time, never recursively.
 
 use super::socket::conn_of;
 use super::{measure, App};
@@ -10,10 +11,10 @@ use crate::time;
 
 impl App {
     /// Hands an event to the chat core and carries out what it asks for, then hands
-    /// back the jobs the executor refused meanwhile.
+    /// back the jobs the executor answered itself meanwhile.
     pub(super) fn chat_event(&mut self, event: Event, ctx: &mut Ctx) {
         self.chat_step(event, ctx);
-        self.hand_back_refused(ctx);
+        self.hand_back_answered(ctx);
     }
 
     pub(super) fn chat_step(&mut self, event: Event, ctx: &mut Ctx) {
@@ -27,13 +28,14 @@ impl App {
         self.apply(effects, ctx);
     }
 
-    /// Each refused job goes back to the chat core as its own event, one at a time, in
-    /// the order the core asked for them; the refusals an answer causes are heard
-    /// before the older ones still waiting, as if each had been told at once.
-    pub(super) fn hand_back_refused(&mut self, ctx: &mut Ctx) {
+    /// Each job the executor answered itself (most often: refused) goes back to the chat
+    /// core as its own event, one at a time, in the order the core asked for them; the
+    /// answers an answer causes are heard before the older ones still waiting, as if
+    /// each had been told at once.
+    pub(super) fn hand_back_answered(&mut self, ctx: &mut Ctx) {
         let mut waiting = Vec::new();
         loop {
-            waiting.extend(self.executor.take_refused().into_iter().rev());
+            waiting.extend(self.executor.take_answered().into_iter().rev());
             let Some(done) = waiting.pop() else {
                 return;
             };

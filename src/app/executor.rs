@@ -1,12 +1,15 @@
 //! The one executor of the chat core's jobs: store operations on the `store` lane, LLM
-//! streams on the `llm` lane. It is the only owner of jobs in flight: it keeps each
-//! job's continuation until the job ends and hands it back with the outcome, so the
-//! chat core keeps no table of its own. Chunks travel back as completions the moment
-//! they arrive; the cancel token and the upstream abort of each stream are kept here so
-//! that `stop` reaches the lane and frees its thread even while the upstream is silent.
+//! streams on the `llm` lane, admin notices on the `io` lane. It is the only owner of
+//! jobs in flight: it keeps each job's continuation until the job ends and hands it
+//! back with the outcome, so the chat core keeps no table of its own. Chunks travel
+//! back as completions the moment they arrive; the cancel token and the upstream abort
+//! of each stream are kept here so that `stop` reaches the lane and frees its thread
+//! even while the upstream is silent.
 //! A job that cannot run is not answered at once: it waits, refused, until the
-//! loop takes it ([`Executor::take_refused`]) and hands it to the chat core as its own
-//! event, so the core is never re-entered while its effects are being applied.
+//! loop takes it ([`Executor::take_answered`]) and hands it to the chat core as its own
+//! event, so the core is never re-entered while its effects are being applied. A notice
+//! with no channel but the log waits there too, done: a log line neither blocks nor
+//! needs a lane, so it is written on the loop thread and no io lane runs just for it.
 //!
 //! Appends are group-committed: one batch is in flight at a time, and the appends that
 //! arrive while it commits wait and go next, together, as one transaction. An idle
@@ -36,7 +39,8 @@ use crate::chat::jobs::{
 use crate::llm::{self, Abort, Catalog, LlmError, Request, Sink};
 use crate::metrics::instruments::Histogram;
 use crate::metrics::Metrics;
-use crate::net::lanes::{CancelToken, JobContext};
+use crate::net::lanes::{CancelToken, JobContext, LaneError};
+use crate::notify::{Alert, Notifier};
 use crate::store::{Store, StoreError};
 
 /// Appends that may wait for the batch in flight; past this the store is not keeping
@@ -47,6 +51,7 @@ pub struct Executor {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     stream_timeout: Duration,
+    notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
     /// Every job submitted and not ended, queued appends included: what the chat core
     /// does with its outcome.
@@ -56,8 +61,9 @@ pub struct Executor {
     store_jobs: HashMap<JobId, Ended>,
     appends_waiting: Vec<(JobId, AppendOp, Ending)>,
     appends_committing: bool,
-    /// Jobs that will not run, in the order they were refused, until the loop takes them.
-    refused: Vec<JobDone>,
+    /// Jobs answered on the loop thread, in order, until the loop takes them: those that
+    /// will not run, and notices that were only logged.
+    answered: Vec<JobDone>,
 }
 
 impl Executor {
@@ -65,24 +71,26 @@ impl Executor {
         store: Arc<dyn Store>,
         catalog: Arc<Catalog>,
         stream_timeout: Duration,
+        notifier: Arc<Notifier>,
         metrics: Arc<Metrics>,
     ) -> Executor {
         Executor {
             store,
             catalog,
             stream_timeout,
+            notifier,
             metrics,
             jobs: HashMap::new(),
             streams: HashMap::new(),
             store_jobs: HashMap::new(),
             appends_waiting: Vec::new(),
             appends_committing: false,
-            refused: Vec::new(),
+            answered: Vec::new(),
         }
     }
 
     /// Starts a job; one that cannot run (its lane is full) is kept as refused, for
-    /// [`Executor::take_refused`].
+    /// [`Executor::take_answered`].
     pub fn submit(&mut self, lanes: &Lanes, job: Job) {
         let Job { id, work, then } = job;
         self.jobs.insert(id, then);
@@ -127,18 +135,6 @@ impl Executor {
                     )
                     .map(drop)
             }
-            // Until the notifier lands, a notice is logged and counts as delivered.
-            Work::Notify(notice) => lanes
-                .store
-                .try_submit(
-                    move |ctx| {
-                        log_notice(&notice);
-                        let sent = Outcome::Store(Ok(StoreReply::Updated(true)));
-                        let _ = ctx.complete(Done::Job(id, sent));
-                    },
-                    lost,
-                )
-                .map(drop),
             Work::Llm(call) => {
                 let catalog = Arc::clone(&self.catalog);
                 let metrics = Arc::clone(&self.metrics);
@@ -158,6 +154,27 @@ impl Executor {
                     .map(|cancel| {
                         self.streams.insert(id, (cancel, abort));
                     })
+            }
+            Work::Notify(notice) if !self.notifier.has_channels() => {
+                self.notifier.send(&alert(&notice));
+                self.answer(id, Outcome::Store(Ok(StoreReply::Updated(true))));
+                return;
+            }
+            Work::Notify(notice) => {
+                let notifier = Arc::clone(&self.notifier);
+                let metrics = Arc::clone(&self.metrics);
+                // The lane starts whenever a channel is configured (`Lanes::start`).
+                lanes.io.as_ref().ok_or(LaneError::Closed).and_then(|io| {
+                    io.try_submit(
+                        move |ctx| {
+                            let sent = notify(&notifier, &metrics, &notice);
+                            let reply = Outcome::Store(Ok(StoreReply::Updated(sent)));
+                            let _ = ctx.complete(Done::Job(id, reply));
+                        },
+                        lost,
+                    )
+                    .map(drop)
+                })
             }
         };
         if let Err(error) = submitted {
@@ -250,16 +267,48 @@ impl Executor {
         Some(JobDone { id, then, outcome })
     }
 
-    /// The jobs refused since the last call, in the order they were refused.
-    pub fn take_refused(&mut self) -> Vec<JobDone> {
-        std::mem::take(&mut self.refused)
+    /// The jobs answered on the loop thread since the last call (refused, or notices
+    /// only logged), in the order they were answered.
+    pub fn take_answered(&mut self) -> Vec<JobDone> {
+        std::mem::take(&mut self.answered)
     }
 
     fn refuse(&mut self, id: JobId) {
-        if let Some(done) = self.completed(id, Outcome::Refused) {
-            self.refused.push(done);
+        self.answer(id, Outcome::Refused);
+    }
+
+    fn answer(&mut self, id: JobId, outcome: Outcome) {
+        if let Some(done) = self.completed(id, outcome) {
+            self.answered.push(done);
         }
     }
+}
+
+/// The notice in the notifier's own terms: it knows no chat types.
+fn alert(notice: &Notice) -> Alert<'_> {
+    Alert {
+        session_id: &notice.session_id,
+        user_id: &notice.user_id,
+        at_ms: notice.at,
+        escalated: notice.escalated,
+    }
+}
+
+/// Runs on the `io` lane: every channel is tried; each failure is logged and counted,
+/// and never reaches the user who asked for help. `false` when any channel failed.
+fn notify(notifier: &Notifier, metrics: &Metrics, notice: &Notice) -> bool {
+    let failed = notifier.send(&alert(notice));
+    for (channel, error) in &failed {
+        log::warn!(
+            "help request of session {}: {} not sent: {error}",
+            notice.session_id,
+            channel.name()
+        );
+        metrics
+            .notify_failures
+            .failed(super::measure::notify_channel(*channel));
+    }
+    failed.is_empty()
 }
 
 /// Runs on the `llm` lane, counting the request, its outcome and its first chunk's
@@ -328,18 +377,4 @@ impl Sink for LaneSink<'_> {
     fn cancelled(&self) -> bool {
         self.ctx.is_cancelled()
     }
-}
-
-/// What the admins would be told: the notifier's fallback when no channel is set up.
-fn log_notice(notice: &Notice) {
-    let what = if notice.escalated {
-        "still waits for an administrator"
-    } else {
-        "asked for help"
-    };
-    log::info!(
-        "session {} of user {} {what}",
-        notice.session_id,
-        notice.user_id
-    );
 }

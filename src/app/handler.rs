@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::measure;
 use super::{App, Done, Waiting};
 use crate::chat::engine::{Effect, Event, Now};
+use crate::chat::jobs::Outcome;
 use crate::http::error;
 use crate::net::conn::ConnInfo;
 use crate::net::handler::{Ctx, Handler, Reply};
@@ -108,7 +109,7 @@ impl Handler for App {
             }
             Done::AppendBatch { lost } => {
                 self.executor.appends_committed(&self.lanes, lost);
-                self.hand_back_refused(ctx);
+                self.hand_back_answered(ctx);
             }
             Done::ActiveSessions(counted) => {
                 match counted {
@@ -149,12 +150,14 @@ impl Handler for App {
             // No completion will start the next batch now: send what waits at once.
             self.executor.flush_appends(&self.lanes);
             // Nobody is left to tell about a refusal but the log.
-            let refused = self.executor.take_refused();
-            if !refused.is_empty() {
-                log::error!(
-                    "shutdown: {} store write(s) could not be queued",
-                    refused.len()
-                );
+            let refused = self
+                .executor
+                .take_answered()
+                .into_iter()
+                .filter(|done| done.outcome == Outcome::Refused)
+                .count();
+            if refused > 0 {
+                log::error!("shutdown: {refused} store write(s) could not be queued");
             }
         }
         self.lanes.shutdown(until)

@@ -53,7 +53,7 @@ pub struct Lanes {
     /// looping on them fills this queue (and gets 503), never the chat's.
     pub rest: Lane<Done>,
     pub llm: Lane<Done>,
-    /// Uploads, email and SMS: `None` until the first of them is built, so that
+    /// Uploads, email and SMS: `None` unless one of them is configured, so that
     /// `IO_WORKERS` threads do not sit idle on a lane nothing submits to.
     pub io: Option<Lane<Done>>,
 }
@@ -63,16 +63,20 @@ pub struct Lanes {
 const IO: &str = "io";
 
 impl Lanes {
+    /// `io_workers`: the io lane's threads, `None` when nothing needs the lane.
     pub fn start(
         store: &StoreConfig,
         llm: &LlmConfig,
+        io_workers: Option<usize>,
         completions: &Completions<Done>,
     ) -> std::io::Result<Lanes> {
         Ok(Lanes {
             store: Lane::new("store", store.workers, LANE_QUEUE, completions.clone())?,
             rest: Lane::new("rest", REST_WORKERS, LANE_QUEUE, completions.clone())?,
             llm: Lane::new("llm", llm.max_concurrent, LANE_QUEUE, completions.clone())?,
-            io: None,
+            io: io_workers
+                .map(|workers| Lane::new(IO, workers, LANE_QUEUE, completions.clone()))
+                .transpose()?,
         })
     }
 

@@ -8,9 +8,10 @@
 use crate::chat::engine::Tally;
 use crate::config::ProviderConfig;
 use crate::http::router::Route;
-use crate::metrics::{ChatCounts, Llm, Metrics, RequestTimer};
+use crate::metrics::{ChatCounts, Llm, Metrics, NotifyChannel, RequestTimer};
 use crate::net::conn::ListenerKind;
 use crate::net::http::Method;
+use crate::notify::Channel;
 
 /// The routes of the internal port (`METRICS_PORT`), which serves them at the root, not
 /// under the prefix: each is labelled by its own path, so that a kubelet's probes and a
@@ -104,6 +105,14 @@ pub fn chat_counts(tally: Tally) -> ChatCounts {
         sessions_created,
         sessions_ended,
         admin_takeovers: takeovers,
+    }
+}
+
+/// The `channel` label of a notification that failed.
+pub fn notify_channel(channel: Channel) -> NotifyChannel {
+    match channel {
+        Channel::Email => NotifyChannel::Email,
+        Channel::Sms => NotifyChannel::Sms,
     }
 }
 

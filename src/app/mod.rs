@@ -36,6 +36,7 @@ use crate::http::health::{Check, Readiness};
 use crate::llm::Catalog;
 use crate::metrics::Metrics;
 use crate::net::slab::ConnId;
+use crate::notify::Notifier;
 use crate::store::{Store, StoreError};
 
 use executor::Executor;
@@ -85,6 +86,7 @@ impl App {
         lanes: Lanes,
         store: Arc<dyn Store>,
         catalog: Catalog,
+        notifier: Notifier,
         metrics: Arc<Metrics>,
     ) -> App {
         let models: Vec<ModelInfo> = catalog
@@ -130,6 +132,7 @@ impl App {
                 Arc::clone(&store),
                 Arc::new(catalog),
                 config.llm.stream_timeout,
+                Arc::new(notifier),
                 Arc::clone(&metrics),
             ),
             store,

@@ -1,8 +1,9 @@
 //! Work the chat domain asks for but cannot do itself: store reads and writes, LLM
-//! streams. Descriptions only: the domain emits a [`Job`] saying what to do and what
-//! it will do with the outcome (its [`Continuation`]); the application runs it and
-//! hands the continuation back with the outcome, as a [`JobDone`]. So the domain keeps
-//! no table of jobs in flight, and nothing here calls a store or a provider.
+//! streams, notices to admins. Descriptions only: the domain emits a [`Job`] saying
+//! what to do and what it will do with the outcome (its [`Continuation`]); the
+//! application runs it and hands the continuation back with the outcome, as a
+//! [`JobDone`]. So the domain keeps no table of jobs in flight, and nothing here calls
+//! a store, a provider or a mail server.
 
 use super::socket::SocketId;
 use crate::llm::{Finish, LlmError, Turn};

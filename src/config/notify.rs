@@ -1,6 +1,5 @@
 //! Settings of help-request notifications: SMTP, SMS, escalation and the admin link in
-//! them. Nothing reads them yet (see `NOT_USED_YET`); they are checked so a deployment
-//! fails at boot, not at the first help request.
+//! them; checked so a deployment fails at boot, not at the first help request.
 
 use std::time::Duration;
 
@@ -19,6 +18,8 @@ pub struct NotifyConfig {
     pub help_escalation_after: Option<Duration>,
     /// Without trailing `/`; the link is `{url}/{session_id}`.
     pub admin_panel_url: Option<String>,
+    /// Each step of one mail or SMS request: connect, and every read and write.
+    pub timeout: Duration,
 }
 
 /// SMTP transport plus the addressing of help-request mails, which only matter with it.
@@ -109,6 +110,7 @@ impl NotifyConfig {
             sms,
             help_escalation_after: r.opt("HELP_ESCALATION_AFTER", p_dur)?,
             admin_panel_url: r.opt("ADMIN_PANEL_URL", |s, _| web_url(s, false))?,
+            timeout: r.val("NOTIFY_TIMEOUT", p_dur)?,
         })
     }
 }
@@ -121,17 +123,11 @@ fn p_host(s: &str, _: Kind) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// Checked by the parser the mailer uses, so that what passes here is what it sends to.
 fn p_email(s: &str) -> Result<String, String> {
-    match s.split_once('@') {
-        Some((user, domain))
-            if !user.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !s.contains(char::is_whitespace) =>
-        {
-            Ok(s.to_owned())
-        }
-        _ => Err("is not an address like name@example.org".into()),
+    match s.parse::<lettre::Address>() {
+        Ok(_) => Ok(s.to_owned()),
+        Err(_) => Err("is not an address like name@example.org".into()),
     }
 }
 
@@ -186,6 +182,8 @@ mod tests {
             (vec![("ADMIN_EMAILS", "a@x.org, nobody")], "ADMIN_EMAILS"),
             (vec![("ADMIN_EMAILS", " , ")], "ADMIN_EMAILS"),
             (vec![("EMAIL_REPLY_TO", "@x.org")], "EMAIL_REPLY_TO"),
+            (vec![("EMAIL_FROM", "a(b@x.org")], "EMAIL_FROM"),
+            (vec![("EMAIL_FROM", "bot@x..org")], "EMAIL_FROM"),
         ] {
             fails(&[&mail[..], &pairs].concat(), var);
         }

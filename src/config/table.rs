@@ -25,13 +25,11 @@ pub(super) const LEGACY: &str = "WS_READ_BUFFER_SIZE WS_WRITE_BUFFER_SIZE WS_HAN
 pub(super) const LEGACY_PREFIX: &str = "K8S_";
 
 /// Variables that are validated but that nothing in this version reads yet: uploads,
-/// notifications, the admin API and Redis fan-out arrive with later issues, and the io
-/// lane starts with the first of them. A set one is named in a warning at start-up, so
-/// nobody believes it takes effect.
+/// the rest of the admin desk and Redis fan-out arrive with later issues. A set one is
+/// named in a warning at start-up, so nobody believes it takes effect.
 pub(super) const NOT_USED_YET: &[&str] = &[
     "ADMIN_RATE_LIMIT",
     "ADMIN_RATE_WINDOW",
-    "IO_WORKERS",
     "S3_BUCKET",
     "S3_REGION",
     "S3_ENDPOINT",
@@ -40,21 +38,6 @@ pub(super) const NOT_USED_YET: &[&str] = &[
     "UPLOAD_MAX_SIZE",
     "UPLOAD_PREFIX",
     "UPLOAD_URL_TTL",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USER",
-    "SMTP_PASS",
-    "SMTP_TLS",
-    "EMAIL_FROM",
-    "EMAIL_FROM_NAME",
-    "EMAIL_REPLY_TO",
-    "ADMIN_EMAILS",
-    "SMS_ACCOUNT_SID",
-    "SMS_AUTH_TOKEN",
-    "SMS_FROM_NUMBER",
-    "ADMIN_PHONES",
-    "SMS_API_BASE",
-    "ADMIN_PANEL_URL",
     "REDIS_URL",
 ];
 
@@ -289,6 +272,9 @@ pub(super) const VARS: &[Var] = &[
         "re-notify when a session waits this long for an admin"),
     var("ADMIN_PANEL_URL", Unset("no link in mails"), Text("an http(s) URL"),
         "mails link to <ADMIN_PANEL_URL>/<session_id>"),
+    var("NOTIFY_TIMEOUT", Lit("10s"), Dur(secs(1), secs(5 * MINUTE)),
+        "limit for each step (connect, each read and write) of a help-request mail or SMS; \
+         a dead mail server holds an io lane thread no longer than this"),
     var("CORS_ALLOWED_ORIGINS", Unset("CORS off"), Text(ORIGINS),
         "only pages on these origins may call the API from a browser"),
     var("WS_ALLOWED_ORIGINS", Unset("any origin"), Text(ORIGINS),

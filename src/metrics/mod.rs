@@ -17,6 +17,7 @@
 //! chat core, does the translation (`app::measure`).
 
 pub mod instruments;
+mod notifications;
 pub mod process;
 mod requests;
 mod store_timings;
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use instruments::{Counter, Gauge, Histogram};
+pub use notifications::{NotifyChannel, NotifyFailures};
 use process::Process;
 pub use requests::RequestTimer;
 use requests::RequestTimings;
@@ -122,6 +124,7 @@ pub struct Metrics {
     pub handler_panics: Counter,
     /// The work of one loop turn, from the poll's return to the next poll.
     pub loop_iteration: Histogram,
+    pub notify_failures: NotifyFailures,
     message_errors: Counter,
     sessions_created: Counter,
     sessions_ended: Counter,
@@ -159,6 +162,7 @@ impl Metrics {
             slow_consumer_closes: Counter::default(),
             handler_panics: Counter::default(),
             loop_iteration: Histogram::new(&LOOP_BUCKETS),
+            notify_failures: NotifyFailures::default(),
             message_errors: Counter::default(),
             sessions_created: Counter::default(),
             sessions_ended: Counter::default(),
@@ -241,6 +245,7 @@ impl Metrics {
         self.render_chat(&mut out);
         self.render_llm(&mut out);
         self.store.render(&mut out);
+        self.notify_failures.render(&mut out);
         self.requests.render(&mut out);
         render_state(&mut out, state);
         histogram(

@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod llm_mock;
 pub mod mongo;
+pub mod smtp;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -46,7 +47,8 @@ pub fn on_free_port<T, E>(
 }
 
 /// The Python the tests run helpers with: `CHATBOX_TEST_PYTHON` (`scripts/test` points
-/// it at `.venv-tools`, which has `cryptography`, `pymongo` and nx-27017), else `python3`.
+/// it at `.venv-tools`, which has `cryptography`, `pymongo`, nx-27017 and aiosmtpd),
+/// else `python3`.
 pub fn python() -> String {
     std::env::var("CHATBOX_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
