@@ -28,7 +28,7 @@ impl StoreTimings {
     /// here rather than handed in by the store so that a registry shows every series,
     /// with a zero, from its first scrape, store or no store. The store maps each of
     /// its operations to one of them; its tests check that the two lists agree.
-    pub const OPERATIONS: [&'static str; 14] = [
+    pub const OPERATIONS: [&'static str; 16] = [
         "append",
         "append_batch",
         "session",
@@ -36,6 +36,8 @@ impl StoreTimings {
         "latest_active",
         "user_sessions",
         "set_model",
+        "set_assist",
+        "set_help_requested",
         "end_session",
         "share",
         "unshare",

@@ -347,6 +347,14 @@ pub trait Store: Send + Sync {
     /// Stores the session's model; false when the session does not exist.
     fn set_model(&self, id: &str, model_id: &str, at: Millis) -> Result<bool>;
 
+    /// An admin takes the session over (`Some`) or hands it back (`None`).
+    /// `adminAssisted` stays true once set; the admin's id and name are kept only while
+    /// they assist. False when there is no such session.
+    fn set_assist(&self, id: &str, admin: Option<&AssistingAdmin>, at: Millis) -> Result<bool>;
+
+    /// Flags the session as having asked for an admin; false when there is no such session.
+    fn set_help_requested(&self, id: &str, at: Millis) -> Result<bool>;
+
     /// Ends an active session (`endTs`, `dur`); false when unknown or already ended.
     fn end(&self, id: &str, at: Millis) -> Result<bool>;
 

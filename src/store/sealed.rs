@@ -6,7 +6,9 @@
 //! `ENCRYPT_ALL_FIELDS` off must not leave ciphertext on screen, and a value that is not
 //! sealed comes back as stored (`Cipher::open`).
 
-use super::{Append, Message, Millis, Result, Session, Store, StoreError, Transcript, Window};
+use super::{
+    Append, AssistingAdmin, Message, Millis, Result, Session, Store, StoreError, Transcript, Window,
+};
 use crate::crypto::Cipher;
 
 pub struct Sealed<S> {
@@ -150,6 +152,14 @@ impl<S: Store> Store for Sealed<S> {
 
     fn set_model(&self, id: &str, model_id: &str, at: Millis) -> Result<bool> {
         self.inner.set_model(id, model_id, at)
+    }
+
+    fn set_assist(&self, id: &str, admin: Option<&AssistingAdmin>, at: Millis) -> Result<bool> {
+        self.inner.set_assist(id, admin, at)
+    }
+
+    fn set_help_requested(&self, id: &str, at: Millis) -> Result<bool> {
+        self.inner.set_help_requested(id, at)
     }
 
     fn end(&self, id: &str, at: Millis) -> Result<bool> {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Append, Millis, Result, Session, Store, Transcript, Window};
+use super::{Append, AssistingAdmin, Millis, Result, Session, Store, Transcript, Window};
 use crate::metrics::StoreTimings;
 
 /// The `operation` label: one value per [`Store`] method (a [`Store::transcript_page`]
@@ -28,6 +28,8 @@ pub enum Operation {
     LatestActive,
     UserSessions,
     SetModel,
+    SetAssist,
+    SetHelpRequested,
     End,
     Share,
     Unshare,
@@ -39,7 +41,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in declaration order (`op as usize` indexes it).
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 16] = [
         Operation::Append,
         Operation::AppendBatch,
         Operation::Session,
@@ -47,6 +49,8 @@ impl Operation {
         Operation::LatestActive,
         Operation::UserSessions,
         Operation::SetModel,
+        Operation::SetAssist,
+        Operation::SetHelpRequested,
         Operation::End,
         Operation::Share,
         Operation::Unshare,
@@ -67,6 +71,8 @@ impl Operation {
             Operation::LatestActive => "latest_active",
             Operation::UserSessions => "user_sessions",
             Operation::SetModel => "set_model",
+            Operation::SetAssist => "set_assist",
+            Operation::SetHelpRequested => "set_help_requested",
             Operation::End => "end_session",
             Operation::Share => "share",
             Operation::Unshare => "unshare",
@@ -127,6 +133,16 @@ impl<S: Store> Store for Timed<S> {
         self.time(Operation::SetModel, |s| s.set_model(id, model_id, at))
     }
 
+    fn set_assist(&self, id: &str, admin: Option<&AssistingAdmin>, at: Millis) -> Result<bool> {
+        self.time(Operation::SetAssist, |s| s.set_assist(id, admin, at))
+    }
+
+    fn set_help_requested(&self, id: &str, at: Millis) -> Result<bool> {
+        self.time(Operation::SetHelpRequested, |s| {
+            s.set_help_requested(id, at)
+        })
+    }
+
     fn end(&self, id: &str, at: Millis) -> Result<bool> {
         self.time(Operation::End, |s| s.end(id, at))
     }
@@ -182,6 +198,12 @@ mod tests {
             Ok(Vec::new())
         }
         fn set_model(&self, _: &str, _: &str, _: Millis) -> Result<bool> {
+            Ok(false)
+        }
+        fn set_assist(&self, _: &str, _: Option<&AssistingAdmin>, _: Millis) -> Result<bool> {
+            Ok(false)
+        }
+        fn set_help_requested(&self, _: &str, _: Millis) -> Result<bool> {
             Ok(false)
         }
         fn end(&self, _: &str, _: Millis) -> Result<bool> {

@@ -8,6 +8,8 @@
 //! ```
 //! A case missing from the macro's list is unused code, which clippy rejects.
 
+mod assist;
+
 use std::collections::BTreeMap;
 
 use chatbox::store::{
@@ -37,6 +39,8 @@ macro_rules! conformance_tests {
             latest_active_picks_the_latest_activity,
             user_sessions_newest_first_own_only,
             set_model_updates_the_session,
+            set_assist_marks_and_clears_the_admin,
+            set_help_requested_flags_the_session,
             end_closes_a_session_once,
             share_token_is_stable_until_unshared,
             end_idle_ends_only_idle_sessions,
@@ -55,6 +59,8 @@ macro_rules! conformance_tests {
     };
 }
 pub(crate) use conformance_tests;
+
+pub use assist::*;
 
 const CAP: usize = 100;
 

@@ -52,7 +52,8 @@ use redb::{
 };
 
 use super::{
-    byte_budget, Append, Millis, Result, Sender, Session, Store, StoreError, Transcript, Window,
+    byte_budget, Append, AssistingAdmin, Millis, Result, Sender, Session, Store, StoreError,
+    Transcript, Window,
 };
 
 use records::{decode, encode, MessageRecord, SessionRecord};
@@ -223,12 +224,15 @@ impl Store for Embedded {
     }
 
     fn set_model(&self, id: &str, model_id: &str, at: Millis) -> Result<bool> {
-        self.write(|tables| {
-            tables.update(id, |record| {
-                record.model_id = model_id.to_owned();
-                record.modified_at = at;
-            })
-        })
+        self.write(|tables| tables.update(id, at, |r| r.model_id = model_id.to_owned()))
+    }
+
+    fn set_assist(&self, id: &str, admin: Option<&AssistingAdmin>, at: Millis) -> Result<bool> {
+        self.write(|tables| tables.update(id, at, |r| r.assist(admin)))
+    }
+
+    fn set_help_requested(&self, id: &str, at: Millis) -> Result<bool> {
+        self.write(|tables| tables.update(id, at, |r| r.help_requested = true))
     }
 
     fn end(&self, id: &str, at: Millis) -> Result<bool> {
@@ -259,12 +263,7 @@ impl Store for Embedded {
     }
 
     fn unshare(&self, id: &str, at: Millis) -> Result<bool> {
-        self.write(|tables| {
-            tables.update(id, |record| {
-                record.share_token = None;
-                record.modified_at = at;
-            })
-        })
+        self.write(|tables| tables.update(id, at, |r| r.share_token = None))
     }
 
     fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>> {
@@ -328,12 +327,19 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Applies `change` to an existing session; false when there is none.
-    fn update(&mut self, id: &str, change: impl FnOnce(&mut SessionRecord)) -> Result<bool> {
+    /// Changes session `id` as of `at`: false when there is no such session.
+    fn update(
+        &mut self,
+        id: &str,
+        at: Millis,
+        change: impl FnOnce(&mut SessionRecord),
+    ) -> Result<bool> {
         let Some(old) = load(&self.sessions, id)? else {
             return Ok(false);
         };
         let mut new = old.clone();
         change(&mut new);
+        new.modified_at = at;
         self.put(id, Some(&old), &new)?;
         Ok(true)
     }

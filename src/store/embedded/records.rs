@@ -101,6 +101,14 @@ impl SessionRecord {
         }
     }
 
+    /// An admin takes over (`Some`) or hands back (`None`): "ever assisted" stays set,
+    /// the admin's fields exist only while they assist.
+    pub(super) fn assist(&mut self, admin: Option<&AssistingAdmin>) {
+        self.admin_assisted |= admin.is_some();
+        self.assisting_admin_id = admin.map(|a| a.id.clone());
+        self.assisting_admin_name = admin.map(|a| a.name.clone());
+    }
+
     pub(super) fn into_session(self, id: &str) -> Session {
         let assisting_admin = match (self.assisting_admin_id, self.assisting_admin_name) {
             (Some(id), name) => Some(AssistingAdmin {

@@ -9,9 +9,9 @@
 //! double. Only what cannot be interpreted at all (a session without an owner, a
 //! message from an unknown sender) is [`StoreError::Corrupt`].
 
-use mongodb::bson::{Bson, DateTime, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use crate::store::{AssistingAdmin, Message, Millis, Sender, Session, StoreError};
+use crate::store::{AssistingAdmin, Message, Millis, Sender, Session, StoreError, Window};
 
 /// The pipeline field that carries the size of `msgs`, so a session's header is read
 /// without its messages. It exists only in query results, never in stored documents.
@@ -25,6 +25,52 @@ pub const REPLY_COUNT: &str = "respCount";
 /// **[new]**: the old service kept no such count; its documents are counted on the
 /// first append (see `Mongo::counted_header`).
 pub const MESSAGE_BYTES: &str = "msgBytes";
+
+/// The update for [`crate::store::Store::set_assist`]: `adminAssisted` is set once and
+/// never cleared (it says "ever taken over"); the admin's fields exist only while they
+/// assist, so a handed-back session has none rather than nulls.
+pub fn assist_update(admin: Option<&AssistingAdmin>, at: Millis) -> Document {
+    match admin {
+        Some(admin) => doc! {"$set": {
+            "adminAssisted": true,
+            "assistingAdminId": &admin.id,
+            "assistingAdminName": &admin.name,
+            "_mt": date(at),
+        }},
+        None => doc! {
+            "$unset": {"assistingAdminId": "", "assistingAdminName": ""},
+            "$set": {"_mt": date(at)},
+        },
+    }
+}
+
+/// The messages `window` selects, as a pipeline expression: the first `before`, then
+/// the last `limit` of those. Two two-argument `$slice`s rather than one with a
+/// position, which nx-27017 (the tests' server) reads with its arguments swapped.
+pub fn window_of_messages(window: Window) -> Bson {
+    if window.before == Some(0) || window.limit == 0 {
+        // `$slice` takes a non-zero count.
+        return Bson::Document(doc! {"$literal": []});
+    }
+    // `$slice` takes 32-bit counts; no session holds that many messages, so a larger
+    // one means the same as the largest.
+    let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    let upto = match window.before {
+        Some(before) => doc! {"$slice": [all_messages(), count(before)]},
+        None => all_messages(),
+    };
+    let limit = count(u64::try_from(window.limit).unwrap_or(u64::MAX));
+    Bson::Document(doc! {"$slice": [upto, -limit]})
+}
+
+/// The size of `msgs`, as a pipeline expression (0 when a document has none).
+pub fn message_count() -> Document {
+    doc! {"$size": all_messages()}
+}
+
+fn all_messages() -> Document {
+    doc! {"$ifNull": ["$msgs", []]}
+}
 
 pub fn date(at: Millis) -> Bson {
     Bson::DateTime(DateTime::from_millis(at))

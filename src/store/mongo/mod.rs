@@ -40,10 +40,14 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::sync::{Client, Collection, Cursor, Database};
 use mongodb::IndexModel;
 
-use self::codec::{date, Header, MESSAGE_BYTES, MESSAGE_COUNT};
+use self::codec::{
+    assist_update, date, message_count, window_of_messages, Header, MESSAGE_BYTES, MESSAGE_COUNT,
+};
 use self::plan::{refusal, Plan};
 use self::retry::{is_duplicate_key, Failure, Retry};
-use super::{Append, Millis, Result, Session, Store, StoreError, Transcript, Window};
+use super::{
+    Append, AssistingAdmin, Millis, Result, Session, Store, StoreError, Transcript, Window,
+};
 use crate::config::MongoConfig;
 
 /// One try of an operation, as [`Retry::run`] takes it.
@@ -131,6 +135,15 @@ impl Mongo {
 
     fn write<T>(&self, what: &str, attempt: impl FnMut() -> Attempt<T>) -> Result<T> {
         self.retry.run(what, WRITE_BUDGET, attempt)
+    }
+
+    /// Applies `update` to session `id`: false when there is no such session.
+    fn update(&self, what: &str, id: &str, update: Document) -> Result<bool> {
+        self.write(what, || {
+            let filter = doc! {"_id": id};
+            let result = self.sessions.update_one(filter, update.clone()).run()?;
+            Ok(result.matched_count == 1)
+        })
     }
 
     fn read<T>(&self, what: &str, attempt: impl FnMut() -> Attempt<T>) -> Result<T> {
@@ -280,34 +293,6 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The messages `window` selects, as a pipeline expression: the first `before`, then
-/// the last `limit` of those. Two two-argument `$slice`s rather than one with a
-/// position, which nx-27017 (the tests' server) reads with its arguments swapped.
-fn window_of_messages(window: Window) -> Bson {
-    if window.before == Some(0) || window.limit == 0 {
-        // `$slice` takes a non-zero count.
-        return Bson::Document(doc! {"$literal": []});
-    }
-    // `$slice` takes 32-bit counts; no session holds that many messages, so a larger
-    // one means the same as the largest.
-    let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
-    let upto = match window.before {
-        Some(before) => doc! {"$slice": [all_messages(), count(before)]},
-        None => all_messages(),
-    };
-    let limit = count(u64::try_from(window.limit).unwrap_or(u64::MAX));
-    Bson::Document(doc! {"$slice": [upto, -limit]})
-}
-
-/// The size of `msgs`, as a pipeline expression (0 when a document has none).
-fn message_count() -> Document {
-    doc! {"$size": all_messages()}
-}
-
-fn all_messages() -> Document {
-    doc! {"$ifNull": ["$msgs", []]}
-}
-
 impl Store for Mongo {
     fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
         let workers = appends.len().min(BATCH_PARALLELISM);
@@ -392,11 +377,17 @@ impl Store for Mongo {
     }
 
     fn set_model(&self, id: &str, model_id: &str, at: Millis) -> Result<bool> {
-        self.write("set_model", || {
-            let update = doc! {"$set": {"modelId": model_id, "_mt": date(at)}};
-            let result = self.sessions.update_one(doc! {"_id": id}, update).run()?;
-            Ok(result.matched_count == 1)
-        })
+        let update = doc! {"$set": {"modelId": model_id, "_mt": date(at)}};
+        self.update("set_model", id, update)
+    }
+
+    fn set_assist(&self, id: &str, admin: Option<&AssistingAdmin>, at: Millis) -> Result<bool> {
+        self.update("set_assist", id, assist_update(admin, at))
+    }
+
+    fn set_help_requested(&self, id: &str, at: Millis) -> Result<bool> {
+        let update = doc! {"$set": {"helpRequested": true, "_mt": date(at)}};
+        self.update("set_help_requested", id, update)
     }
 
     fn end(&self, id: &str, at: Millis) -> Result<bool> {
@@ -432,12 +423,9 @@ impl Store for Mongo {
     }
 
     fn unshare(&self, id: &str, at: Millis) -> Result<bool> {
-        self.write("unshare", || {
-            // `$unset`, not null: the sparse unique index must not see the session.
-            let update = doc! {"$unset": {"shareToken": ""}, "$set": {"_mt": date(at)}};
-            let result = self.sessions.update_one(doc! {"_id": id}, update).run()?;
-            Ok(result.matched_count == 1)
-        })
+        // `$unset`, not null: the sparse unique index must not see the session.
+        let update = doc! {"$unset": {"shareToken": ""}, "$set": {"_mt": date(at)}};
+        self.update("unshare", id, update)
     }
 
     fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>> {
