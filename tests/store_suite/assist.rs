@@ -40,6 +40,9 @@ pub fn set_help_requested_flags_the_session(store: &dyn Store) {
     let flagged = store.session("s1").unwrap().unwrap();
     assert!(flagged.help_requested);
     assert_eq!(flagged.modified_at, 2_000);
-    assert!(store.set_help_requested("s1", 3_000).unwrap(), "asking again is fine");
+    assert!(
+        store.set_help_requested("s1", 3_000).unwrap(),
+        "asking again is fine"
+    );
     assert!(store.session("s1").unwrap().unwrap().help_requested);
 }

@@ -26,8 +26,10 @@
 //! monitor interrupts operations on a connection that stops answering. Retries
 //! ([`retry`]) fit inside those budgets.
 
+mod admin;
 mod codec;
 mod concern;
+mod indexes;
 mod plan;
 mod retry;
 
@@ -36,17 +38,18 @@ use std::thread;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::ClientOptions;
 use mongodb::sync::{Client, Collection, Cursor, Database};
-use mongodb::IndexModel;
 
 use self::codec::{
     assist_update, date, message_count, window_of_messages, Header, MESSAGE_BYTES, MESSAGE_COUNT,
 };
+use self::indexes::indexes;
 use self::plan::{refusal, Plan};
 use self::retry::{is_duplicate_key, Failure, Retry};
 use super::{
-    Append, AssistingAdmin, Millis, Result, Session, Store, StoreError, Transcript, Window,
+    AdminPage, AdminQuery, Aggregate, Append, AssistingAdmin, Millis, Result, Session, Store,
+    StoreError, Transcript, Window,
 };
 use crate::config::MongoConfig;
 
@@ -63,26 +66,6 @@ const SERVER_SELECTION: Duration = Duration::from_secs(2);
 /// appends are independent; run one after another, a batch would cost the sum of their
 /// round trips instead of about one append's.
 const BATCH_PARALLELISM: usize = 16;
-
-/// The indexes of `spec/storage.md`, by name.
-fn indexes() -> Vec<IndexModel> {
-    let index = |name: &str, keys: Document, unique_sparse: bool| {
-        let options = IndexOptions::builder()
-            .name(name.to_owned())
-            .unique(unique_sparse.then_some(true))
-            .sparse(unique_sparse.then_some(true))
-            .build();
-        IndexModel::builder().keys(keys).options(options).build()
-    };
-    vec![
-        index("idx_user_id", doc! {"uid": 1}, false),
-        index("idx_start_time", doc! {"ts": -1}, false),
-        index("idx_admin_assisted", doc! {"adminAssisted": 1}, false),
-        index("idx_user_start_time", doc! {"uid": 1, "ts": -1}, false),
-        index("idx_share_token", doc! {"shareToken": 1}, true),
-        index("idx_last_activity", doc! {"lastActivity": -1}, false),
-    ]
-}
 
 pub struct Mongo {
     database: Database,
@@ -487,6 +470,19 @@ impl Store for Mongo {
         })
     }
 
+    fn admin_sessions(&self, query: &AdminQuery) -> Result<AdminPage> {
+        let what = "list_all_sessions_with_options";
+        self.retry
+            .run(what, admin::ADMIN_BUDGET, || self.admin_page(query))
+    }
+
+    fn session_metrics(&self, from: Millis, to: Millis) -> Result<Aggregate> {
+        let what = "get_session_metrics";
+        self.retry.run(what, admin::ADMIN_BUDGET, || {
+            self.aggregate_started(from, to)
+        })
+    }
+
     /// One `ping` command, no retry: readiness wants the state of now. The first ping
     /// that succeeds after index creation failed creates them.
     fn ping(&self) -> Result<()> {
@@ -498,41 +494,5 @@ impl Store for Mongo {
             self.ensure_indexes();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_indexes_are_the_specs() {
-        let listed: Vec<(String, Document, bool)> = indexes()
-            .into_iter()
-            .map(|index| {
-                let options = index.options.unwrap();
-                let unique = options.unique == Some(true) && options.sparse == Some(true);
-                (options.name.unwrap(), index.keys, unique)
-            })
-            .collect();
-        assert_eq!(
-            listed,
-            [
-                ("idx_user_id".into(), doc! {"uid": 1}, false),
-                ("idx_start_time".into(), doc! {"ts": -1}, false),
-                (
-                    "idx_admin_assisted".into(),
-                    doc! {"adminAssisted": 1},
-                    false
-                ),
-                (
-                    "idx_user_start_time".into(),
-                    doc! {"uid": 1, "ts": -1},
-                    false
-                ),
-                ("idx_share_token".into(), doc! {"shareToken": 1}, true),
-                ("idx_last_activity".into(), doc! {"lastActivity": -1}, false),
-            ]
-        );
     }
 }
