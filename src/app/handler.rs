@@ -83,6 +83,7 @@ impl Handler for App {
         if self.wake_at.is_some_and(|at| at <= ctx.now) {
             self.wake_at = None;
             self.public_limiter.cleanup(ctx.now);
+            self.admin_limiter.cleanup(ctx.now);
             self.chat_event(Event::Tick, ctx);
         }
     }

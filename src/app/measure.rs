@@ -83,6 +83,10 @@ fn template(route: Route) -> Option<&'static str> {
         Route::SessionShare => "/sessions/:sessionID/share",
         Route::Shared => "/shared/:token",
         Route::Models => "/models",
+        Route::AdminSessions => "/admin/sessions",
+        Route::AdminSession => "/admin/sessions/:sessionID",
+        Route::AdminUserSessions => "/admin/users/:userID/sessions",
+        Route::AdminMetrics => "/admin/metrics",
         Route::NotFound => return None,
     })
 }
@@ -183,6 +187,13 @@ mod tests {
             (Route::SessionShare, "/chatbox/sessions/:sessionID/share"),
             (Route::Shared, "/chatbox/shared/:token"),
             (Route::Models, "/chatbox/models"),
+            (Route::AdminSessions, "/chatbox/admin/sessions"),
+            (Route::AdminSession, "/chatbox/admin/sessions/:sessionID"),
+            (
+                Route::AdminUserSessions,
+                "/chatbox/admin/users/:userID/sessions",
+            ),
+            (Route::AdminMetrics, "/chatbox/admin/metrics"),
             (Route::NotFound, ""),
         ];
         assert_eq!(cases.len(), Route::ALL.len(), "every route has its case");

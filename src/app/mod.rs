@@ -4,10 +4,12 @@
 //! submitted to a lane.
 //!
 //! `handler.rs` is the door the loop calls; `requests.rs` admits and answers HTTP,
-//! `chat_routes.rs` serves the chat's HTTP routes, `websocket.rs` admits sockets and
+//! `chat_routes.rs` serves the chat's HTTP routes, `admin_routes.rs` the admin API's
+//! reads, `websocket.rs` admits sockets and
 //! turns their frames into chat events, `chat.rs` carries out the chat core's effects,
 //! and `executor/` runs its jobs on the lanes (`lanes.rs`).
 
+mod admin_routes;
 mod chat;
 mod chat_routes;
 mod executor;
@@ -63,6 +65,8 @@ pub struct App {
     echo_sockets: HashSet<ConnId>,
     upgrading: Option<(ConnId, Upgrading)>,
     public_limiter: RateLimiter,
+    /// Keyed by the admin's user id: `ADMIN_RATE_LIMIT` per `ADMIN_RATE_WINDOW`.
+    admin_limiter: RateLimiter,
     trusted_proxies: Vec<Cidr>,
     metrics: Arc<Metrics>,
     metrics_allowed: Vec<Cidr>,
@@ -128,6 +132,7 @@ impl App {
             echo_sockets: HashSet::new(),
             upgrading: None,
             public_limiter: RateLimiter::new(PUBLIC_LIMIT, PUBLIC_WINDOW),
+            admin_limiter: RateLimiter::new(config.admin.rate_limit, config.admin.rate_window),
             trusted_proxies: config.access.trusted_proxies.clone(),
             metrics,
             metrics_allowed: config.metrics.allowed_networks.clone(),

@@ -85,6 +85,13 @@ impl App {
                 }
             }
             Route::NotFound => error::not_found(),
+            Route::AdminSessions
+            | Route::AdminSession
+            | Route::AdminUserSessions
+            | Route::AdminMetrics => match self.admin_route(request, route, waiting, ctx) {
+                Ok(reply) => return reply,
+                Err(response) => response,
+            },
             _ => match self.chat_route(request, conn, route, waiting, ctx) {
                 Ok(Reply::Now(response)) => response,
                 Ok(reply) => return reply,

@@ -29,8 +29,6 @@ pub(super) const LEGACY_PREFIX: &str = "K8S_";
 /// lane starts with the first of them. A set one is named in a warning at start-up, so
 /// nobody believes it takes effect.
 pub(super) const NOT_USED_YET: &[&str] = &[
-    "ADMIN_RATE_LIMIT",
-    "ADMIN_RATE_WINDOW",
     "IO_WORKERS",
     "S3_BUCKET",
     "S3_REGION",
