@@ -190,20 +190,22 @@ pub fn admin_sorts_by_every_field_both_ways(store: &dyn Store) {
                 want_carol,
                 "carol {sort:?} {order:?}"
             );
-            let active = AdminQuery {
-                active: Some(true),
-                ..query
-            };
-            let want_active: Vec<&str> = want
-                .iter()
-                .copied()
-                .filter(|id| ["a1", "a2", "c2"].contains(id))
-                .collect();
-            assert_eq!(
-                listed(store, &active).0,
-                want_active,
-                "active {sort:?} {order:?}"
-            );
+            for (active, ids) in [
+                (true, ["a1", "a2", "c2"].as_slice()),
+                (false, &["b1", "c1"]),
+            ] {
+                let by_status = AdminQuery {
+                    active: Some(active),
+                    ..query.clone()
+                };
+                let want_status: Vec<&str> =
+                    want.iter().copied().filter(|id| ids.contains(id)).collect();
+                assert_eq!(
+                    listed(store, &by_status).0,
+                    want_status,
+                    "active={active} {sort:?} {order:?}"
+                );
+            }
         }
     }
 }

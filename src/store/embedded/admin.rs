@@ -27,6 +27,10 @@ const BY_USER: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("admi
 /// Sessions per [`Filter::flags`] value: the `total` of a listing without a time range.
 const COUNTS: TableDefinition<u8, u64> = TableDefinition::new("admin_counts");
 
+/// The end index's key of an active session: before every end, as MongoDB sorts a
+/// missing field.
+const NO_END: Millis = Millis::MIN;
+
 const ACTIVE: u8 = 1;
 const ASSISTED: u8 = 2;
 const HELP: u8 = 4;
@@ -144,8 +148,7 @@ const VALUE_INDEXES: [ValueIndex; 5] = [
     },
     ValueIndex {
         table: BY_END,
-        // No end sorts before every end, as MongoDB sorts a missing field.
-        key: |r| r.end_ts.unwrap_or(Millis::MIN),
+        key: |r| r.end_ts.unwrap_or(NO_END),
         value: filter_bytes,
     },
     ValueIndex {
@@ -249,11 +252,15 @@ fn entries(txn: &ReadTransaction, query: &AdminQuery) -> Result<Entries> {
         SortBy::UserId => return by_user(txn),
     };
     let table = txn.open_table(table).map_err(db_err)?;
-    let rows = if query.sort == SortBy::StartTime {
-        started_between(&table, query)?
-    } else {
-        table.range::<(Millis, &str)>(..).map_err(db_err)?
-    };
+    let rows = match (query.sort, query.active) {
+        (SortBy::StartTime, _) => started_between(&table, query),
+        // Active sessions are keyed at the end index's very start: a status filter
+        // is a bound of the range, not a walk past nine active sessions in ten.
+        (SortBy::EndTime, Some(true)) => table.range((NO_END, "")..(NO_END + 1, "")),
+        (SortBy::EndTime, Some(false)) => table.range((NO_END + 1, "")..),
+        _ => table.range::<(Millis, &str)>(..),
+    }
+    .map_err(db_err)?;
     Ok(Box::new(rows.map(|row| {
         let (key, value) = row.map_err(db_err)?;
         read_entry(key.value().1, value.value())
@@ -278,13 +285,15 @@ fn read_entry(id: &str, value: &[u8]) -> Entry {
 fn started_between(
     table: &redb::ReadOnlyTable<(Millis, &'static str), &'static [u8]>,
     query: &AdminQuery,
-) -> Result<redb::Range<'static, (Millis, &'static str), &'static [u8]>> {
+) -> std::result::Result<
+    redb::Range<'static, (Millis, &'static str), &'static [u8]>,
+    redb::StorageError,
+> {
     let from = query.started_from.unwrap_or(Millis::MIN);
     match query.started_to.and_then(|to| to.checked_add(1)) {
         Some(until) => table.range((from, "")..(until, "")),
         None => table.range((from, "")..),
     }
-    .map_err(db_err)
 }
 
 fn corrupt_entry(id: &str) -> crate::store::StoreError {
@@ -398,7 +407,7 @@ pub(super) fn session_metrics(
         ..AdminQuery::all(0)
     };
     let mut sums = Sums::default();
-    for row in started_between(&table, &query)? {
+    for row in started_between(&table, &query).map_err(db_err)? {
         let (key, value) = row.map_err(db_err)?;
         let facts = Facets::read(value.value()).ok_or_else(|| corrupt_entry(key.value().1))?;
         sums.add(facts);
