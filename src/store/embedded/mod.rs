@@ -52,7 +52,12 @@
 //! on commit. Before the admin desk the layout had no index keyed by `lastActivity`
 //! for exactly that cost; the admin list needs the order, and a sort over every
 //! record instead is a full scan per request. Measured with `cargo bench --bench
-//! store_append` (see the admin commit): APPEND_COST. `latest_active` and `end_idle`
+//! store_append -- --dir /dev/shm` (tmpfs, so CPU rather than fsync), CPU per append
+//! before → after: 60 → 115 µs one append per commit, 23 → 40 µs ten per commit,
+//! 18 → 26 µs a hundred (the chat's group commit batches under load). On a disk the
+//! fsync per commit stays the larger cost. In exchange, `cargo bench --bench
+//! admin_queries` at 100,000 sessions answers every filtered page of 50 with a p99
+//! under 16 ms and a month's metrics under 30 ms. `latest_active` and `end_idle`
 //! still read records (a user's active sessions; every active session every few
 //! minutes), which the activity index could serve but need not.
 //!
