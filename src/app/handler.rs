@@ -85,6 +85,7 @@ impl Handler for App {
             self.wake_at = None;
             self.public_limiter.cleanup(ctx.now);
             self.rest_limiter.cleanup(ctx.now);
+            self.admin_limiter.cleanup(ctx.now);
             self.chat_event(Event::Tick, ctx);
         }
     }

@@ -49,8 +49,8 @@ pub struct Lanes {
     /// The chat's store work: its writes (appends, model changes, the idle sweep) are
     /// acknowledged to users, so nothing else queues here.
     pub store: Lane<Done>,
-    /// The store calls of the HTTP sessions API and shared transcripts: a client
-    /// looping on them fills this queue (and gets 503), never the chat's.
+    /// The store calls of the HTTP sessions API, shared transcripts and the admin API's
+    /// reads: a client looping on them fills this queue (and gets 503), never the chat's.
     pub rest: Lane<Done>,
     pub llm: Lane<Done>,
     /// Uploads, email and SMS: `None` unless one of them is configured, so that

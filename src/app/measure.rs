@@ -85,6 +85,10 @@ fn template(route: Route) -> Option<&'static str> {
         Route::Shared => "/shared/:token",
         Route::Models => "/models",
         Route::AdminTakeover => "/admin/takeover/:sessionID",
+        Route::AdminSessions => "/admin/sessions",
+        Route::AdminSession => "/admin/sessions/:sessionID",
+        Route::AdminUserSessions => "/admin/users/:userID/sessions",
+        Route::AdminMetrics => "/admin/metrics",
         Route::NotFound => return None,
     })
 }
@@ -196,6 +200,13 @@ mod tests {
             (Route::Shared, "/chatbox/shared/:token"),
             (Route::Models, "/chatbox/models"),
             (Route::AdminTakeover, "/chatbox/admin/takeover/:sessionID"),
+            (Route::AdminSessions, "/chatbox/admin/sessions"),
+            (Route::AdminSession, "/chatbox/admin/sessions/:sessionID"),
+            (
+                Route::AdminUserSessions,
+                "/chatbox/admin/users/:userID/sessions",
+            ),
+            (Route::AdminMetrics, "/chatbox/admin/metrics"),
             (Route::NotFound, ""),
         ];
         assert_eq!(cases.len(), Route::ALL.len(), "every route has its case");

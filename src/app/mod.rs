@@ -4,11 +4,13 @@
 //! submitted to a lane.
 //!
 //! `handler.rs` is the door the loop calls; `requests.rs` admits and answers HTTP,
-//! `chat_routes.rs` serves the chat's HTTP routes, `takeover_routes.rs` the admins'
-//! takeover, `websocket.rs` admits sockets and turns their frames into chat events,
-//! `chat.rs` carries out the chat core's effects, `fanout.rs` delivers the frames
-//! addressed to an audience, and `executor/` runs its jobs on the lanes (`lanes.rs`).
+//! `chat_routes.rs` serves the chat's HTTP routes, `admin_routes.rs` the admin API's
+//! reads, `takeover_routes.rs` the admins' takeover, `websocket.rs` admits sockets and
+//! turns their frames into chat events, `chat.rs` carries out the chat core's effects,
+//! `fanout.rs` delivers the frames addressed to an audience, and `executor/` runs its
+//! jobs on the lanes (`lanes.rs`).
 
+mod admin_routes;
 mod chat;
 mod chat_routes;
 mod executor;
@@ -73,6 +75,8 @@ pub struct App {
     public_limiter: RateLimiter,
     /// Sessions API calls per user.
     rest_limiter: RateLimiter,
+    /// Keyed by the admin's user id: `ADMIN_RATE_LIMIT` per `ADMIN_RATE_WINDOW`.
+    admin_limiter: RateLimiter,
     trusted_proxies: Vec<Cidr>,
     metrics: Arc<Metrics>,
     metrics_allowed: Vec<Cidr>,
@@ -144,6 +148,7 @@ impl App {
             upgrading: None,
             public_limiter: RateLimiter::new(PUBLIC_LIMIT, PUBLIC_WINDOW),
             rest_limiter: RateLimiter::new(config.chat.rate_limit, config.chat.rate_window),
+            admin_limiter: RateLimiter::new(config.admin.rate_limit, config.admin.rate_window),
             trusted_proxies: config.access.trusted_proxies.clone(),
             metrics,
             metrics_allowed: config.metrics.allowed_networks.clone(),

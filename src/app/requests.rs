@@ -101,6 +101,13 @@ impl App {
                 Ok(reply) => return reply,
                 Err(response) => response,
             },
+            Route::AdminSessions
+            | Route::AdminSession
+            | Route::AdminUserSessions
+            | Route::AdminMetrics => match self.admin_route(request, route, waiting, ctx) {
+                Ok(reply) => return reply,
+                Err(response) => response,
+            },
             _ => match self.chat_route(request, conn, route, waiting, ctx) {
                 Ok(Reply::Now(response)) => response,
                 Ok(reply) => return reply,

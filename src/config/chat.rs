@@ -38,7 +38,7 @@ impl ChatConfig {
     }
 }
 
-/// The admin API's rate limit (the admin API is not in this version yet).
+/// The admin API's rate limit.
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     /// Admin HTTP requests per `rate_window` per admin.

@@ -28,8 +28,6 @@ pub(super) const LEGACY_PREFIX: &str = "K8S_";
 /// the rest of the admin desk and Redis fan-out arrive with later issues. A set one is
 /// named in a warning at start-up, so nobody believes it takes effect.
 pub(super) const NOT_USED_YET: &[&str] = &[
-    "ADMIN_RATE_LIMIT",
-    "ADMIN_RATE_WINDOW",
     "S3_BUCKET",
     "S3_REGION",
     "S3_ENDPOINT",

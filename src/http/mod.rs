@@ -1,6 +1,7 @@
 //! HTTP routes: what each path under the prefix means. The wire protocol is in
 //! `crate::net::http`; this layer maps requests to answers.
 
+pub mod admin;
 pub mod client_ip;
 pub mod cors;
 pub mod error;

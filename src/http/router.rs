@@ -23,6 +23,14 @@ pub enum Route {
     Models,
     /// `P/admin/takeover/:id`: POST takes a session over, DELETE hands it back.
     AdminTakeover,
+    /// `P/admin/sessions`: every user's sessions, filtered, sorted, paged.
+    AdminSessions,
+    /// `P/admin/sessions/:id`: one session of any owner, with a page of its messages.
+    AdminSession,
+    /// `P/admin/users/:user_id/sessions`: one user's sessions, as `AdminSessions`.
+    AdminUserSessions,
+    /// `P/admin/metrics`: the sessions of a time range, summed.
+    AdminMetrics,
     NotFound,
 }
 
@@ -31,7 +39,7 @@ const SMALL_BODY: usize = 1024;
 
 impl Route {
     /// Every route, in declaration order (`route as usize` indexes it).
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 17] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -44,6 +52,10 @@ impl Route {
         Route::Shared,
         Route::Models,
         Route::AdminTakeover,
+        Route::AdminSessions,
+        Route::AdminSession,
+        Route::AdminUserSessions,
+        Route::AdminMetrics,
         Route::NotFound,
     ];
 
@@ -63,16 +75,21 @@ impl Route {
                 Some("/echo") if echo => Route::Echo,
                 Some("/models") => Route::Models,
                 Some("/sessions") => Route::Sessions,
+                Some("/admin/sessions") => Route::AdminSessions,
+                Some("/admin/metrics") => Route::AdminMetrics,
                 Some(rest) => Route::with_param(rest),
                 None => Route::NotFound,
             },
         }
     }
 
-    /// `/sessions/:id[/end|/share]` and `/shared/:token`.
+    /// `/sessions/:id[/end|/share]`, `/shared/:token`, `/admin/sessions/:id` and
+    /// `/admin/users/:user_id/sessions`.
     fn with_param(rest: &str) -> Route {
         let mut parts = rest.strip_prefix('/').unwrap_or_default().split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        let first = (parts.next(), parts.next(), parts.next(), parts.next());
+        let more = parts.next().is_some();
+        match first {
             (Some("sessions"), Some(id), None, None) if !id.is_empty() => Route::Session,
             (Some("sessions"), Some(id), Some("end"), None) if !id.is_empty() => Route::SessionEnd,
             (Some("sessions"), Some(id), Some("share"), None) if !id.is_empty() => {
@@ -81,6 +98,14 @@ impl Route {
             (Some("shared"), Some(token), None, None) if !token.is_empty() => Route::Shared,
             (Some("admin"), Some("takeover"), Some(id), None) if !id.is_empty() => {
                 Route::AdminTakeover
+            }
+            (Some("admin"), Some("sessions"), Some(id), None) if !id.is_empty() => {
+                Route::AdminSession
+            }
+            (Some("admin"), Some("users"), Some(user), Some("sessions"))
+                if !user.is_empty() && !more =>
+            {
+                Route::AdminUserSessions
             }
             _ => Route::NotFound,
         }
@@ -95,6 +120,9 @@ impl Route {
                 .split('/')
                 .nth(1),
             Route::AdminTakeover => path.strip_prefix(prefix)?.split('/').nth(3),
+            Route::AdminSession | Route::AdminUserSessions => {
+                path.strip_prefix(prefix)?.split('/').nth(3)
+            }
             _ => None,
         }
     }
@@ -117,6 +145,18 @@ impl Route {
             {
                 Ok(())
             }
+            Route::AdminSessions
+            | Route::AdminSession
+            | Route::AdminUserSessions
+            | Route::AdminMetrics
+                if method == Method::Get =>
+            {
+                Ok(())
+            }
+            Route::AdminSessions
+            | Route::AdminSession
+            | Route::AdminUserSessions
+            | Route::AdminMetrics => Err("GET"),
             Route::Models if matches!(method, Method::Get | Method::Head) => Ok(()),
             Route::Models => Err("GET, HEAD"),
             Route::Ws | Route::Echo | Route::Sessions | Route::Session | Route::Shared => {
@@ -218,6 +258,24 @@ mod tests {
             ),
             ("/chatbox/admin/takeover/", Route::NotFound, None),
             ("/chatbox/admin/takeover/abc/x", Route::NotFound, None),
+            ("/chatbox/admin/sessions", Route::AdminSessions, None),
+            ("/chatbox/admin/metrics", Route::AdminMetrics, None),
+            (
+                "/chatbox/admin/sessions/abc",
+                Route::AdminSession,
+                Some("abc"),
+            ),
+            ("/chatbox/admin/sessions/", Route::NotFound, None),
+            ("/chatbox/admin/sessions/abc/x", Route::NotFound, None),
+            (
+                "/chatbox/admin/users/u1/sessions",
+                Route::AdminUserSessions,
+                Some("u1"),
+            ),
+            ("/chatbox/admin/users//sessions", Route::NotFound, None),
+            ("/chatbox/admin/users/u1", Route::NotFound, None),
+            ("/chatbox/admin/users/u1/sessions/x", Route::NotFound, None),
+            ("/chatbox/admin", Route::NotFound, None),
         ];
         for (path, route, param) in cases {
             assert_eq!(resolve(path), route, "{path}");

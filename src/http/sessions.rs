@@ -210,13 +210,13 @@ impl Call {
 
 /// Where a transcript page sits in its session: whether older messages remain, and the
 /// `?before=` that asks for them.
-struct Paging {
-    has_more: bool,
-    next_before: Option<u64>,
+pub struct Paging {
+    pub has_more: bool,
+    pub next_before: Option<u64>,
 }
 
 impl Paging {
-    fn of(transcript: &Transcript, page: Window) -> Paging {
+    pub fn of(transcript: &Transcript, page: Window) -> Paging {
         let first = page.range(transcript.session.message_count).start;
         Paging {
             has_more: first > 0,

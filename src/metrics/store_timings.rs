@@ -28,7 +28,7 @@ impl StoreTimings {
     /// here rather than handed in by the store so that a registry shows every series,
     /// with a zero, from its first scrape, store or no store. The store maps each of
     /// its operations to one of them; its tests check that the two lists agree.
-    pub const OPERATIONS: [&'static str; 16] = [
+    pub const OPERATIONS: [&'static str; 18] = [
         "append",
         "append_batch",
         "session",
@@ -45,6 +45,8 @@ impl StoreTimings {
         "end_idle",
         "count_active",
         "ping",
+        "list_all_sessions_with_options",
+        "get_session_metrics",
     ];
 
     /// A value outside [`StoreTimings::OPERATIONS`] is not recorded. The lookup is a

@@ -7,6 +7,7 @@
 //! encrypts message content (and, optionally, the other free-text fields) on the way in.
 //! [`timed::Timed`] wraps every backend and times its calls.
 
+pub mod admin;
 pub mod embedded;
 pub mod mongo;
 pub mod sealed;
@@ -20,6 +21,8 @@ use std::sync::Arc;
 use crate::config::StoreConfig;
 use crate::crypto::Cipher;
 use crate::metrics::StoreTimings;
+
+pub use admin::{AdminPage, AdminQuery, Aggregate, Order, SortBy};
 
 /// The store the settings ask for: MongoDB when `MONGO_URI` is set, else the embedded
 /// file in `DATA_DIR`; timed by [`timed::Timed`] and wrapped in [`sealed::Sealed`] when
@@ -373,6 +376,14 @@ pub trait Store: Send + Sync {
     fn end_idle(&self, idle_before: Millis, at: Millis) -> Result<Vec<String>>;
 
     fn count_active(&self) -> Result<u64>;
+
+    /// Every user's sessions that pass `query`'s filters: the page it asks for, in its
+    /// order ([`AdminQuery::compare`]), and how many match in all. Answered from the
+    /// backend's indexes (the admin desk lists a store of any size).
+    fn admin_sessions(&self, query: &AdminQuery) -> Result<AdminPage>;
+
+    /// The sessions started from `from` to `to` (both inclusive), summed.
+    fn session_metrics(&self, from: Millis, to: Millis) -> Result<Aggregate>;
 
     /// Cheap liveness check for `/readyz`.
     fn ping(&self) -> Result<()>;

@@ -7,7 +7,8 @@
 //! sealed comes back as stored (`Cipher::open`).
 
 use super::{
-    Append, AssistingAdmin, Message, Millis, Result, Session, Store, StoreError, Transcript, Window,
+    AdminPage, AdminQuery, Aggregate, Append, AssistingAdmin, Message, Millis, Result, Session,
+    Store, StoreError, Transcript, Window,
 };
 use crate::crypto::Cipher;
 
@@ -187,6 +188,21 @@ impl<S: Store> Store for Sealed<S> {
 
     fn count_active(&self) -> Result<u64> {
         self.inner.count_active()
+    }
+
+    /// The filters and the order are on fields that are never sealed.
+    fn admin_sessions(&self, query: &AdminQuery) -> Result<AdminPage> {
+        let mut page = self.inner.admin_sessions(query)?;
+        page.sessions = page
+            .sessions
+            .into_iter()
+            .map(|s| self.open_session(s))
+            .collect();
+        Ok(page)
+    }
+
+    fn session_metrics(&self, from: Millis, to: Millis) -> Result<Aggregate> {
+        self.inner.session_metrics(from, to)
     }
 
     fn ping(&self) -> Result<()> {

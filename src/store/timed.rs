@@ -8,13 +8,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Append, AssistingAdmin, Millis, Result, Session, Store, Transcript, Window};
+use super::{
+    AdminPage, AdminQuery, Aggregate, Append, AssistingAdmin, Millis, Result, Session, Store,
+    Transcript, Window,
+};
 use crate::metrics::StoreTimings;
 
 /// The `operation` label: one value per [`Store`] method (a [`Store::transcript_page`]
 /// is a `transcript`, which is one of its windows). A method that is an operation of
 /// the old service keeps that service's name, which its dashboards select on (`end` is
-/// its `end_session`; the admin list and aggregate, once the store has them, are its
+/// its `end_session`; the admin list and aggregate are its
 /// `list_all_sessions_with_options` and `get_session_metrics`); the rest are named
 /// after the method. Its `create_session` has no counterpart: a session is created by
 /// its first append, in the same call (and batch) as the message, so that name would
@@ -37,11 +40,13 @@ pub enum Operation {
     EndIdle,
     CountActive,
     Ping,
+    AdminSessions,
+    SessionMetrics,
 }
 
 impl Operation {
     /// Every operation, in declaration order (`op as usize` indexes it).
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 18] = [
         Operation::Append,
         Operation::AppendBatch,
         Operation::Session,
@@ -58,6 +63,8 @@ impl Operation {
         Operation::EndIdle,
         Operation::CountActive,
         Operation::Ping,
+        Operation::AdminSessions,
+        Operation::SessionMetrics,
     ];
 
     /// The `operation` label value; one of [`StoreTimings::OPERATIONS`], which lists
@@ -80,6 +87,8 @@ impl Operation {
             Operation::EndIdle => "end_idle",
             Operation::CountActive => "count_active",
             Operation::Ping => "ping",
+            Operation::AdminSessions => "list_all_sessions_with_options",
+            Operation::SessionMetrics => "get_session_metrics",
         }
     }
 }
@@ -170,6 +179,14 @@ impl<S: Store> Store for Timed<S> {
     fn ping(&self) -> Result<()> {
         self.time(Operation::Ping, |s| s.ping())
     }
+
+    fn admin_sessions(&self, query: &AdminQuery) -> Result<AdminPage> {
+        self.time(Operation::AdminSessions, |s| s.admin_sessions(query))
+    }
+
+    fn session_metrics(&self, from: Millis, to: Millis) -> Result<Aggregate> {
+        self.time(Operation::SessionMetrics, |s| s.session_metrics(from, to))
+    }
 }
 
 #[cfg(test)]
@@ -226,6 +243,15 @@ mod tests {
         }
         fn ping(&self) -> Result<()> {
             Ok(())
+        }
+        fn admin_sessions(&self, _: &AdminQuery) -> Result<AdminPage> {
+            Ok(AdminPage {
+                sessions: Vec::new(),
+                total: 0,
+            })
+        }
+        fn session_metrics(&self, _: Millis, _: Millis) -> Result<Aggregate> {
+            Ok(Aggregate::default())
         }
     }
 

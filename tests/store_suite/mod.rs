@@ -8,6 +8,7 @@
 //! ```
 //! A case missing from the macro's list is unused code, which clippy rejects.
 
+mod admin_queries;
 mod assist;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,10 @@ macro_rules! conformance_tests {
             end_idle_ends_only_idle_sessions,
             count_active_counts_active_sessions,
             unknown_sessions_read_as_none,
+            admin_filters_narrow_the_listing,
+            admin_sorts_by_every_field_both_ways,
+            admin_pages_carry_the_total,
+            admin_metrics_sum_the_sessions_started_in_range,
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -60,6 +65,7 @@ macro_rules! conformance_tests {
 }
 pub(crate) use conformance_tests;
 
+pub use admin_queries::*;
 pub use assist::*;
 
 const CAP: usize = 100;

@@ -1,5 +1,6 @@
 //! The file itself: a new one is stamped with its layout, and a file of another layout
-//! (or none) is refused rather than misread.
+//! (or none) is refused rather than misread, and the one older layout we can upgrade
+//! is upgraded.
 
 use super::*;
 
@@ -76,4 +77,58 @@ fn another_version_is_refused() {
         detail.contains(&format!("version {}", FORMAT + 1)),
         "{detail}"
     );
+}
+
+#[test]
+fn a_file_without_admin_indexes_gets_them_on_open() {
+    let dir = Dir::new("upgrade");
+    {
+        let store = Embedded::open(&dir.0).unwrap();
+        for (n, user) in ["alice", "bob", "alice"].into_iter().enumerate() {
+            let at = 1_000 * (n as Millis + 1);
+            let message =
+                crate::store::Message::new(format!("m{n}"), crate::store::Sender::User, "hi", at);
+            store
+                .append(&Append {
+                    session_id: &format!("s{n}"),
+                    user_id: user,
+                    name: "",
+                    model_id: "",
+                    message: &message,
+                    max_messages: 10,
+                })
+                .unwrap();
+        }
+        assert!(store.end("s1", 5_000).unwrap());
+        // Back to the layout before the admin indexes.
+        let txn = store.db.begin_write().unwrap();
+        let admin: Vec<_> = txn
+            .list_tables()
+            .unwrap()
+            .filter(|t| t.name().starts_with("admin_"))
+            .collect();
+        assert_eq!(admin.len(), 7, "the admin tables");
+        for table in admin {
+            assert!(txn.delete_table(table).unwrap());
+        }
+        txn.open_table(META)
+            .unwrap()
+            .insert(FORMAT_KEY, FORMAT_WITHOUT_ADMIN)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Embedded::open(&dir.0).unwrap();
+    let query = AdminQuery {
+        active: Some(true),
+        ..AdminQuery::all(10)
+    };
+    let page = store.admin_sessions(&query).unwrap();
+    let ids: Vec<_> = page.sessions.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!((ids, page.total), (vec!["s2", "s0"], 2));
+    assert_eq!(store.session_metrics(0, 10_000).unwrap().sessions, 3);
+    drop(store);
+    let reopened = Embedded::open(&dir.0).unwrap();
+    let txn = reopened.db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert_eq!(meta.get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT);
 }

@@ -235,7 +235,7 @@ fn millis(doc: &Document, key: &str) -> Option<Millis> {
 }
 
 /// Drivers differ in how they store a Go `int` or a JavaScript number.
-fn integer(doc: &Document, key: &str) -> Option<i64> {
+pub fn integer(doc: &Document, key: &str) -> Option<i64> {
     match doc.get(key)? {
         Bson::Int32(n) => Some(i64::from(*n)),
         Bson::Int64(n) => Some(*n),

@@ -26,6 +26,7 @@
 //! monitor interrupts operations on a connection that stops answering. Retries
 //! ([`retry`]) fit inside those budgets.
 
+mod admin;
 mod codec;
 mod concern;
 mod expr;
@@ -47,7 +48,8 @@ use self::indexes::indexes;
 use self::plan::{refusal, Plan};
 use self::retry::{is_duplicate_key, Failure, Retry};
 use super::{
-    Append, AssistingAdmin, Millis, Result, Session, Store, StoreError, Transcript, Window,
+    AdminPage, AdminQuery, Aggregate, Append, AssistingAdmin, Millis, Result, Session, Store,
+    StoreError, Transcript, Window,
 };
 use crate::config::MongoConfig;
 
@@ -482,6 +484,19 @@ impl Store for Mongo {
                 .count_documents(filter)
                 .max_time(READ_BUDGET)
                 .run()?)
+        })
+    }
+
+    fn admin_sessions(&self, query: &AdminQuery) -> Result<AdminPage> {
+        let what = "list_all_sessions_with_options";
+        self.retry
+            .run(what, admin::ADMIN_BUDGET, || self.admin_page(query))
+    }
+
+    fn session_metrics(&self, from: Millis, to: Millis) -> Result<Aggregate> {
+        let what = "get_session_metrics";
+        self.retry.run(what, admin::ADMIN_BUDGET, || {
+            self.aggregate_started(from, to)
         })
     }
 
