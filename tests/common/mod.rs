@@ -6,6 +6,7 @@ pub mod chat;
 pub mod llm_mock;
 pub mod mongo;
 pub mod smtp;
+pub mod twilio;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
