@@ -359,6 +359,9 @@ fn each_admin_has_a_rate_limit_of_their_own() {
     let auth = format!("Authorization: Bearer {busy}\r\n");
     let refused = server.request("GET", "/chatbox/admin/sessions", &auth, "");
     assert_eq!(refused.status, 429);
+    // The takeover routes are admin routes too: the same allowance covers them.
+    let takeover = server.request("POST", "/chatbox/admin/takeover/some-session", &auth, "");
+    assert_eq!(takeover.status, 429, "a takeover past the admin's limit");
     let body = refused.json();
     assert_eq!(body["error"], "rate_limit_exceeded");
     let wait_ms = body["retry_after_ms"].as_u64().expect("retry_after_ms");

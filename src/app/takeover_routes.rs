@@ -31,10 +31,8 @@ impl App {
         ctx: &mut Ctx,
     ) -> Result<Reply, Response> {
         let head = &request.head;
-        let identity = self.user(head)?;
-        if !identity.is_admin() {
-            return Err(error::json_error(403, "Insufficient permissions"));
-        }
+        // The same door as the admin API's reads: 401, 403, then the admin's own limit.
+        let identity = self.admin(head, ctx)?;
         let session_id = route.param(&self.prefix, &head.path).unwrap_or_default();
         let join = head.method == Method::Post;
         let number = self.next_takeover;
