@@ -258,29 +258,9 @@ impl Chat {
         inbound: Inbound,
         now: Now,
     ) {
-        let Some(content) = inbound.content else {
-            let missing = "Required field missing: content";
-            self.error(socket, Some(session_id), code::MISSING_FIELD, missing, now);
-            return;
-        };
-        if !self.within_budget(socket, Some(session_id), Budget::Messages, now) {
-            return;
-        }
-        let Some(live) = self.sessions.get_mut(session_id) else {
-            return;
-        };
-        if live.message_count >= self.settings.chat.max_messages as u64 {
-            self.error(
-                socket,
-                Some(session_id),
-                code::SERVICE_ERROR,
-                SESSION_FULL,
-                now,
-            );
-            return;
-        }
-        let Ok(message_id) = ids::random_id() else {
-            self.error(socket, Some(session_id), code::SERVICE_ERROR, BUSY, now);
+        let Some((content, message_id)) =
+            self.admit_message(socket, session_id, inbound.content, now)
+        else {
             return;
         };
         let mut message = Message::new(message_id, Sender::Admin, content, now.ms);
@@ -288,20 +268,7 @@ impl Chat {
         message
             .meta
             .insert("admin_name".to_owned(), admin.name.clone());
-        live.message_count += 1;
-        let op = StoreOp::Append(AppendOp {
-            session_id: session_id.to_owned(),
-            user_id: live.owner.clone(),
-            name: name_for(&message.content),
-            model_id: live.model_id.clone(),
-            message: Box::new(message.clone()),
-            max_messages: self.settings.chat.max_messages,
-        });
-        let then = AfterWrite::UserMessage {
-            socket,
-            message: Box::new(message),
-        };
-        self.write(session_id, Write { op, then }, now);
+        self.store_message(socket, session_id, message, now);
     }
 
     /// The user typing: relayed to the assisting admin, if any; never stored.

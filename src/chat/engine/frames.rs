@@ -227,36 +227,9 @@ impl Chat {
         inbound: Inbound,
         now: Now,
     ) {
-        let Some(content) = inbound.content else {
-            self.error(
-                socket,
-                Some(session_id),
-                code::MISSING_FIELD,
-                "Required field missing: content",
-                now,
-            );
-            return;
-        };
-        if !self.within_budget(socket, Some(session_id), Budget::Messages, now) {
-            return;
-        }
-        let Some(live) = self.sessions.get_mut(session_id) else {
-            return;
-        };
-        // The cap admits the user's message itself; its reply is owed and stored past the
-        // cap if need be (see REPLY_HEADROOM).
-        if live.message_count >= self.settings.chat.max_messages as u64 {
-            self.error(
-                socket,
-                Some(session_id),
-                code::SERVICE_ERROR,
-                SESSION_FULL,
-                now,
-            );
-            return;
-        }
-        let Ok(message_id) = ids::random_id() else {
-            self.error(socket, Some(session_id), code::SERVICE_ERROR, BUSY, now);
+        let Some((content, message_id)) =
+            self.admit_message(socket, session_id, inbound.content, now)
+        else {
             return;
         };
         // Stored under our clock: the stored time becomes the session's last activity, and
@@ -269,6 +242,64 @@ impl Chat {
             let claimed = crate::time::rfc3339_millis(inbound.at);
             message.meta.insert("client_timestamp".to_owned(), claimed);
         }
+        self.store_message(socket, session_id, message, now);
+    }
+
+    /// What every message a person sends into a session passes, in this order: it has a
+    /// content, its sender is within budget, the session has room, an id can be made.
+    /// The content and the new id; `None` once the sender has been answered.
+    pub(super) fn admit_message(
+        &mut self,
+        socket: SocketId,
+        session_id: &str,
+        content: Option<String>,
+        now: Now,
+    ) -> Option<(String, String)> {
+        let Some(content) = content else {
+            self.error(
+                socket,
+                Some(session_id),
+                code::MISSING_FIELD,
+                "Required field missing: content",
+                now,
+            );
+            return None;
+        };
+        if !self.within_budget(socket, Some(session_id), Budget::Messages, now) {
+            return None;
+        }
+        let live = self.sessions.get(session_id)?;
+        // The cap admits the message itself; a reply it is owed is stored past the cap if
+        // need be (see REPLY_HEADROOM).
+        if live.message_count >= self.settings.chat.max_messages as u64 {
+            self.error(
+                socket,
+                Some(session_id),
+                code::SERVICE_ERROR,
+                SESSION_FULL,
+                now,
+            );
+            return None;
+        }
+        let Ok(message_id) = ids::random_id() else {
+            self.error(socket, Some(session_id), code::SERVICE_ERROR, BUSY, now);
+            return None;
+        };
+        Some((content, message_id))
+    }
+
+    /// Counts a message [`Chat::admit_message`] let in and queues its append; it is
+    /// acknowledged and sent to the session once stored (`user_message_stored`).
+    pub(super) fn store_message(
+        &mut self,
+        socket: SocketId,
+        session_id: &str,
+        message: Message,
+        now: Now,
+    ) {
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
         live.message_count += 1;
         let op = StoreOp::Append(AppendOp {
             session_id: session_id.to_owned(),
@@ -278,17 +309,11 @@ impl Chat {
             message: Box::new(message.clone()),
             max_messages: self.settings.chat.max_messages,
         });
-        self.write(
-            session_id,
-            Write {
-                op,
-                then: AfterWrite::UserMessage {
-                    socket,
-                    message: Box::new(message),
-                },
-            },
-            now,
-        );
+        let then = AfterWrite::UserMessage {
+            socket,
+            message: Box::new(message),
+        };
+        self.write(session_id, Write { op, then }, now);
     }
 
     pub(super) fn model_select(
