@@ -3,9 +3,7 @@
 //! an admin role, within the per-admin rate limit) is decided here on the loop; the
 //! query runs on the `store` lane ([`crate::http::admin::Call`]).
 
-use std::sync::Arc;
-
-use super::requests::{lane_busy, too_many_requests};
+use super::requests::too_many_requests;
 use super::{App, Done, Waiting};
 use crate::auth::Identity;
 use crate::http::admin::Call;
@@ -49,23 +47,8 @@ impl App {
             Route::AdminMetrics => Call::metrics(head, time::unix_millis_now())?,
             _ => return Err(error::not_found()),
         };
-        let store = Arc::clone(&self.store);
-        let lost = Done::Reply(
-            waiting.clone(),
-            error::json_error(500, "An internal error occurred"),
-        );
-        // The `rest` lane, like the sessions API: a 30 s admin query must never hold up
-        // the chat's writes on the `store` lane.
-        self.lanes
-            .rest
-            .try_submit(
-                move |job| {
-                    let response = call.run(store.as_ref(), time::unix_millis_now());
-                    let _ = job.complete(Done::Reply(waiting, response));
-                },
-                lost,
-            )
-            .map_err(|_| lane_busy())?;
-        Ok(Reply::Later)
+        self.on_rest_lane(waiting, move |store, waiting| {
+            Done::Reply(waiting, call.run(store, time::unix_millis_now()))
+        })
     }
 }

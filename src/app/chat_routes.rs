@@ -19,6 +19,7 @@ use crate::metrics::Limiter;
 use crate::net::conn::ConnInfo;
 use crate::net::handler::{Ctx, Reply};
 use crate::net::http::{Method, Request, Response};
+use crate::store::Store;
 use crate::time;
 
 impl App {
@@ -90,6 +91,19 @@ impl App {
                 }
             }
         };
+        self.on_rest_lane(waiting, move |store, waiting| {
+            Done::Sessions(waiting, call.run(store, time::unix_millis_now()))
+        })
+    }
+
+    /// Runs an HTTP route's store call on the `rest` lane, never the chat's `store` lane:
+    /// a client looping on these routes fills its own queue (and gets 503), and a long
+    /// admin query holds up no chat write. What `call` returns answers the request.
+    pub(super) fn on_rest_lane(
+        &self,
+        waiting: Waiting,
+        call: impl FnOnce(&dyn Store, Waiting) -> Done + Send + 'static,
+    ) -> Result<Reply, Response> {
         let store = Arc::clone(&self.store);
         let lost = Done::Reply(
             waiting.clone(),
@@ -99,8 +113,7 @@ impl App {
             .rest
             .try_submit(
                 move |job| {
-                    let outcome = call.run(store.as_ref(), time::unix_millis_now());
-                    let _ = job.complete(Done::Sessions(waiting, outcome));
+                    let _ = job.complete(call(store.as_ref(), waiting));
                 },
                 lost,
             )
