@@ -150,17 +150,6 @@ mod tests {
     use crate::net::http::Response;
     use crate::net::slab::Slab;
 
-    const LIMITS: Limits = Limits {
-        head_timeout: Duration::from_secs(10),
-        body_idle_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(10),
-        write_timeout: Duration::from_secs(10),
-        max_outbound: 1 << 20,
-        ping_period: Duration::from_secs(54),
-        pong_wait: Duration::from_secs(60),
-        max_message_size: 1 << 20,
-    };
-
     fn pair() -> (Conn, std::net::TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let client =
@@ -190,7 +179,8 @@ mod tests {
         // The peer's bytes may take a moment to show up on loopback.
         for _ in 0..100 {
             conn.readable = true;
-            conn.fill(&mut scratch, now, &LIMITS).expect("read");
+            conn.fill(&mut scratch, now, &Limits::TESTING)
+                .expect("read");
             if conn.inbuf.len() >= 38 {
                 break;
             }
@@ -218,7 +208,8 @@ mod tests {
         let mut scratch = [0u8; 1024];
         for _ in 0..100 {
             conn.readable = true;
-            conn.fill(&mut scratch, now, &LIMITS).expect("read");
+            conn.fill(&mut scratch, now, &Limits::TESTING)
+                .expect("read");
             if !conn.inbuf.is_empty() {
                 break;
             }

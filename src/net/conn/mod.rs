@@ -73,6 +73,22 @@ pub struct Limits {
     pub max_message_size: usize,
 }
 
+impl Limits {
+    /// The spec's defaults with every timeout at 10 s: long enough that no unit test
+    /// trips one by being slow, shared by the connection's and the reactor's tests.
+    #[cfg(test)]
+    pub const TESTING: Limits = Limits {
+        head_timeout: Duration::from_secs(10),
+        body_idle_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(10),
+        write_timeout: Duration::from_secs(10),
+        max_outbound: 1 << 20,
+        ping_period: Duration::from_secs(54),
+        pong_wait: Duration::from_secs(60),
+        max_message_size: 1 << 20,
+    };
+}
+
 /// How long a closing connection keeps draining the peer's input after our FIN, so
 /// that unread request bytes do not turn the close into an RST that could destroy the
 /// response the peer has not read yet.

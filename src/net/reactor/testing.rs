@@ -20,17 +20,6 @@ use crate::net::signals::SignalSource;
 /// Failure guard only: no test waits this long when it passes.
 const GUARD: Duration = Duration::from_secs(20);
 
-pub const LIMITS: Limits = Limits {
-    head_timeout: Duration::from_secs(10),
-    body_idle_timeout: Duration::from_secs(10),
-    idle_timeout: Duration::from_secs(10),
-    write_timeout: Duration::from_secs(10),
-    max_outbound: 1 << 20,
-    ping_period: Duration::from_secs(54),
-    pong_wait: Duration::from_secs(60),
-    max_message_size: 1 << 20,
-};
-
 pub struct TestLoop<H: Handler> {
     pub reactor: Reactor<H>,
     events: Events,
@@ -50,7 +39,7 @@ impl<H: Handler> TestLoop<H> {
             max_connections,
             max_connections_per_ip: max_connections,
             per_ip_exempt: Vec::new(),
-            limits: LIMITS,
+            limits: Limits::TESTING,
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(1),
         };
