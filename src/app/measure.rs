@@ -89,6 +89,8 @@ fn template(route: Route) -> Option<&'static str> {
         Route::AdminSession => "/admin/sessions/:sessionID",
         Route::AdminUserSessions => "/admin/users/:userID/sessions",
         Route::AdminMetrics => "/admin/metrics",
+        Route::Upload => "/upload",
+        Route::File => "/files/:fileID",
         Route::NotFound => return None,
     })
 }
@@ -207,6 +209,8 @@ mod tests {
                 "/chatbox/admin/users/:userID/sessions",
             ),
             (Route::AdminMetrics, "/chatbox/admin/metrics"),
+            (Route::Upload, "/chatbox/upload"),
+            (Route::File, "/chatbox/files/:fileID"),
             (Route::NotFound, ""),
         ];
         assert_eq!(cases.len(), Route::ALL.len(), "every route has its case");

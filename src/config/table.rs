@@ -33,9 +33,6 @@ pub(super) const NOT_USED_YET: &[&str] = &[
     "S3_ENDPOINT",
     "S3_ACCESS_KEY_ID",
     "S3_SECRET_ACCESS_KEY",
-    "UPLOAD_MAX_SIZE",
-    "UPLOAD_PREFIX",
-    "UPLOAD_URL_TTL",
     "REDIS_URL",
 ];
 
@@ -235,6 +232,10 @@ pub(super) const VARS: &[Var] = &[
         "the old key layout chat-files/<user_id>/<yyyy>/<mm>/<file_id>"),
     var("UPLOAD_URL_TTL", Lit("7d"), Dur(secs(1), secs(7 * DAY)),
         "lifetime of presigned file URLs; 7 days is the most S3 signatures allow"),
+    var("UPLOAD_MAX_CONCURRENT", Lit("3"), Int(1, 100),
+        "uploads in progress per user; each holds an io lane thread while it streams"),
+    var("UPLOAD_RATE_LIMIT", Lit("20"), Int(1, 10_000),
+        "uploads per user per minute; a file is a big write, a message a small one"),
     var("SMTP_HOST", Unset("no email; help requests are logged"), Text("a host name or IP address, without scheme or port"),
         "switches email notifications on"),
     var("SMTP_PORT", Lit("587"), Int(1, 65535), "the mail submission port"),

@@ -6,13 +6,18 @@
 
 use std::time::Instant;
 
-use super::{Conn, Pending, Phase};
+use super::{Conn, Pending, Phase, Streaming};
+use crate::net::handler::{Body, BODY_CHUNK};
 use crate::net::http::{self, HeadError, Request, RequestHead, Response};
 
 /// What a pass over the input found.
 #[derive(Debug)]
 pub(in crate::net) enum Parsed {
     Request(Request),
+    /// The head of a request whose body is streamed; its body follows as `Chunk`s.
+    BodyStart(Request),
+    /// The next piece of a streamed body, and whether it is the last.
+    Chunk(Vec<u8>, bool),
     /// The head was refused; answer and close.
     Invalid(HeadError),
     /// The route answered from the head alone and there is no body: the connection
@@ -28,17 +33,32 @@ pub(in crate::net) enum Parsed {
 }
 
 impl Conn {
-    /// Parses the next complete request. `body_limit` is asked once per head.
+    /// Parses the next complete request, or the next chunk of a streamed body.
+    /// `body_limit` is asked once per head.
     pub fn parse(
         &mut self,
         now: Instant,
-        body_limit: impl FnOnce(&RequestHead) -> Result<usize, Response>,
+        body_limit: impl FnOnce(&RequestHead) -> Result<Body, Response>,
     ) -> Parsed {
         let Phase::Http(state) = &mut self.phase else {
             return Parsed::Nothing;
         };
         if state.awaiting.is_some() {
             return Parsed::Nothing;
+        }
+        if let Some(stream) = &mut state.stream {
+            if stream.paused || (self.inbuf.is_empty() && stream.remaining > 0) {
+                return Parsed::Nothing;
+            }
+            let n = self.inbuf.len().min(stream.remaining).min(BODY_CHUNK);
+            let chunk: Vec<u8> = self.inbuf.drain(..n).collect();
+            stream.remaining -= n;
+            let last = stream.remaining == 0;
+            if last {
+                state.awaiting = Some(stream.pending);
+                state.stream = None;
+            }
+            return Parsed::Chunk(chunk, last);
         }
         if state.body.is_none() {
             if self.inbuf.is_empty() {
@@ -51,12 +71,31 @@ impl Conn {
                 Ok(Some((head, used))) => {
                     self.inbuf.drain(..used);
                     let head_only = head.method == http::Method::Head;
+                    let fits = |limit| head.content_length <= limit;
+                    let continue_ = head.expect_continue && head.content_length > 0;
                     match body_limit(&head) {
-                        Ok(limit) if head.content_length <= limit => {
-                            if head.expect_continue && head.content_length > 0 {
+                        Ok(Body::Whole(limit)) if fits(limit) => {
+                            if continue_ {
                                 self.out.extend_from_slice(http::CONTINUE);
                             }
                             state.body = Some((head, limit));
+                        }
+                        Ok(Body::Stream(limit)) if fits(limit) => {
+                            if continue_ {
+                                self.out.extend_from_slice(http::CONTINUE);
+                            }
+                            state.stream = Some(Streaming {
+                                remaining: head.content_length,
+                                paused: false,
+                                pending: Pending {
+                                    keep_alive: head.keep_alive,
+                                    head_only,
+                                },
+                            });
+                            return Parsed::BodyStart(Request {
+                                head,
+                                body: Vec::new(),
+                            });
                         }
                         Ok(_) => return Parsed::TooLarge(head_only),
                         Err(response) if head.content_length == 0 => {
@@ -86,6 +125,30 @@ impl Conn {
             head_only: head.method == http::Method::Head,
         });
         Parsed::Request(Request { head, body })
+    }
+
+    /// The consumer of the streamed body is behind: read nothing until `resume_body`.
+    pub fn pause_body(&mut self) {
+        if let Phase::Http(state) = &mut self.phase {
+            if let Some(stream) = &mut state.stream {
+                stream.paused = true;
+            }
+        }
+    }
+
+    pub fn resume_body(&mut self, now: Instant) {
+        if let Phase::Http(state) = &mut self.phase {
+            if let Some(stream) = &mut state.stream {
+                stream.paused = false;
+                // The stall timeout measures the peer, not the time we made it wait.
+                self.last_progress = now;
+            }
+        }
+    }
+
+    /// True once, when a streamed body ended before its last chunk.
+    pub fn take_body_aborted(&mut self) -> bool {
+        std::mem::take(&mut self.body_aborted)
     }
 
     /// Queues the answer to the request being served. With `keep_alive` false the
@@ -147,6 +210,7 @@ mod tests {
 
     use super::Parsed;
     use crate::net::conn::{Conn, ConnInfo, Limits, ListenerKind};
+    use crate::net::handler::Body;
     use crate::net::http::Response;
     use crate::net::slab::Slab;
 
@@ -186,13 +250,16 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let Parsed::Request(first) = conn.parse(now, |_| Ok(0)) else {
+        let Parsed::Request(first) = conn.parse(now, |_| Ok(Body::Whole(0))) else {
             panic!("first request expected");
         };
         assert_eq!(first.head.path, "/a");
-        assert!(matches!(conn.parse(now, |_| Ok(0)), Parsed::Nothing));
+        assert!(matches!(
+            conn.parse(now, |_| Ok(Body::Whole(0))),
+            Parsed::Nothing
+        ));
         conn.respond(&Response::empty(204), true, "D", now);
-        let Parsed::Request(second) = conn.parse(now, |_| Ok(0)) else {
+        let Parsed::Request(second) = conn.parse(now, |_| Ok(Body::Whole(0))) else {
             panic!("second request expected");
         };
         assert_eq!(second.head.path, "/b");
@@ -216,7 +283,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(matches!(
-            conn.parse(now, |_| Ok(5)),
+            conn.parse(now, |_| Ok(Body::Whole(5))),
             Parsed::TooLarge(false)
         ));
     }
