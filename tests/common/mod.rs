@@ -7,6 +7,7 @@ pub mod llm_mock;
 pub mod mongo;
 pub mod smtp;
 pub mod twilio;
+pub mod upload;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
