@@ -41,6 +41,7 @@ fn a_100_mb_upload_holds_little_memory() {
     );
     assert_eq!(answer.json()["size"], SIZE);
     let grown = peak_rss(server.pid()).saturating_sub(before_upload);
+    eprintln!("peak RSS grew by {} KiB during the upload", grown / 1024);
     assert!(grown < 8 * 1024 * 1024, "peak RSS grew by {grown} bytes");
     let file_id = answer.json()["file_id"].as_str().expect("id").to_owned();
     let stored = walk(&server.data_dir().join("uploads/chat-files"), &file_id);

@@ -43,7 +43,7 @@ impl UploadError {
     /// The HTTP status that answers it.
     pub fn status(&self) -> u16 {
         match self {
-            UploadError::Type(_) => 415,
+            UploadError::Type(_) | UploadError::Body(MultipartError::NotMultipart) => 415,
             UploadError::TooLarge => 413,
             UploadError::Storage(_) | UploadError::Aborted => 500,
             UploadError::Body(_)
@@ -236,6 +236,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::upload::Served;
 
     /// Keeps files in memory: what `receive` wrote and committed.
     #[derive(Default)]
@@ -258,14 +259,14 @@ mod tests {
         fn meta(&self, _: &str) -> Result<FileMeta, BlobError> {
             Err(BlobError::NotFound)
         }
-        fn read(&self, _: &FileMeta) -> Result<Vec<u8>, BlobError> {
+        fn serve(&self, _: &FileMeta, _: u64) -> Result<Served, BlobError> {
             Err(BlobError::NotFound)
         }
         fn delete(&self, _: &FileMeta) -> Result<(), BlobError> {
             Ok(())
         }
-        fn url(&self, _: &FileMeta, _: u64) -> String {
-            String::new()
+        fn url(&self, _: &FileMeta, _: u64) -> Result<String, BlobError> {
+            Ok(String::new())
         }
     }
 
