@@ -22,8 +22,9 @@ use crate::net::signals::SignalSource;
 use crate::notify::{Notifier, NotifyError};
 use crate::store::{self, StoreError};
 use crate::upload::dir::DirBlobs;
+use crate::upload::s3::S3Blobs;
 use crate::upload::signed::Signer;
-use crate::upload::BlobError;
+use crate::upload::{BlobError, Blobs};
 
 /// Keep-alive connections idle this long are closed. Longer than the common proxy
 /// default (nginx upstream keepalive 60 s) so that the proxy, not us, closes first and
@@ -65,6 +66,26 @@ impl From<io::Error> for StartError {
     fn from(error: io::Error) -> Self {
         StartError::Io(error)
     }
+}
+
+/// S3 when `S3_BUCKET` is set, else `DATA_DIR/uploads`.
+fn open_blobs(config: &Config, signer: &Signer) -> Result<Arc<dyn Blobs>, BlobError> {
+    let uploads = &config.uploads;
+    Ok(match &uploads.s3 {
+        Some(s3) => {
+            // rust-s3's blocking client (attohttpc) compiles rustls with its default
+            // provider next to ring, and rustls then cannot pick one and panics at the
+            // first request: name ring, the one every other client here uses.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            log::info!("uploads go to S3 bucket {}", s3.bucket);
+            Arc::new(S3Blobs::new(s3, &uploads.prefix)?)
+        }
+        None => Arc::new(DirBlobs::open(
+            config.store.data_dir.join("uploads"),
+            format!("{}/files", config.server.path_prefix),
+            signer.clone(),
+        )?),
+    })
 }
 
 pub struct Server {
@@ -109,12 +130,7 @@ impl Server {
         let notifier = Notifier::new(&config.notify).map_err(StartError::Notify)?;
         let lanes = Lanes::start(&config.store, &config.llm, config.io_workers, &completions)?;
         let signer = Signer::new(config.auth.jwt_secret.expose());
-        let blobs = DirBlobs::open(
-            config.store.data_dir.join("uploads"),
-            format!("{}/files", server.path_prefix),
-            signer.clone(),
-        )
-        .map_err(StartError::Uploads)?;
+        let blobs = open_blobs(config, &signer).map_err(StartError::Uploads)?;
         let app = App::new(
             config,
             Backends {
@@ -122,7 +138,7 @@ impl Server {
                 store,
                 catalog,
                 notifier,
-                blobs: Arc::new(blobs),
+                blobs,
                 signer,
             },
             Arc::clone(&metrics),

@@ -26,7 +26,7 @@ use crate::upload::multipart;
 use crate::upload::pipe::Pipe;
 use crate::upload::receive::{receive, Incoming, UploadError};
 use crate::upload::signed::{LinkError, Signer};
-use crate::upload::{self, BlobError, Blobs, FileMeta};
+use crate::upload::{self, BlobError, Blobs, FileMeta, Served};
 
 /// Room in a body for the multipart framing and small fields around the file.
 const FORM_OVERHEAD: usize = 64 * 1024;
@@ -130,8 +130,12 @@ impl App {
                         let _ = job.complete(Done::UploadResume(conn));
                     };
                     let stored = receive(&job_pipe, &incoming, blobs.as_ref(), &mut resume);
-                    let response = match stored {
-                        Ok(meta) => stored_response(&meta, blobs.url(&meta, exp)),
+                    let linked = stored.and_then(|meta| {
+                        let url = blobs.url(&meta, exp).map_err(UploadError::Storage)?;
+                        Ok((meta, url))
+                    });
+                    let response = match linked {
+                        Ok((meta, url)) => stored_response(&meta, url),
                         Err(error) => {
                             log_refusal(&incoming, &error);
                             refusal(&error)
@@ -220,6 +224,7 @@ impl App {
         let blobs = Arc::clone(&self.uploads.blobs);
         let file_id = file_id.to_owned();
         let method = head.method;
+        let exp = ctx.unix + self.uploads.url_ttl.as_secs();
         let lost = Done::Reply(
             waiting.clone(),
             error::json_error(500, "An internal error occurred"),
@@ -228,7 +233,14 @@ impl App {
             .io
             .try_submit(
                 move |job| {
-                    let response = file_call(blobs.as_ref(), &file_id, owner.as_deref(), method)
+                    let call = FileCall {
+                        file_id: &file_id,
+                        owner: owner.as_deref(),
+                        method,
+                        exp,
+                    };
+                    let response = call
+                        .run(blobs.as_ref())
                         .unwrap_or_else(|error| match error {
                             BlobError::NotFound => file_not_found(),
                             error => {
@@ -245,27 +257,41 @@ impl App {
     }
 }
 
-/// Runs on the io lane. A file of another user is not found, like a missing one.
-fn file_call(
-    blobs: &dyn Blobs,
-    file_id: &str,
-    owner: Option<&str>,
+/// A `P/files/:file_id` request, for the io lane.
+struct FileCall<'a> {
+    file_id: &'a str,
+    /// The user whose token came with it; `None` for a signed link.
+    owner: Option<&'a str>,
     method: Method,
-) -> Result<Response, BlobError> {
-    let meta = blobs.meta(file_id)?;
-    if owner.is_some_and(|owner| owner != meta.owner) {
-        return Err(BlobError::NotFound);
+    /// Until when a presigned redirect stays valid.
+    exp: u64,
+}
+
+impl FileCall<'_> {
+    /// A file of another user is not found, like a missing one.
+    fn run(&self, blobs: &dyn Blobs) -> Result<Response, BlobError> {
+        let meta = blobs.meta(self.file_id)?;
+        if self.owner.is_some_and(|owner| owner != meta.owner) {
+            return Err(BlobError::NotFound);
+        }
+        if self.method == Method::Delete {
+            blobs.delete(&meta)?;
+            return Ok(Response::empty(204));
+        }
+        Ok(match blobs.serve(&meta, self.exp)? {
+            Served::Bytes(bytes) => {
+                let mut response = Response::empty(200)
+                    .with_header("Content-Type", meta.content_type.clone())
+                    .with_header("Content-Disposition", disposition(&meta))
+                    .with_header("Cache-Control", "private, max-age=300");
+                response.body = bytes;
+                response
+            }
+            Served::Redirect(url) => Response::empty(302)
+                .with_header("Location", url)
+                .with_header("Cache-Control", "no-store"),
+        })
     }
-    if method == Method::Delete {
-        blobs.delete(&meta)?;
-        return Ok(Response::empty(204));
-    }
-    let mut response = Response::empty(200)
-        .with_header("Content-Type", meta.content_type.clone())
-        .with_header("Content-Disposition", disposition(&meta))
-        .with_header("Cache-Control", "private, max-age=300");
-    response.body = blobs.read(&meta)?;
-    Ok(response)
 }
 
 /// Images and audio may show in the page; anything else is only ever downloaded.

@@ -24,17 +24,10 @@ pub(super) const LEGACY: &str = "WS_READ_BUFFER_SIZE WS_WRITE_BUFFER_SIZE WS_HAN
     LOG_COMPRESS MONGO_VERBOSE GIN_MODE GOMAXPROCS GOGC GOMEMLIMIT";
 pub(super) const LEGACY_PREFIX: &str = "K8S_";
 
-/// Variables that are validated but that nothing in this version reads yet: uploads,
-/// the rest of the admin desk and Redis fan-out arrive with later issues. A set one is
-/// named in a warning at start-up, so nobody believes it takes effect.
-pub(super) const NOT_USED_YET: &[&str] = &[
-    "S3_BUCKET",
-    "S3_REGION",
-    "S3_ENDPOINT",
-    "S3_ACCESS_KEY_ID",
-    "S3_SECRET_ACCESS_KEY",
-    "REDIS_URL",
-];
+/// Variables that are validated but that nothing in this version reads yet: Redis
+/// fan-out arrives with a later issue. A set one is named in a warning at start-up, so
+/// nobody believes it takes effect.
+pub(super) const NOT_USED_YET: &[&str] = &["REDIS_URL"];
 
 /// How a variable's text becomes a value; also yields the "expected …" text.
 #[derive(Clone, Copy)]

@@ -1,6 +1,5 @@
 //! Settings of file uploads: S3 or a local directory, size, key layout, and each user's
-//! share (uploads at once, uploads per minute). The S3 ones are checked so a deployment
-//! fails at boot, but nothing reads them yet (see `NOT_USED_YET`).
+//! share (uploads at once, uploads per minute).
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::signed::Signer;
-use super::{BlobError, BlobWriter, Blobs, FileMeta};
+use super::{BlobError, BlobWriter, Blobs, FileMeta, Served};
 
 pub struct DirBlobs {
     root: PathBuf,
@@ -56,8 +56,8 @@ impl Blobs for DirBlobs {
         serde_json::from_slice(&raw).map_err(|error| BlobError::Corrupt(error.to_string()))
     }
 
-    fn read(&self, meta: &FileMeta) -> Result<Vec<u8>, BlobError> {
-        Ok(fs::read(self.root.join(&meta.key))?)
+    fn serve(&self, meta: &FileMeta, _exp: u64) -> Result<Served, BlobError> {
+        Ok(Served::Bytes(fs::read(self.root.join(&meta.key))?))
     }
 
     fn delete(&self, meta: &FileMeta) -> Result<(), BlobError> {
@@ -70,13 +70,13 @@ impl Blobs for DirBlobs {
         }
     }
 
-    fn url(&self, meta: &FileMeta, exp: u64) -> String {
-        format!(
+    fn url(&self, meta: &FileMeta, exp: u64) -> Result<String, BlobError> {
+        Ok(format!(
             "{}/{}?{}",
             self.files_path,
             meta.file_id,
             self.signer.query(&meta.file_id, exp)
-        )
+        ))
     }
 }
 
@@ -166,12 +166,18 @@ mod tests {
         assert!(matches!(blobs.meta("f1"), Err(BlobError::NotFound)));
         writer.commit(&m).expect("commit");
         assert_eq!(blobs.meta("f1").expect("meta"), m);
-        assert_eq!(blobs.read(&m).expect("read"), b"hello");
+        let Served::Bytes(bytes) = blobs.serve(&m, 10).expect("serve") else {
+            panic!("the bytes themselves");
+        };
+        assert_eq!(bytes, b"hello");
         assert!(fs::read_dir(root.join(".tmp"))
             .expect("tmp")
             .next()
             .is_none());
-        assert!(blobs.url(&m, 10).starts_with("/p/files/f1?exp=10&sig="));
+        assert!(blobs
+            .url(&m, 10)
+            .expect("url")
+            .starts_with("/p/files/f1?exp=10&sig="));
         blobs.delete(&m).expect("delete");
         assert!(matches!(blobs.meta("f1"), Err(BlobError::NotFound)));
         assert!(!root.join(&m.key).exists());

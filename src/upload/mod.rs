@@ -12,6 +12,7 @@ pub mod multipart;
 pub mod name;
 pub mod pipe;
 pub mod receive;
+pub mod s3;
 pub mod signed;
 pub mod sniff;
 
@@ -42,6 +43,8 @@ pub enum BlobError {
     Io(io::Error),
     /// The stored metadata cannot be read back.
     Corrupt(String),
+    /// The remote store (S3) refused or failed a request.
+    Remote(String),
 }
 
 impl fmt::Display for BlobError {
@@ -50,6 +53,7 @@ impl fmt::Display for BlobError {
             BlobError::NotFound => f.write_str("no such file"),
             BlobError::Io(error) => write!(f, "file storage: {error}"),
             BlobError::Corrupt(what) => write!(f, "file metadata unreadable: {what}"),
+            BlobError::Remote(what) => write!(f, "file storage: {what}"),
         }
     }
 }
@@ -73,13 +77,20 @@ pub trait Blobs: Send + Sync {
 
     fn meta(&self, file_id: &str) -> Result<FileMeta, BlobError>;
 
-    /// The file's bytes.
-    fn read(&self, meta: &FileMeta) -> Result<Vec<u8>, BlobError>;
+    /// How `P/files/:file_id` hands the file out.
+    fn serve(&self, meta: &FileMeta, exp: u64) -> Result<Served, BlobError>;
 
     fn delete(&self, meta: &FileMeta) -> Result<(), BlobError>;
 
     /// A link that fetches the file without a token, valid until `exp` (unix seconds).
-    fn url(&self, meta: &FileMeta, exp: u64) -> String;
+    fn url(&self, meta: &FileMeta, exp: u64) -> Result<String, BlobError>;
+}
+
+/// A stored file as `P/files/:file_id` answers with it.
+pub enum Served {
+    Bytes(Vec<u8>),
+    /// Fetch it there instead (a presigned URL).
+    Redirect(String),
 }
 
 pub trait BlobWriter: Send {
