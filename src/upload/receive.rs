@@ -67,7 +67,7 @@ impl fmt::Display for UploadError {
             UploadError::Empty => f.write_str("The file is empty"),
             UploadError::TooLarge => f.write_str("File too large"),
             UploadError::Aborted => f.write_str("Upload aborted"),
-            UploadError::Storage(_) => f.write_str("An internal error occurred"),
+            UploadError::Storage(_) => f.write_str("File storage failed"),
         }
     }
 }

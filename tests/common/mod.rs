@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod llm_mock;
 pub mod mongo;
+pub mod s3;
 pub mod smtp;
 pub mod twilio;
 pub mod upload;
