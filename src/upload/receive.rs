@@ -238,15 +238,18 @@ mod tests {
     use super::*;
     use crate::upload::Served;
 
+    /// The files committed so far, with their bytes.
+    type Committed = Arc<Mutex<Vec<(FileMeta, Vec<u8>)>>>;
+
     /// Keeps files in memory: what `receive` wrote and committed.
     #[derive(Default)]
     struct Memory {
-        committed: Arc<Mutex<Vec<(FileMeta, Vec<u8>)>>>,
+        committed: Committed,
     }
 
     struct MemoryWriter {
         data: Vec<u8>,
-        committed: Arc<Mutex<Vec<(FileMeta, Vec<u8>)>>>,
+        committed: Committed,
     }
 
     impl Blobs for Memory {

@@ -210,7 +210,7 @@ mod tests {
 
     use super::Parsed;
     use crate::net::conn::{Conn, ConnInfo, Limits, ListenerKind};
-    use crate::net::handler::Body;
+    use crate::net::handler::{Body, BODY_CHUNK};
     use crate::net::http::Response;
     use crate::net::slab::Slab;
 
@@ -263,6 +263,91 @@ mod tests {
             panic!("second request expected");
         };
         assert_eq!(second.head.path, "/b");
+    }
+
+    #[test]
+    fn a_streamed_body_comes_in_chunks_and_waits_while_paused() {
+        let (mut conn, mut client) = pair();
+        let body = vec![b'x'; 100 * 1024];
+        write!(
+            client,
+            "POST /up HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .expect("head");
+        client.write_all(&body).expect("body");
+        let now = Instant::now();
+        let mut scratch = [0u8; 64 * 1024];
+        let mut fill = |conn: &mut Conn| {
+            for _ in 0..100 {
+                conn.readable = true;
+                conn.fill(&mut scratch, now, &Limits::TESTING)
+                    .expect("read");
+                if !conn.inbuf.is_empty() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        fill(&mut conn);
+        let stream = |_: &_| Ok(Body::Stream(1 << 20));
+        let Parsed::BodyStart(request) = conn.parse(now, stream) else {
+            panic!("the head first");
+        };
+        assert!(request.body.is_empty());
+        let mut got = 0;
+        let mut last = false;
+        while !last {
+            match conn.parse(now, stream) {
+                Parsed::Chunk(chunk, end) => {
+                    assert!(chunk.len() <= BODY_CHUNK);
+                    got += chunk.len();
+                    last = end;
+                    // Paused after the first chunk: nothing more until resumed.
+                    if got == chunk.len() && !end {
+                        conn.pause_body();
+                        assert!(matches!(conn.parse(now, stream), Parsed::Nothing));
+                        conn.readable = true;
+                        assert!(!conn.can_read(&Limits::TESTING));
+                        conn.resume_body(now);
+                        assert!(conn.can_read(&Limits::TESTING));
+                    }
+                }
+                Parsed::Nothing => fill(&mut conn),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, body.len());
+        assert!(!conn.take_body_aborted(), "it ended well");
+        // Answered after the whole body: the connection stays usable.
+        conn.respond(&Response::empty(200), true, "D", now);
+        assert!(conn.outbound_len() > 0);
+        assert!(matches!(conn.phase, crate::net::conn::Phase::Http(_)));
+    }
+
+    #[test]
+    fn a_streamed_body_cut_short_is_reported_once() {
+        let (mut conn, mut client) = pair();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+            .expect("write");
+        let now = Instant::now();
+        let mut scratch = [0u8; 1024];
+        for _ in 0..100 {
+            conn.readable = true;
+            conn.fill(&mut scratch, now, &Limits::TESTING)
+                .expect("read");
+            if conn.inbuf.len() >= 3 && conn.inbuf.ends_with(b"abc") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stream = |_: &_| Ok(Body::Stream(100));
+        assert!(matches!(conn.parse(now, stream), Parsed::BodyStart(_)));
+        assert!(matches!(conn.parse(now, stream), Parsed::Chunk(ref c, false) if c == b"abc"));
+        conn.start_closing();
+        assert!(conn.take_body_aborted());
+        assert!(!conn.take_body_aborted(), "only once");
     }
 
     #[test]
