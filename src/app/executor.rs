@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::net::lanes::{CancelToken, JobContext};
 use crate::notify::{Alert, Notifier};
 use crate::store::{Store, StoreError};
+use crate::upload::url_check;
 
 /// Appends that may wait for the batch in flight; past this the store is not keeping
 /// up and new ones are refused (busy) rather than queued without bound.
@@ -155,6 +156,19 @@ impl Executor {
                         self.streams.insert(id, (cancel, abort));
                     })
             }
+            Work::CheckUrl(url) => lanes
+                .io
+                .try_submit(
+                    move |ctx| {
+                        let public = url_check::check_public_https(&url)
+                            .map_err(|refused| log::info!("file_url refused: {refused}"))
+                            .is_ok();
+                        let reply = Outcome::Store(Ok(StoreReply::Updated(public)));
+                        let _ = ctx.complete(Done::Job(id, reply));
+                    },
+                    lost,
+                )
+                .map(drop),
             Work::Notify(notice) if !self.notifier.has_channels() => {
                 self.notifier.send(&alert(&notice));
                 self.answer(id, Outcome::Store(Ok(StoreReply::Updated(true))));

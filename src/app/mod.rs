@@ -139,6 +139,7 @@ impl App {
             stream_timeout: config.llm.stream_timeout,
             chat: config.chat.clone(),
             help_escalation_after: config.notify.help_escalation_after,
+            files_path: format!("{}/files/", config.server.path_prefix),
         };
         App {
             prefix: config.server.path_prefix.clone(),

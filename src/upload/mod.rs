@@ -2,7 +2,8 @@
 //! body's way from the loop to the io lane (`pipe.rs`), the multipart parser that takes
 //! it in pieces (`multipart.rs`), the job that turns it into a stored file
 //! (`receive.rs`), where files live behind the [`Blobs`] trait (`dir.rs`: a local
-//! directory, the default) and the expiring links to them (`signed.rs`).
+//! directory, the default; `s3.rs`), the expiring links to them (`signed.rs`), and the
+//! check of external links sent in file frames (`url_check.rs`).
 //!
 //! Nothing here runs on the event loop but `Pipe::push`/`Pipe::abort`; the rest is
 //! blocking work for the io lane. No sockets, no chat.
@@ -15,6 +16,7 @@ pub mod receive;
 pub mod s3;
 pub mod signed;
 pub mod sniff;
+pub mod url_check;
 
 use std::fmt;
 use std::io;
