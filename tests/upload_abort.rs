@@ -50,5 +50,5 @@ fn a_client_that_leaves_mid_body_frees_its_slot_and_temp_file() {
         assert!(matches!(answer.status, 200 | 429), "{}", answer.status);
         answer.status == 200
     });
-    assert!(server.logs().iter().any(|l| l.contains("left mid-body")));
+    assert!(server.wait_for_log(Duration::from_secs(10), |l| l.contains("left mid-body")));
 }

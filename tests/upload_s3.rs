@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::chat::bearer;
 use common::s3::{http_get, S3Server, SECRET_KEY};
 use common::upload::{fetch, upload};
@@ -102,11 +104,12 @@ fn a_wrong_secret_fails_the_upload_clearly() {
     let answer = upload(&server, &bearer("dave"), "dot.png", PNG);
     assert_eq!(answer.status, 500);
     assert_eq!(answer.json()["error"], "File storage failed");
-    let logs = server.logs();
+    let logged = server.wait_for_log(Duration::from_secs(10), |line| {
+        line.contains("storing failed") && line.contains("403")
+    });
     assert!(
-        logs.iter()
-            .any(|l| l.contains("storing failed") && l.contains("403")),
+        logged,
         "no log line names the refusal:\n{}",
-        logs.join("\n")
+        server.logs().join("\n")
     );
 }

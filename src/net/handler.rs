@@ -90,6 +90,15 @@ pub enum Body {
     Stream(usize),
 }
 
+impl Body {
+    /// The largest body the route takes.
+    pub fn limit(self) -> usize {
+        match self {
+            Body::Whole(limit) | Body::Stream(limit) => limit,
+        }
+    }
+}
+
 /// The largest chunk of a streamed body handed over at once.
 pub const BODY_CHUNK: usize = 64 * 1024;
 

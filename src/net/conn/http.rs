@@ -71,19 +71,24 @@ impl Conn {
                 Ok(Some((head, used))) => {
                     self.inbuf.drain(..used);
                     let head_only = head.method == http::Method::Head;
-                    let fits = |limit| head.content_length <= limit;
-                    let continue_ = head.expect_continue && head.content_length > 0;
-                    match body_limit(&head) {
-                        Ok(Body::Whole(limit)) if fits(limit) => {
-                            if continue_ {
-                                self.out.extend_from_slice(http::CONTINUE);
-                            }
-                            state.body = Some((head, limit));
+                    let taken = match body_limit(&head) {
+                        Ok(body) if head.content_length <= body.limit() => body,
+                        Ok(_) => return Parsed::TooLarge(head_only),
+                        Err(response) if head.content_length == 0 => {
+                            state.awaiting = Some(Pending {
+                                keep_alive: head.keep_alive,
+                                head_only,
+                            });
+                            return Parsed::Answer(response);
                         }
-                        Ok(Body::Stream(limit)) if fits(limit) => {
-                            if continue_ {
-                                self.out.extend_from_slice(http::CONTINUE);
-                            }
+                        Err(response) => return Parsed::Refused(response, head_only),
+                    };
+                    if head.expect_continue && head.content_length > 0 {
+                        self.out.extend_from_slice(http::CONTINUE);
+                    }
+                    match taken {
+                        Body::Whole(limit) => state.body = Some((head, limit)),
+                        Body::Stream(_) => {
                             state.stream = Some(Streaming {
                                 remaining: head.content_length,
                                 paused: false,
@@ -97,15 +102,6 @@ impl Conn {
                                 body: Vec::new(),
                             });
                         }
-                        Ok(_) => return Parsed::TooLarge(head_only),
-                        Err(response) if head.content_length == 0 => {
-                            state.awaiting = Some(Pending {
-                                keep_alive: head.keep_alive,
-                                head_only,
-                            });
-                            return Parsed::Answer(response);
-                        }
-                        Err(response) => return Parsed::Refused(response, head_only),
                     }
                 }
             }
@@ -323,6 +319,49 @@ mod tests {
         conn.respond(&Response::empty(200), true, "D", now);
         assert!(conn.outbound_len() > 0);
         assert!(matches!(conn.phase, crate::net::conn::Phase::Http(_)));
+    }
+
+    #[test]
+    fn a_paused_body_is_not_lost_when_the_peer_half_closes() {
+        let (mut conn, mut client) = pair();
+        write!(client, "POST /up HTTP/1.1\r\nContent-Length: 70000\r\n\r\n").expect("head");
+        client.write_all(&[b'y'; 70_000]).expect("body");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let now = Instant::now();
+        let mut scratch = [0u8; 128 * 1024];
+        let stream = |_: &_| Ok(Body::Stream(1 << 20));
+        let mut parsed = Vec::new();
+        // Read and hand over until the FIN is read with part of the body still buffered.
+        for _ in 0..200 {
+            conn.readable = true;
+            conn.fill(&mut scratch, now, &Limits::TESTING)
+                .expect("read");
+            if conn.peer_closed {
+                break;
+            }
+            match conn.parse(now, stream) {
+                Parsed::Nothing => std::thread::sleep(Duration::from_millis(5)),
+                other => parsed.push(other),
+            }
+        }
+        assert!(conn.peer_closed, "the whole body and the FIN were read");
+        assert!(matches!(parsed.first(), Some(Parsed::BodyStart(_))));
+        assert!(
+            !conn.inbuf.is_empty(),
+            "the rest of the body waits in the buffer"
+        );
+        // The consumer is behind: the rest must wait, not be dropped with the connection.
+        conn.pause_body();
+        assert_eq!(
+            conn.settle(now, &Limits::TESTING),
+            crate::net::conn::Next::Keep
+        );
+        conn.resume_body(now);
+        let last = (0..4).any(|_| matches!(conn.parse(now, stream), Parsed::Chunk(_, true)));
+        assert!(last, "the last chunk is handed over");
+        assert!(!conn.take_body_aborted());
     }
 
     #[test]

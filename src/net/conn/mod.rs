@@ -420,8 +420,14 @@ impl Conn {
                 Next::Keep
             }
             // A peer that closed its side with everything answered is done; anything
-            // left in the buffer can never become a request.
-            Phase::Http(state) if self.peer_closed && state.awaiting.is_none() && flushed => {
+            // left in the buffer can never become a request. A streamed body's rest may
+            // still wait in the buffer behind a pause: it is handed over first.
+            Phase::Http(state)
+                if self.peer_closed
+                    && state.awaiting.is_none()
+                    && flushed
+                    && (state.stream.is_none() || self.inbuf.is_empty()) =>
+            {
                 Next::Close
             }
             // A WebSocket peer that vanished without a close frame.
