@@ -89,6 +89,9 @@ fn template(route: Route) -> Option<&'static str> {
         Route::AdminSession => "/admin/sessions/:sessionID",
         Route::AdminUserSessions => "/admin/users/:userID/sessions",
         Route::AdminMetrics => "/admin/metrics",
+        // One label for every page and asset: a bounded set either way, and the
+        // dashboards care about the API.
+        Route::Web => "/web",
         Route::NotFound => return None,
     })
 }

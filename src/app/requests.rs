@@ -97,6 +97,7 @@ impl App {
                 }
             }
             Route::NotFound => error::not_found(),
+            Route::Web => self.web.serve(&request.head),
             Route::AdminTakeover => match self.takeover_route(request, route, waiting, ctx) {
                 Ok(reply) => return reply,
                 Err(response) => response,
