@@ -179,6 +179,7 @@ function onFrame(frame) {
 
 function connect() {
   const resume = log.streaming();
+  log.asked = resume;
   setStatus(attempt ? 'Reconnecting…' : 'Connecting…');
   const ws = new WebSocket(socketUrl({
     token,

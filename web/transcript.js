@@ -17,6 +17,8 @@ export class Transcript {
       ? { user: 'User', ai: 'Assistant', admin: 'You (administrator)', system: '' }
       : { user: 'You', ai: 'Assistant', admin: 'Administrator', system: '' };
     this.replies = new Map();
+    // What the current socket asked the server to resume: {message_id, seq}, or null.
+    this.asked = null;
   }
 
   clear() {
@@ -124,6 +126,12 @@ export class Transcript {
       const { node, body } = this.bubble('ai');
       reply = { seq: 0, text: '', done: false, node, body };
       this.replies.set(id, reply);
+    }
+    if (meta.replay === 'true' && !(this.asked && this.asked.message_id === id && this.asked.seq === reply.seq)) {
+      // A replay holds the reply from where this socket asked (`last_seq`) or, when it
+      // asked for nothing of this reply, from the start: then it replaces, never adds.
+      reply.text = '';
+      reply.seq = 0;
     }
     const seq = Number(meta.seq || 0);
     if (frame.content && seq > reply.seq) {

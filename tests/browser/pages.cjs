@@ -124,8 +124,9 @@ scenario('with two models the selector shows; a slow reply streams and Stop ends
 
 scenario('reloading mid-reply resumes it with nothing lost or repeated', async () => {
   const page = state.chat;
+  const bubbles = (await page.locator('#log .msg.ai').count()) + 1;
   await sendMessage(page, 'and now a reload');
-  const bubbles = await page.locator('#log .msg.ai').count();
+  await page.locator('#log .msg.ai').nth(bubbles - 1).waitFor({ timeout: WAIT });
   await waitText(lastAi(page), (t) => words(t) >= 3 && words(t) < words(SLOW_REPLY), 'no partial reply to reload on');
   await page.reload();
   await page.locator('#status', { hasText: 'Connected' }).waitFor({ timeout: WAIT });
