@@ -26,8 +26,8 @@ const METRICS = [
   ['active_sessions', 'Active now'],
   ['messages', 'Messages'],
   ['total_tokens', 'Tokens'],
-  ['avg_response_time', 'Avg. response (ms)'],
-  ['max_response_time', 'Max. response (ms)'],
+  ['avg_response_time', 'Avg. reply (ms)'],
+  ['max_response_time', 'Max. reply (ms)'],
   ['admin_assisted_count', 'Admin assisted'],
   ['help_requests', 'Help requests'],
 ];

@@ -67,6 +67,6 @@ export class Attachments {
   setRecording(on) {
     this.recordButton.setAttribute('aria-pressed', String(on));
     this.recordButton.setAttribute('aria-label', on ? 'Stop recording and send' : 'Record a voice message');
-    this.recordButton.textContent = on ? '⏹' : '🎤';
+    this.recordButton.classList.toggle('recording', on);
   }
 }

@@ -9,10 +9,11 @@ import { Transcript } from './transcript.js';
 import { Attachments } from './attach.js';
 
 const $ = (id) => document.getElementById(id);
-const log = new Transcript($('log'), 'user');
+const params = new URLSearchParams(location.search);
+// A shared link's reader is not the one who wrote: the user is "User" to them.
+const log = new Transcript($('log'), params.get('share_token') ? 'reader' : 'user');
 const input = $('input');
 const composer = $('composer');
-const params = new URLSearchParams(location.search);
 
 let token = takeToken();
 let sessionId = params.get('session_id') || (params.get('new') ? freshId() : '');

@@ -9,13 +9,17 @@ import { renderMarkdown } from './markdown.js';
 const IMAGE = /\.(png|jpe?g|gif|webp|avif|svg)(\?|$)/i;
 
 export class Transcript {
-  // `me` is the sender whose messages are this reader's own: 'user' or 'admin'.
+  // `me` is the sender whose messages are this reader's own: 'user', 'admin', or
+  // 'reader' (a shared link's reader, whose messages none are).
   constructor(log, me) {
     this.log = log;
     this.me = me;
-    this.names = me === 'admin'
-      ? { user: 'User', ai: 'Assistant', admin: 'You (administrator)', system: '' }
-      : { user: 'You', ai: 'Assistant', admin: 'Administrator', system: '' };
+    this.names = {
+      user: me === 'user' ? 'You' : 'User',
+      ai: 'Assistant',
+      admin: me === 'admin' ? 'You (administrator)' : 'Administrator',
+      system: '',
+    };
     this.replies = new Map();
     // What the current socket asked the server to resume: {message_id, seq}, or null.
     this.asked = null;

@@ -49,10 +49,15 @@ async function open(browser, name, url, viewport = DESKTOP) {
   return page;
 }
 
-async function shoot(page, name) {
+async function shoot(page, name, { dark = false } = {}) {
   for (const [label, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
     await page.setViewportSize(viewport);
-    await page.screenshot({ path: path.join(SHOTS, `${name}-${label}.png`), fullPage: false });
+    await page.screenshot({ path: path.join(SHOTS, `${name}-${label}.png`), fullPage: true });
+  }
+  if (dark) {
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: path.join(SHOTS, `${name}-phone-dark.png`), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'light' });
   }
   await page.setViewportSize(DESKTOP);
 }
@@ -135,7 +140,7 @@ scenario('reloading mid-reply resumes it with nothing lost or repeated', async (
   check(text.trim() === SLOW_REPLY, text);
   const after = await page.locator('#log .msg.ai').count();
   check(after === bubbles, `${bubbles} reply bubbles before the reload, ${after} after`);
-  await shoot(page, 'chat');
+  await shoot(page, 'chat', { dark: true });
 });
 
 scenario('markup in a message is shown as text, never run', async (browser) => {
@@ -206,7 +211,7 @@ scenario('help reaches the admin live; takeover, typing, reply, leave, assistant
   check(!(await user.locator('#indicator', { hasText: 'typing' }).count()), 'the typing indicator stayed on');
   await sendMessage(user, 'thanks Ada');
   await admin.locator('#live-log .msg.user', { hasText: 'thanks Ada' }).waitFor({ timeout: WAIT });
-  await shoot(admin, 'admin');
+  await shoot(admin, 'admin', { dark: true });
   await shoot(user, 'chat-assisted');
   await admin.click('#leave');
   await user.locator('#log .msg.system', { hasText: 'has left the session' }).waitFor({ timeout: WAIT });
