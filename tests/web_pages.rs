@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::llm_mock::{LlmMock, Script, Wire};
-use common::{Server, JWT_SECRET};
+use common::{binary, Server, TempDir, JWT_SECRET};
 
 fn token(user: &str, name: &str, roles: &[&str]) -> String {
     let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
@@ -96,6 +96,57 @@ fn the_bare_prefix_redirects_and_the_api_keeps_its_paths() {
     assert_eq!(server.get("/chatbox/assets/missing.js").status, 404);
     let post = server.request("POST", "/chatbox/chat", "Content-Length: 0\r\n", "");
     assert_eq!(post.status, 405);
+}
+
+/// `chatbox --dev` prints one link per page, saying which page and as whom: each
+/// answers with its page, and its token works for that page's API calls.
+#[test]
+fn dev_links_name_and_open_each_page_logged_in() {
+    let data = TempDir::new();
+    let path = data.path().to_path_buf();
+    let server = Server::launch(
+        |port| {
+            let mut command = Command::new(binary());
+            command
+                .arg("--dev")
+                .env_clear()
+                .env("SERVER_PORT", port.to_string())
+                .env("DATA_DIR", &path)
+                .env("LOG_LEVEL", "info");
+            command
+        },
+        data,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let link = |label: &str| loop {
+        let found = server.logs().iter().find_map(|line| {
+            let (_, rest) = line.split_once(label)?;
+            Some(rest.trim().to_owned())
+        });
+        if let Some(url) = found {
+            break url;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {label} link");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let origin = format!("http://{}", server.addr());
+    for (label, page, api) in [
+        ("chat page, logged in as dev-user:", "/chatbox/chat", "/chatbox/sessions"),
+        ("sessions page, logged in as dev-user:", "/chatbox/", "/chatbox/sessions"),
+        ("admin desk, logged in as dev-admin:", "/chatbox/admin", "/chatbox/admin/metrics"),
+    ] {
+        let url = link(label);
+        let (path, token) = url
+            .strip_prefix(&origin)
+            .and_then(|rest| rest.split_once("?token="))
+            .unwrap_or_else(|| panic!("{label} {url}"));
+        assert_eq!(path, page, "{label}");
+        let html = server.get(path);
+        assert_eq!(html.status, 200, "{label}");
+        assert_eq!(html.header("content-type"), Some("text/html; charset=utf-8"));
+        let call = server.request("GET", api, &format!("Authorization: Bearer {token}\r\n"), "");
+        assert_eq!(call.status, 200, "{label}: {api} with its token");
+    }
 }
 
 /// The slow model's reply: word by word, slow enough to stop or reload in the middle.
