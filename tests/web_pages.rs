@@ -45,19 +45,18 @@ fn pages_and_assets_carry_their_type_policy_and_validator() {
     ] {
         let response = server.get(path);
         assert_eq!(response.status, 200, "{path}");
-        assert_eq!(response.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(
+            response.header("content-type"),
+            Some(content_type),
+            "{path}"
+        );
         assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(response.header("cache-control"), Some("no-cache"));
         let policy = response.header("content-security-policy").expect("CSP");
         assert!(policy.contains("script-src 'self';"), "{policy}");
         assert!(!policy.contains("unsafe-inline"), "{policy}");
         let etag = response.header("etag").expect("ETag").to_owned();
-        let again = server.request(
-            "GET",
-            path,
-            &format!("If-None-Match: {etag}\r\n"),
-            "",
-        );
+        let again = server.request("GET", path, &format!("If-None-Match: {etag}\r\n"), "");
         assert_eq!(again.status, 304, "{path}");
         assert!(again.body.is_empty());
     }
@@ -131,9 +130,21 @@ fn dev_links_name_and_open_each_page_logged_in() {
     };
     let origin = format!("http://{}", server.addr());
     for (label, page, api) in [
-        ("chat page, logged in as dev-user:", "/chatbox/chat", "/chatbox/sessions"),
-        ("sessions page, logged in as dev-user:", "/chatbox/", "/chatbox/sessions"),
-        ("admin desk, logged in as dev-admin:", "/chatbox/admin", "/chatbox/admin/metrics"),
+        (
+            "chat page, logged in as dev-user:",
+            "/chatbox/chat",
+            "/chatbox/sessions",
+        ),
+        (
+            "sessions page, logged in as dev-user:",
+            "/chatbox/",
+            "/chatbox/sessions",
+        ),
+        (
+            "admin desk, logged in as dev-admin:",
+            "/chatbox/admin",
+            "/chatbox/admin/metrics",
+        ),
     ] {
         let url = link(label);
         let (path, token) = url
@@ -143,17 +154,45 @@ fn dev_links_name_and_open_each_page_logged_in() {
         assert_eq!(path, page, "{label}");
         let html = server.get(path);
         assert_eq!(html.status, 200, "{label}");
-        assert_eq!(html.header("content-type"), Some("text/html; charset=utf-8"));
-        let call = server.request("GET", api, &format!("Authorization: Bearer {token}\r\n"), "");
+        assert_eq!(
+            html.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        let call = server.request(
+            "GET",
+            api,
+            &format!("Authorization: Bearer {token}\r\n"),
+            "",
+        );
         assert_eq!(call.status, 200, "{label}: {api} with its token");
     }
 }
 
 /// The slow model's reply: word by word, slow enough to stop or reload in the middle.
 const SLOW_WORDS: [&str; 24] = [
-    "One ", "two ", "three ", "four ", "five ", "six ", "seven ", "eight ", "nine ", "ten ",
-    "eleven ", "twelve ", "thirteen ", "fourteen ", "fifteen ", "sixteen ", "seventeen ",
-    "eighteen ", "nineteen ", "twenty ", "twenty-one ", "twenty-two ", "twenty-three ",
+    "One ",
+    "two ",
+    "three ",
+    "four ",
+    "five ",
+    "six ",
+    "seven ",
+    "eight ",
+    "nine ",
+    "ten ",
+    "eleven ",
+    "twelve ",
+    "thirteen ",
+    "fourteen ",
+    "fifteen ",
+    "sixteen ",
+    "seventeen ",
+    "eighteen ",
+    "nineteen ",
+    "twenty ",
+    "twenty-one ",
+    "twenty-two ",
+    "twenty-three ",
     "done.",
 ];
 

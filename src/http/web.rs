@@ -195,7 +195,11 @@ mod tests {
     use crate::net::http::test_head;
 
     fn web() -> Web {
-        Web::new("/chatbox", Some(&["https://portal.example".to_owned()]), None)
+        Web::new(
+            "/chatbox",
+            Some(&["https://portal.example".to_owned()]),
+            None,
+        )
     }
 
     fn get(path: &str, extra: &str) -> Response {
@@ -235,7 +239,10 @@ mod tests {
     fn a_matching_etag_is_a_304_without_body() {
         let first = get("/chatbox/chat", "");
         let etag = header(&first, "etag").expect("etag").to_owned();
-        let again = get("/chatbox/chat", &format!("If-None-Match: W/\"x\", {etag}\r\n"));
+        let again = get(
+            "/chatbox/chat",
+            &format!("If-None-Match: W/\"x\", {etag}\r\n"),
+        );
         assert_eq!(again.status, 304);
         assert!(again.body.is_empty());
         let changed = get("/chatbox/chat", "If-None-Match: \"0\"\r\n");
@@ -261,10 +268,12 @@ mod tests {
     #[test]
     fn embedders_and_file_origins_come_from_the_configuration() {
         let body: serde_json::Value =
-            serde_json::from_slice(&get("/chatbox/assets/embedders.json", "").body)
-                .expect("json");
+            serde_json::from_slice(&get("/chatbox/assets/embedders.json", "").body).expect("json");
         assert_eq!(body["origins"][0], "https://portal.example");
-        assert_eq!(origin_of("https://minio.local:9000/x/y"), "https://minio.local:9000");
+        assert_eq!(
+            origin_of("https://minio.local:9000/x/y"),
+            "https://minio.local:9000"
+        );
         assert!(is_web_path(""));
         assert!(!is_web_path("/sessions"), "the API, not a page");
         assert!(!is_web_path("/assets/nope.js"));
