@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -196,6 +198,32 @@ const SLOW_WORDS: [&str; 24] = [
     "done.",
 ];
 
+/// A page on a loopback origin of its own (Chromium lets only loopback pages frame
+/// loopback ones) that frames the address after its `#`: an embedder of the chat page.
+/// Its origin, for `CORS_ALLOWED_ORIGINS`.
+fn embedding_page() -> String {
+    const PAGE: &str = "<!doctype html><title>embedder</title>\
+        <iframe id=\"chat\" width=\"800\" height=\"600\"></iframe>\
+        <script>document.getElementById('chat').src = location.hash.slice(1);</script>";
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
+                PAGE.len()
+            );
+        }
+    });
+    origin
+}
+
 fn tools() -> PathBuf {
     std::env::var_os("CHATBOX_TEST_NODE_MODULES").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/browser/node_modules"),
@@ -216,6 +244,8 @@ fn browser_scenarios() {
     let slow = Script::slow(&SLOW_WORDS, Duration::from_millis(250));
     let mock = LlmMock::start(Wire::OpenAi, vec![slow; 6]);
     let endpoint = mock.endpoint();
+    let embedder = embedding_page();
+    let stranger = embedding_page();
     let server = Server::start(&[
         ("LLM_PROVIDER_1_ID", "echo"),
         ("LLM_PROVIDER_1_TYPE", "echo"),
@@ -226,6 +256,8 @@ fn browser_scenarios() {
         ("LLM_PROVIDER_2_ENDPOINT", &endpoint),
         ("LLM_PROVIDER_2_MODEL", "upstream-model"),
         ("DEFAULT_MODEL", "echo"),
+        // The embedding scenario's page; the pages' own origin must pass as well.
+        ("CORS_ALLOWED_ORIGINS", &embedder),
         ("ADMIN_RATE_LIMIT", "1000"),
         ("LOG_LEVEL", "info"),
     ]);
@@ -242,6 +274,8 @@ fn browser_scenarios() {
         .env("OTHER_TOKEN", token("bob", "Bob", &[]))
         .env("ADMIN_TOKEN", token("ada", "Ada", &["admin"]))
         .env("SLOW_REPLY", SLOW_WORDS.concat())
+        .env("EMBEDDER", &embedder)
+        .env("STRANGER", &stranger)
         .env("SCREENSHOTS", &shots)
         .output()
         .expect("run node");

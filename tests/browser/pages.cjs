@@ -39,6 +39,15 @@ async function open(browser, name, url, viewport = DESKTOP) {
     document.addEventListener('securitypolicyviolation', (event) => {
       console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI}`);
     });
+    // The page's sockets, so that a test can drop one as a network would.
+    const Native = window.WebSocket;
+    window.__sockets = [];
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.__sockets.push(this);
+      }
+    };
   });
   const page = await context.newPage();
   page.on('console', (msg) => {
@@ -143,6 +152,55 @@ scenario('reloading mid-reply resumes it with nothing lost or repeated', async (
   await shoot(page, 'chat', { dark: true });
 });
 
+scenario('a dropped socket reconnects and resumes mid-reply with nothing lost or repeated', async () => {
+  const page = state.chat;
+  const bubbles = (await page.locator('#log .msg.ai').count()) + 1;
+  await sendMessage(page, 'and now the network drops');
+  await page.locator('#log .msg.ai').nth(bubbles - 1).waitFor({ timeout: WAIT });
+  await waitText(lastAi(page), (t) => words(t) >= 3 && words(t) < words(SLOW_REPLY), 'no partial reply to drop on');
+  const sockets = await page.evaluate(() => {
+    window.__sockets.at(-1).close();
+    return window.__sockets.length;
+  });
+  await page.waitForFunction((n) => window.__sockets.length > n, sockets, { timeout: WAIT });
+  const text = await waitText(lastAi(page), (t) => t.trim() === SLOW_REPLY, 'the reply after the reconnect is not the whole reply exactly once');
+  check(text.trim() === SLOW_REPLY, text);
+  check((await page.locator('#log .msg.ai').count()) === bubbles, 'the reconnect added a reply bubble');
+});
+
+scenario('an embedding page hands the token over by postMessage; an unlisted one cannot', async (browser) => {
+  const chatUrl = new URL('chat', BASE).toString();
+  const context = await browser.newContext({ viewport: DESKTOP });
+  // EMBEDDER (in CORS_ALLOWED_ORIGINS) and STRANGER (not) serve one page that frames
+  // the address after its '#'.
+  const embedder = await context.newPage();
+  embedder.on('pageerror', (error) => problems.push(`embedder: uncaught: ${error.message}`));
+  await embedder.goto(`${process.env.EMBEDDER}/#${chatUrl}`);
+  const frame = await (await embedder.waitForSelector('#chat')).contentFrame();
+  await frame.locator('#status', { hasText: 'Not logged in' }).waitFor({ timeout: WAIT });
+  await embedder.evaluate((token) => {
+    document.getElementById('chat').contentWindow.postMessage({ type: 'token', token }, '*');
+  }, process.env.OTHER_TOKEN);
+  await frame.locator('#status', { hasText: 'Connected' }).waitFor({ timeout: WAIT });
+  await frame.locator('#who', { hasText: 'Bob' }).waitFor({ timeout: WAIT });
+
+  const stranger = await context.newPage();
+  await stranger.goto(`${process.env.STRANGER}/#${chatUrl}`);
+  const strange = await (await stranger.waitForSelector('#chat')).contentFrame();
+  await strange.waitForLoadState();
+  const [popup] = await Promise.all([
+    context.waitForEvent('page'),
+    stranger.evaluate((url) => { window.chat = window.open(url); }, chatUrl),
+  ]);
+  await popup.locator('#status', { hasText: 'Not logged in' }).waitFor({ timeout: WAIT });
+  const warned = popup.waitForEvent('console', { predicate: (m) => m.text().includes('unlisted origin'), timeout: WAIT });
+  await stranger.evaluate((token) => window.chat.postMessage({ type: 'token', token }, '*'), process.env.OTHER_TOKEN);
+  await warned;
+  check((await popup.locator('#status').innerText()).includes('Not logged in'), 'an unlisted origin logged the page in');
+  check(!(await strange.url()).includes('/chatbox/'), 'an unlisted origin could frame the chat page');
+  await context.close();
+});
+
 scenario('markup in a message is shown as text, never run', async (browser) => {
   const page = await open(browser, 'chat-xss', `chat?token=${process.env.USER_TOKEN}&new=1`);
   await page.locator('#status', { hasText: 'Connected' }).waitFor({ timeout: WAIT });
@@ -169,7 +227,7 @@ scenario('a shared link opens the chat read-only, without a login', async (brows
   await shared.locator('#log .msg.ai').first().waitFor({ timeout: WAIT });
   check(await shared.locator('#readonly').isVisible(), 'no read-only banner');
   check(!(await shared.locator('#composer').isVisible()), 'the composer is shown read-only');
-  check((await shared.locator('#log .msg.ai .body', { hasText: SLOW_REPLY }).count()) === 1, 'the shared chat lacks the reply');
+  check((await shared.locator('#log .msg.ai .body', { hasText: SLOW_REPLY }).count()) === 2, 'the shared chat lacks the two whole replies');
   await shoot(shared, 'shared');
   await shared.context().close();
 });
