@@ -78,8 +78,12 @@ async function load() {
 
 function start() {
   const who = claims(token);
-  document.getElementById('who').textContent = `Logged in as ${who.name || who.user_id || '?'}`;
-  document.getElementById('nav-admin').hidden = !isAdmin(token);
+  const admin = isAdmin(token);
+  document.getElementById('who').replaceChildren(
+    `Logged in as ${who.name || who.user_id || '?'} `,
+    admin ? el('span', { class: 'badge admin' }, 'admin') : '',
+  );
+  document.getElementById('nav-admin').hidden = !admin;
   load();
 }
 

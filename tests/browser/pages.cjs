@@ -232,16 +232,29 @@ scenario('a shared link opens the chat read-only, without a login', async (brows
   await shared.context().close();
 });
 
-scenario('the sessions page lists the chats and opens one', async (browser) => {
+scenario('the sessions page lists the chats, ends one (then read-only) and opens another', async (browser) => {
   const page = await open(browser, 'sessions', `./?token=${process.env.USER_TOKEN}`);
   await page.locator('#sessions .card').first().waitFor({ timeout: WAIT });
   check(!page.url().includes('token='), 'token still in the address bar');
   const cards = await page.locator('#sessions .card').count();
   check(cards >= 2, `${cards} sessions listed`);
   await shoot(page, 'sessions');
-  await page.locator('#sessions .card a.button').first().click();
-  await page.waitForURL(/chat\?session_id=/, { timeout: WAIT });
-  await page.locator('#log .msg').first().waitFor({ timeout: WAIT });
+  // End the newest chat (the markup one): it stays listed, ended, and opens read-only.
+  page.on('dialog', (dialog) => dialog.accept());
+  const newest = page.locator('#sessions .card').first();
+  const id = await newest.getAttribute('data-session');
+  await newest.locator('button', { hasText: 'End' }).click();
+  const ended = page.locator(`#sessions .card[data-session="${id}"]`);
+  await ended.locator('.badge', { hasText: 'ended' }).waitFor({ timeout: WAIT });
+  await ended.locator('a.button', { hasText: 'Read' }).click();
+  await page.waitForURL(/chat\?session_id=.*read=1/, { timeout: WAIT });
+  await page.locator('#readonly', { hasText: 'ended' }).waitFor({ timeout: WAIT });
+  await page.locator('#log .msg.user', { hasText: '<img src=x' }).waitFor({ timeout: WAIT });
+  check(!(await page.locator('#composer').isVisible()), 'an ended chat can be written to');
+  await page.goBack();
+  await page.locator('#sessions .card a.button', { hasText: 'Open' }).first().click();
+  await page.waitForURL(/chat\?session_id=[0-9a-f]+$/, { timeout: WAIT });
+  await page.locator('#log .msg.ai').first().waitFor({ timeout: WAIT });
   await page.context().close();
 });
 
