@@ -25,16 +25,19 @@ export function takeToken() {
 // Only our own origin and those in CORS_ALLOWED_ORIGINS are listened to; anyone else
 // could otherwise log the page in as someone of their choosing.
 export function acceptTokenMessages(onToken) {
+  // Asked for once, when the first token message arrives: most pages never get one.
   let allowed = null;
-  const load = fetch(new URL('assets/embedders.json', base))
-    .then((r) => (r.ok ? r.json() : { origins: [] }))
-    .then((body) => { allowed = new Set(body.origins || []); })
-    .catch(() => { allowed = new Set(); });
+  const origins = () => {
+    allowed ??= fetch(new URL('assets/embedders.json', base))
+      .then((r) => (r.ok ? r.json() : { origins: [] }))
+      .then((body) => new Set(body.origins || []))
+      .catch(() => new Set());
+    return allowed;
+  };
   window.addEventListener('message', async (event) => {
     const data = event.data;
     if (!data || data.type !== 'token' || typeof data.token !== 'string') return;
-    await load;
-    if (event.origin !== location.origin && !allowed.has(event.origin)) {
+    if (event.origin !== location.origin && !(await origins()).has(event.origin)) {
       console.warn('chatbox: token message from an unlisted origin ignored:', event.origin);
       return;
     }
