@@ -83,22 +83,24 @@ function adopt(id) {
   history.replaceState(null, '', url.pathname + url.search);
   params.delete('new');
   log.clear();
-  if (askedNone) loadHistory({ ifListed: true });
+  if (askedNone) loadHistory();
 }
 
-async function loadHistory({ ifListed = false } = {}) {
+// The session's history and state, when it has any: a fresh session is stored with its
+// first message, and asking for the history of one that is not listed would be a 404
+// (an error in the console) for nothing.
+async function loadHistory() {
   const id = sessionId;
   try {
-    // A fresh session is stored with its first message; asking for its history would
-    // be a 404 (and an error in the console) for nothing.
-    if (ifListed) {
-      const list = await api('sessions', { token });
-      if (!list.sessions.some((s) => s.id === id)) return;
-    }
+    const list = await api('sessions', { token });
+    const session = list.sessions.find((s) => s.id === id);
+    if (!session || id !== sessionId) return;
+    // Joined before this page loaded: the admin_join frame is not replayed.
+    assisted = assisted || Boolean(session.admin_assisted);
+    $('title').textContent = session.name || 'Chat';
+    document.title = `${session.name || 'Chat'} · chatbox`;
     const body = await api(`sessions/${encodeURIComponent(id)}`, { token });
     if (id !== sessionId) return;
-    $('title').textContent = body.name || 'Chat';
-    document.title = `${body.name || 'Chat'} · chatbox`;
     log.history(body.messages || []);
     saveProgress(log.streaming());
   } catch (error) {
