@@ -319,6 +319,13 @@ if (process.env.UPLOADS === '1') {
     const href = await link.getAttribute('href');
     const body = await page.evaluate(async (url) => (await fetch(url)).text(), href);
     check(body === 'attached text', `the file link serves ${JSON.stringify(body)}`);
+    // A voice message from Chromium's fake microphone.
+    await page.click('#record');
+    await page.locator('#record.recording').waitFor({ timeout: WAIT });
+    await page.click('#record');
+    await page.locator('#log .msg.user audio').waitFor({ timeout: WAIT });
+    await waitText(lastAi(page), (t) => t.length > 0, 'the voice message got no reply');
+    await shoot(page, 'chat-attach');
     await page.context().close();
   });
 }
