@@ -210,6 +210,7 @@ mod tests {
                 "/chatbox/admin/users/:userID/sessions",
             ),
             (Route::AdminMetrics, "/chatbox/admin/metrics"),
+            (Route::Web, "/chatbox/web"),
             (Route::NotFound, ""),
         ];
         assert_eq!(cases.len(), Route::ALL.len(), "every route has its case");

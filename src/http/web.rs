@@ -39,14 +39,15 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 macro_rules! asset {
-    ([$($path:literal),+], $file:literal, $type:expr) => {
+    ([$($path:literal),+], $file:literal, $type:expr) => {{
+        const BYTES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $file));
         Asset {
             paths: &[$($path),+],
             content_type: $type,
-            bytes: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $file)),
-            etag: fnv1a(include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $file))),
+            bytes: BYTES,
+            etag: fnv1a(BYTES),
         }
-    };
+    }};
 }
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -93,14 +94,16 @@ pub struct Web {
 impl Web {
     pub fn new(prefix: &str, embedders: Option<&[String]>, s3: Option<&S3Config>) -> Web {
         let embedders = embedders.unwrap_or_default();
-        let files = s3.map(s3_origin).unwrap_or_default();
+        let files = s3
+            .map(|s3| format!(" {}", s3_origin(s3)))
+            .unwrap_or_default();
         let ancestors = std::iter::once("'self'")
             .chain(embedders.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ");
         let policy = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; \
-             img-src 'self' blob: data: {files}; media-src 'self' blob: {files}; \
+             img-src 'self' blob: data:{files}; media-src 'self' blob:{files}; \
              form-action 'none'; base-uri 'none'; frame-ancestors {ancestors}"
         );
         let body = json!({ "origins": embedders });
