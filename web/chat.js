@@ -55,6 +55,13 @@ function setStatus(text, state) {
   $('dot').className = `status-dot ${state || ''}`;
 }
 
+// Who answers: an administrator (by name) while one assists, else the assistant.
+function setAssisted(name) {
+  assisted = Boolean(name);
+  $('assist').hidden = !assisted;
+  $('assist').textContent = assisted ? `${name} is answering` : '';
+}
+
 function setStreaming() {
   const streaming = waitingForReply || log.streaming() !== null;
   $('stop').hidden = !streaming;
@@ -96,7 +103,7 @@ async function loadHistory() {
     const session = list.sessions.find((s) => s.id === id);
     if (!session || id !== sessionId) return;
     // Joined before this page loaded: the admin_join frame is not replayed.
-    assisted = assisted || Boolean(session.admin_assisted);
+    if (session.admin_assisted && !assisted) setAssisted(session.assisting_admin_name || 'An administrator');
     $('title').textContent = session.name || 'Chat';
     document.title = `${session.name || 'Chat'} · chatbox`;
     const body = await api(`sessions/${encodeURIComponent(id)}`, { token });
@@ -154,11 +161,11 @@ function onFrame(frame) {
       log.message(frame);
       break;
     case 'admin_join':
-      assisted = true;
+      setAssisted(frame.metadata?.admin_name || 'An administrator');
       log.system(frame.content || 'An administrator has joined.');
       break;
     case 'admin_leave':
-      assisted = false;
+      setAssisted(null);
       $('indicator').textContent = '';
       log.system(frame.content || 'The administrator has left.');
       break;

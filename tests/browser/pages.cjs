@@ -274,6 +274,7 @@ scenario('help reaches the admin live; takeover, typing, reply, leave, assistant
   await admin.locator('#live:not([hidden])').waitFor({ timeout: WAIT });
   await admin.locator('#live-log .msg.user', { hasText: 'I need a person' }).waitFor({ timeout: WAIT });
   await user.locator('#log .msg.system', { hasText: 'has joined the session' }).waitFor({ timeout: WAIT });
+  await user.locator('#assist', { hasText: 'Ada is answering' }).waitFor({ timeout: WAIT });
   await admin.fill('#live-input', 'Hello, Ada here');
   await user.locator('#indicator', { hasText: 'administrator is typing' }).waitFor({ timeout: WAIT });
   await admin.press('#live-input', 'Enter');
@@ -286,6 +287,7 @@ scenario('help reaches the admin live; takeover, typing, reply, leave, assistant
   await shoot(user, 'chat-assisted');
   await admin.click('#leave');
   await user.locator('#log .msg.system', { hasText: 'has left the session' }).waitFor({ timeout: WAIT });
+  await user.locator('#assist[hidden]').waitFor({ state: 'attached', timeout: WAIT });
   await sendMessage(user, 'is the assistant back');
   await waitText(lastAi(user), (t) => t === 'is the assistant back', 'the assistant did not answer after the admin left');
   await admin.context().close();
