@@ -50,9 +50,14 @@ async function loadMetrics() {
   }
 }
 
+// The form as the API's query. Times are picked in the browser's zone and sent as
+// RFC 3339 UTC, which is what the API reads.
 function filters() {
   const query = new URLSearchParams();
-  for (const [key, value] of new FormData($('filters'))) if (value) query.set(key, value);
+  for (const [key, value] of new FormData($('filters'))) {
+    if (!value) continue;
+    query.set(key, key.startsWith('start_time') ? new Date(value).toISOString() : value);
+  }
   query.set('offset', String(offset));
   return query;
 }

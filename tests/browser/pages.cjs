@@ -303,6 +303,12 @@ scenario('the admin table filters and pages', async (browser) => {
     const rows = [...document.querySelectorAll('#rows tr[data-session]')];
     return rows.length > 0 && rows.every((row) => row.firstChild.textContent === 'bob');
   }, null, { timeout: WAIT });
+  // Sessions started from tomorrow on: none.
+  const tomorrow = new Date(Date.now() + 86400000).toISOString().slice(0, 16);
+  await admin.fill('#f-from', tomorrow);
+  await admin.click('#filters button[type=submit]');
+  await admin.locator('#rows td.empty').waitFor({ timeout: WAIT });
+  await admin.fill('#f-from', '');
   await admin.fill('#f-user', '');
   await admin.selectOption('#f-limit', '10');
   await admin.selectOption('#f-sort', 'message_count');
