@@ -271,6 +271,7 @@ $('leave').addEventListener('click', () => {
   if (liveSession) send({ type: 'admin_leave', session_id: liveSession });
   else $('live').hidden = true;
 });
+$('refresh-metrics').addEventListener('click', loadMetrics);
 $('filters').addEventListener('submit', (event) => {
   event.preventDefault();
   offset = 0;
