@@ -212,9 +212,9 @@ fn print_dev_links(config: &Config, addr: std::net::SocketAddr, signer: DevSecre
     };
     println!(
         "\nchatbox --dev: tokens are valid for 24 h and signed with {signer}\n\
-         \x20 chat:     {base}/chat?token={user}\n\
-         \x20 sessions: {base}/sessions.html?token={user}\n\
-         \x20 admin:    {base}/admin?token={admin}\n\
-         \x20 health:   {base}/healthz\n"
+         \x20 chat page, logged in as dev-user:        {base}/chat?token={user}\n\
+         \x20 sessions page, logged in as dev-user:    {base}/?token={user}\n\
+         \x20 admin desk, logged in as dev-admin:      {base}/admin?token={admin}\n\
+         \x20 health:                                  {base}/healthz\n"
     );
 }

@@ -91,6 +91,9 @@ fn template(route: Route) -> Option<&'static str> {
         Route::AdminMetrics => "/admin/metrics",
         Route::Upload => "/upload",
         Route::File => "/files/:fileID",
+        // One label for every page and asset: a bounded set either way, and the
+        // dashboards care about the API.
+        Route::Web => "/web",
         Route::NotFound => return None,
     })
 }
@@ -211,6 +214,7 @@ mod tests {
             (Route::AdminMetrics, "/chatbox/admin/metrics"),
             (Route::Upload, "/chatbox/upload"),
             (Route::File, "/chatbox/files/:fileID"),
+            (Route::Web, "/chatbox/web"),
             (Route::NotFound, ""),
         ];
         assert_eq!(cases.len(), Route::ALL.len(), "every route has its case");

@@ -37,6 +37,7 @@ use crate::chat::ratelimit::RateLimiter;
 use crate::config::{Cidr, Config};
 use crate::http::cors::Cors;
 use crate::http::health::{Check, Readiness};
+use crate::http::web::Web;
 use crate::llm::Catalog;
 use crate::metrics::Metrics;
 use crate::net::slab::ConnId;
@@ -88,6 +89,7 @@ pub struct App {
     uploads: Uploads,
     wake_at: Option<Instant>,
     shut_down: bool,
+    web: Web,
 }
 
 /// What the application drives, built by the server at start-up.
@@ -178,6 +180,11 @@ impl App {
             // that the sessions it ends are counted out after they were counted in.
             wake_at: if counting { None } else { Some(now) },
             shut_down: false,
+            web: Web::new(
+                &config.server.path_prefix,
+                config.access.cors_allowed_origins.as_deref(),
+                config.uploads.s3.as_ref(),
+            ),
         }
     }
 }

@@ -118,6 +118,7 @@ impl App {
                     Err(response) => response,
                 }
             }
+            Route::Web => self.web.serve(&request.head),
             Route::AdminTakeover => match self.takeover_route(request, route, waiting, ctx) {
                 Ok(reply) => return reply,
                 Err(response) => response,

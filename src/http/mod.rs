@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod router;
 pub mod sessions;
 pub mod upgrade;
+pub mod web;

@@ -2,6 +2,7 @@
 //! internal listener (`METRICS_PORT`) serves probes and metrics at the root, for
 //! scrapers and kubelets on an internal port.
 
+use crate::http::web;
 use crate::net::conn::ListenerKind;
 use crate::net::http::Method;
 
@@ -35,6 +36,8 @@ pub enum Route {
     Upload,
     /// `P/files/:file_id`: GET a stored file (signed link or owner's token), DELETE it.
     File,
+    /// The built-in pages (`P/`, `P/chat`, `P/admin`, …) and their assets (`http::web`).
+    Web,
     NotFound,
 }
 
@@ -43,7 +46,7 @@ const SMALL_BODY: usize = 1024;
 
 impl Route {
     /// Every route, in declaration order (`route as usize` indexes it).
-    pub const ALL: [Route; 19] = [
+    pub const ALL: [Route; 20] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -62,6 +65,7 @@ impl Route {
         Route::AdminMetrics,
         Route::Upload,
         Route::File,
+        Route::Web,
         Route::NotFound,
     ];
 
@@ -84,6 +88,7 @@ impl Route {
                 Some("/admin/sessions") => Route::AdminSessions,
                 Some("/admin/metrics") => Route::AdminMetrics,
                 Some("/upload") => Route::Upload,
+                Some(rest) if web::is_web_path(rest) => Route::Web,
                 Some(rest) => Route::with_param(rest),
                 None => Route::NotFound,
             },
@@ -152,6 +157,8 @@ impl Route {
                 Ok(())
             }
             Route::Healthz | Route::Readyz | Route::Metrics => Err("GET, HEAD"),
+            Route::Web if matches!(method, Method::Get | Method::Head) => Ok(()),
+            Route::Web => Err("GET, HEAD"),
             Route::Ws | Route::Echo | Route::Sessions | Route::Session | Route::Shared
                 if method == Method::Get =>
             {
@@ -295,7 +302,14 @@ mod tests {
             ("/chatbox/admin/users//sessions", Route::NotFound, None),
             ("/chatbox/admin/users/u1", Route::NotFound, None),
             ("/chatbox/admin/users/u1/sessions/x", Route::NotFound, None),
-            ("/chatbox/admin", Route::NotFound, None),
+            ("/chatbox/admin", Route::Web, None),
+            ("/chatbox/admin.html", Route::Web, None),
+            ("/chatbox/", Route::Web, None),
+            ("/chatbox", Route::Web, None),
+            ("/chatbox/chat", Route::Web, None),
+            ("/chatbox/assets/chat.js", Route::Web, None),
+            ("/chatbox/assets/", Route::NotFound, None),
+            ("/chatbox/chat/x", Route::NotFound, None),
         ];
         for (path, route, param) in cases {
             assert_eq!(resolve(path), route, "{path}");
