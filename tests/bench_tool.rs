@@ -267,6 +267,9 @@ fn drain(server: &Server, data_dir: &std::path::Path) -> Value {
         "20",
         "--warmup",
         "1",
+        // Every session sends often enough that each has messages to lose.
+        "--pace",
+        "100",
         "--pid",
         &pid,
         "--data-dir",

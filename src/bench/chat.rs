@@ -253,7 +253,15 @@ impl Protocol for Chat {
                     }
                 }
             } else if json.starts_with(br#"{"type":"error""#) {
-                return Err(format!("server error: {}", String::from_utf8_lossy(json)));
+                let error = format!("server error: {}", String::from_utf8_lossy(json));
+                if !(in_flight && contains(json, br#""recoverable":true"#)) {
+                    return Err(error);
+                }
+                // Not taken (busy, rate limited): this message gets no reply.
+                state.first = None;
+                state.ack = None;
+                state.next_message();
+                step = Step::Refused(error);
             }
             // Anything else: nothing to do.
         }

@@ -197,12 +197,11 @@ impl<P: Protocol> Client<P> {
             .collect()
     }
 
-    /// The protocol state of the connection in `slot`.
-    pub fn state(&self, slot: usize) -> Option<&P::State> {
-        self.slots.get(slot)?.as_ref().map(|c| &c.state)
+    pub fn is_live(&self, slot: usize) -> bool {
+        self.slots.get(slot).is_some_and(Option::is_some)
     }
 
-    /// Whether `slot`'s message in flight has been unanswered since before `at`.
+    /// When `slot`'s message in flight was sent, if it has not been answered yet.
     pub fn waiting_since(&self, slot: usize) -> Option<Instant> {
         let conn = self.slots.get(slot)?.as_ref()?;
         conn.in_flight.then_some(conn.since)
@@ -457,6 +456,16 @@ impl<P: Protocol> Client<P> {
                         }
                         if let Some(pacer) = pacer.as_mut() {
                             pacer.after_answer(slot, now);
+                        } else if let Err(e) = self.send(slot) {
+                            failed_slots.push((slot, e));
+                        }
+                    }
+                    Ok(Step::Refused(e)) => {
+                        // Counted as an error; the socket stays and sends again.
+                        run.errors += 1;
+                        run.first_error.get_or_insert(e);
+                        if let Some(pacer) = pacer.as_mut() {
+                            pacer.after_answer(slot, Instant::now());
                         } else if let Err(e) = self.send(slot) {
                             failed_slots.push((slot, e));
                         }

@@ -51,6 +51,9 @@ pub enum Step {
     Closed {
         code: Option<u16>,
     },
+    /// The server refused the message in flight but keeps the socket (chat: a
+    /// recoverable `error`, such as `busy`); the next one may be sent.
+    Refused(String),
 }
 
 #[derive(PartialEq, Clone, Copy)]
@@ -73,7 +76,7 @@ pub struct Conn<S> {
     /// Connect start, then the send time of the message in flight.
     pub since: Instant,
     pub in_flight: bool,
-    pub state: S,
+    state: S,
 }
 
 /// Writes `data[*written..]` until done or WouldBlock; `Ok(true)` when all is written.
@@ -270,7 +273,7 @@ impl<S> Conn<S> {
         self.consume(used);
         match step {
             Step::Open => self.phase = Phase::Open,
-            Step::Reply { .. } => self.in_flight = false,
+            Step::Reply { .. } | Step::Refused(_) => self.in_flight = false,
             Step::Closed { .. } => {}
             Step::Pending if eof => return Err("server closed the connection".into()),
             Step::Pending if self.filled == self.buf.len() => {

@@ -68,11 +68,6 @@ impl Target {
             ..self.clone()
         }
     }
-
-    /// `http://authority` + `path`: for the HTTP probes next to a WebSocket URL.
-    pub fn http_path(&self, path: &str) -> String {
-        format!("http://{}{path}", self.authority)
-    }
 }
 
 /// A fresh `Sec-WebSocket-Key`.

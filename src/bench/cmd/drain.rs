@@ -10,32 +10,37 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{secs, BenchError, Common};
+use super::{opt_text, secs, BenchError, Common, CpuReport};
 use crate::bench::chat::Chat;
 use crate::bench::cli::{bounded, unknown, CliError, Flags};
 use crate::bench::client::{nanos, Client, Outcome, Plan, Step, OPEN_PARALLEL};
 use crate::bench::frames::Target;
 use crate::bench::hist::{human_us, Percentiles};
 use crate::bench::limits;
-use crate::bench::meter::is_running;
+use crate::bench::meter::{is_running, CpuMeter, CpuSample};
+use crate::bench::pace::{Load, Pacer};
 use crate::bench::probe;
 use crate::bench::progress::Progress;
 use crate::bench::verify::{self, StoreAt, Verdict};
 use crate::config::parse_duration;
 
 pub const USAGE: &str = "chatbox-bench drain (--secret JWT_SECRET | --token-file FILE)
-    [--url ws://HOST:PORT/chatbox/ws] [--sessions 100] [--warmup 1] [--limit 60]
+    [--url ws://HOST:PORT/chatbox/ws] [--sessions 100] [--pace 2000 | --closed] [--warmup 1] [--limit 60]
     [--pid SERVER_PID] [--readyz http://HOST:PORT/chatbox/readyz] [--drain-delay 5s]
     [--data-dir DIR | --mongo-uri URI [--mongo-database chat] [--mongo-collection sessions]]
     [--json] [--allow-remote]";
 
 const MAX_SESSIONS: usize = 100_000;
+/// Think time between a reply's `done` and the session's next message, by default: a
+/// drain under a load the server keeps up with (a saturated server answers `busy`).
+const DEFAULT_PACE: Duration = Duration::from_millis(2000);
 /// How often `/readyz` is asked while waiting for it to turn.
 const READYZ_EVERY: Duration = Duration::from_millis(10);
 
 struct Args {
     common: Common,
     sessions: usize,
+    load: Load,
     warmup: Duration,
     limit: Duration,
     readyz: Option<String>,
@@ -47,6 +52,7 @@ fn parse(args: Vec<String>) -> Result<Args, BenchError> {
     let mut a = Args {
         common: Common::new("/ws"),
         sessions: 100,
+        load: Load::Paced { mean: DEFAULT_PACE },
         warmup: Duration::from_secs(1),
         limit: Duration::from_secs(60),
         readyz: None,
@@ -63,6 +69,13 @@ fn parse(args: Vec<String>) -> Result<Args, BenchError> {
         match flag.as_str() {
             "--sessions" => a.sessions = bounded(&flag, flags.number(&flag)?, 1..=MAX_SESSIONS)?,
             "--warmup" => a.warmup = Duration::from_secs(flags.number(&flag)?),
+            "--pace" => {
+                let ms: u64 = bounded(&flag, flags.number(&flag)?, 1..=3_600_000)?;
+                a.load = Load::Paced {
+                    mean: Duration::from_millis(ms),
+                };
+            }
+            "--closed" => a.load = Load::Closed,
             "--limit" => a.limit = secs(&flag, &mut flags, 3600)?,
             "--readyz" => a.readyz = Some(flags.text(&flag)?),
             "--drain-delay" => {
@@ -97,6 +110,8 @@ pub struct DrainReport {
     pub url: String,
     pub sessions: usize,
     pub opened: usize,
+    /// Think time between a `done` and the next message; `null`: closed loop.
+    pub pace_ms: Option<u64>,
     /// `sent` (to `--pid`) or `external` (its time is when `/readyz` turned).
     pub sigterm: &'static str,
     /// SIGTERM → the first `/readyz` answer other than 200 (or a refused connection).
@@ -119,10 +134,14 @@ pub struct DrainReport {
     /// Replies that ended with `done` after SIGTERM, and before it.
     pub replies_completed: u64,
     pub replies_before_sigterm: u64,
+    /// Messages the server refused with a recoverable `error` (busy): not acknowledged.
+    pub refused: u64,
     /// Sockets closed while their message had no `done` yet.
     pub replies_cut: usize,
     /// User messages the server acknowledged with `loading`.
     pub acked: usize,
+    /// CPU from SIGTERM until every socket was closed (`others_s`: noise).
+    pub cpu: CpuReport,
     /// SIGTERM → the server's process gone (`--pid` only).
     pub server_exit_ms: Option<f64>,
     /// `embedded`, `mongo`, or `null` without a store to check.
@@ -205,6 +224,10 @@ pub fn run(args: Vec<String>) -> Result<(), BenchError> {
         url: a.common.url.clone(),
         sessions: a.sessions,
         opened: burst.upgraded,
+        pace_ms: match a.load {
+            Load::Closed => None,
+            Load::Paced { mean } => Some(mean.as_millis() as u64),
+        },
         sigterm: if a.common.pid.is_some() {
             "sent"
         } else {
@@ -258,25 +281,49 @@ fn drive(
     watcher: &JoinHandle<Option<Instant>>,
 ) -> Result<Option<Instant>, BenchError> {
     let start = Instant::now();
+    let meter = CpuMeter::new(a.common.pid);
     let mut sigterm: Option<Instant> = None;
+    let mut at_sigterm: Option<CpuSample> = None;
     let mut closes_1001 = Vec::new();
+    let mut pacer = match a.load {
+        Load::Closed => None,
+        Load::Paced { mean } => Some(Pacer::new(mean)),
+    };
+    let mut due = Vec::new();
     for slot in client.live() {
-        if let Err(e) = client.send(slot) {
-            report.first_error.get_or_insert(e);
-            report.dropped += 1;
-            client.remove(slot);
+        match pacer.as_mut() {
+            Some(pacer) => pacer.start(slot, start),
+            None => due.push(slot),
         }
     }
     loop {
         let now = Instant::now();
+        if let Some(pacer) = pacer.as_mut() {
+            due.extend(std::iter::from_fn(|| pacer.pop_due(now)));
+        }
+        for slot in due.drain(..) {
+            // A socket closed meanwhile has nothing to send.
+            if !client.is_live(slot) || client.waiting_since(slot).is_some() {
+                continue;
+            }
+            if let Err(e) = client.send(slot) {
+                report.first_error.get_or_insert(e);
+                report.dropped += 1;
+                client.remove(slot);
+            }
+        }
         if sigterm.is_none() {
             match a.common.pid {
                 Some(pid) if now >= start + a.warmup => {
+                    at_sigterm = Some(meter.sample());
                     send_sigterm(pid)?;
                     sigterm = Some(Instant::now());
                 }
                 // Someone else's SIGTERM: `/readyz` turning is the first sign of it.
-                None if watcher.is_finished() => sigterm = Some(now),
+                None if watcher.is_finished() => {
+                    at_sigterm = Some(meter.sample());
+                    sigterm = Some(now);
+                }
                 _ => {}
             }
         }
@@ -293,8 +340,18 @@ fn drive(
                     } else {
                         report.replies_before_sigterm += 1;
                     }
-                    if let Err(e) = client.send(slot) {
-                        report.first_error.get_or_insert(e);
+                    match pacer.as_mut() {
+                        Some(pacer) => pacer.after_answer(slot, Instant::now()),
+                        None => due.push(slot),
+                    }
+                    continue;
+                }
+                Ok(Step::Refused(e)) => {
+                    report.refused += 1;
+                    report.first_error.get_or_insert(e);
+                    match pacer.as_mut() {
+                        Some(pacer) => pacer.after_answer(slot, Instant::now()),
+                        None => due.push(slot),
                     }
                     continue;
                 }
@@ -324,6 +381,9 @@ fn drive(
             .show(|| format!("{open} sockets open, {closed} got 1001"));
     }
     client.progress.clear();
+    if let Some(at) = at_sigterm {
+        report.cpu = meter.delta(at, meter.sample()).into();
+    }
     report.still_open = client.open;
     client.close_all();
     report.closed_1001 = closes_1001.len();
@@ -366,12 +426,16 @@ fn human(r: &DrainReport) {
         r.closed_other, r.other_closes, r.dropped, r.still_open
     );
     println!(
-        "  replies            {} completed after SIGTERM ({} before), {} cut",
-        r.replies_completed, r.replies_before_sigterm, r.replies_cut
+        "  replies            {} completed after SIGTERM ({} before), {} cut, {} refused (busy)",
+        r.replies_completed, r.replies_before_sigterm, r.replies_cut, r.refused
     );
     println!(
-        "  server exit        {} after SIGTERM",
-        ms(r.server_exit_ms)
+        "  server exit        {} after SIGTERM; CPU until the last close: server {} s, \
+         client {} s, others {} s",
+        ms(r.server_exit_ms),
+        opt_text(r.cpu.server_s, 2, ""),
+        opt_text(r.cpu.client_s, 2, ""),
+        opt_text(r.cpu.others_s, 2, "")
     );
     match (r.store, r.lost) {
         (Some(store), Some(lost)) => println!(
