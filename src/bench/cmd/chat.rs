@@ -46,8 +46,8 @@ fn parse(args: Vec<String>) -> Result<Args, BenchError> {
         }
         match flag.as_str() {
             "--users" => a.users = bounded(&flag, flags.number(&flag)?, 1..=MAX_USERS)?,
-            "--secs" => a.secs = secs(&flag, &mut flags, 3600)?,
-            "--warmup" => a.warmup = Duration::from_secs(flags.number(&flag)?),
+            "--secs" => a.secs = secs(&flag, &mut flags, 1..=3600)?,
+            "--warmup" => a.warmup = secs(&flag, &mut flags, 0..=600)?,
             "--pace" => {
                 let ms: u64 = bounded(&flag, flags.number(&flag)?, 1..=3_600_000)?;
                 a.load = Load::Paced {

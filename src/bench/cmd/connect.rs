@@ -54,9 +54,9 @@ fn parse(args: Vec<String>) -> Result<Args, BenchError> {
             "--conns" => a.conns = bounded(&flag, flags.number(&flag)?, 1..=MAX_CONNS)?,
             "--parallel" => a.parallel = bounded(&flag, flags.number(&flag)?, 1..=65_536)?,
             "--rate" => a.rate = Some(bounded(&flag, flags.number(&flag)?, 0.1..=1e6)?),
-            "--settle" => a.settle = Duration::from_secs(flags.number(&flag)?),
-            "--hold" => a.hold = secs(&flag, &mut flags, 3600)?,
-            "--limit" => a.limit = secs(&flag, &mut flags, 3600)?,
+            "--settle" => a.settle = secs(&flag, &mut flags, 0..=600)?,
+            "--hold" => a.hold = secs(&flag, &mut flags, 0..=3600)?,
+            "--limit" => a.limit = secs(&flag, &mut flags, 1..=3600)?,
             other => return Err(unknown(other).into()),
         }
     }

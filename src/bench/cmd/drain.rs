@@ -68,7 +68,7 @@ fn parse(args: Vec<String>) -> Result<Args, BenchError> {
         }
         match flag.as_str() {
             "--sessions" => a.sessions = bounded(&flag, flags.number(&flag)?, 1..=MAX_SESSIONS)?,
-            "--warmup" => a.warmup = Duration::from_secs(flags.number(&flag)?),
+            "--warmup" => a.warmup = secs(&flag, &mut flags, 0..=600)?,
             "--pace" => {
                 let ms: u64 = bounded(&flag, flags.number(&flag)?, 1..=3_600_000)?;
                 a.load = Load::Paced {
@@ -76,7 +76,7 @@ fn parse(args: Vec<String>) -> Result<Args, BenchError> {
                 };
             }
             "--closed" => a.load = Load::Closed,
-            "--limit" => a.limit = secs(&flag, &mut flags, 3600)?,
+            "--limit" => a.limit = secs(&flag, &mut flags, 1..=3600)?,
             "--readyz" => a.readyz = Some(flags.text(&flag)?),
             "--drain-delay" => {
                 let text = flags.text(&flag)?;

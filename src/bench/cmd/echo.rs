@@ -54,8 +54,8 @@ fn parse(args: Vec<String>) -> Result<Args, BenchError> {
                 }
             }
             "--size" => a.size = bounded(&flag, flags.number(&flag)?, 1..=1 << 20)?,
-            "--secs" => a.secs = secs(&flag, &mut flags, 3600)?,
-            "--warmup" => a.warmup = Duration::from_secs(flags.number(&flag)?),
+            "--secs" => a.secs = secs(&flag, &mut flags, 1..=3600)?,
+            "--warmup" => a.warmup = secs(&flag, &mut flags, 0..=600)?,
             other => return Err(unknown(other).into()),
         }
     }

@@ -163,9 +163,14 @@ pub fn per_item_us(total_s: Option<f64>, count: u64) -> Option<f64> {
         .map(|s| s * 1e6 / count as f64)
 }
 
-pub fn secs(flag: &str, flags: &mut Flags, max: u64) -> Result<Duration, BenchError> {
+/// Whole seconds within `range`: every run is bounded.
+pub fn secs(
+    flag: &str,
+    flags: &mut Flags,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, BenchError> {
     let n: u64 = flags.number(flag)?;
-    Ok(Duration::from_secs(super::cli::bounded(flag, n, 1..=max)?))
+    Ok(Duration::from_secs(super::cli::bounded(flag, n, range)?))
 }
 
 pub fn opt_text(v: Option<f64>, precision: usize, unit: &str) -> String {
