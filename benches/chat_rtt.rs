@@ -9,7 +9,7 @@
 //! The bench starts the release binary (CHATBOX_BIN, else the one cargo just built) once per
 //! store, pinned to CPU 0 with `taskset -c 0` under `prlimit --nofile`, and re-executes
 //! itself pinned to CPU 1 (as `ws_echo` does; the client is the same one-thread mio loop with
-//! hand-built frames, `benches/support/`). The server runs with CHATBOX_ECHO=true,
+//! hand-built frames, `chatbox::bench`). The server runs with CHATBOX_ECHO=true,
 //! RATE_LIMIT=1000000 per 1s and MAX_MESSAGES_PER_SESSION=100000, so neither limit is
 //! reached, and the built-in `echo` model, which streams the user's text back word by word.
 //!
