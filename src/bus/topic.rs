@@ -1,0 +1,80 @@
+//! Channel names and the envelope of a frame on them (docs/SCALE-OUT.md, "Channels and
+//! the envelope").
+
+/// Who a frame on the bus is for: the bus's own words for the chat core's audiences, so
+/// that the bus knows nothing of the chat.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Session(String),
+    User(String),
+    Admins,
+}
+
+const SESSION: &str = "chatbox:s:";
+const USER: &str = "chatbox:u:";
+const ADMINS: &str = "chatbox:admins";
+
+impl Topic {
+    pub fn channel(&self) -> String {
+        match self {
+            Topic::Session(id) => format!("{SESSION}{id}"),
+            Topic::User(id) => format!("{USER}{id}"),
+            Topic::Admins => ADMINS.to_owned(),
+        }
+    }
+
+    pub fn from_channel(channel: &str) -> Option<Topic> {
+        if channel == ADMINS {
+            return Some(Topic::Admins);
+        }
+        if let Some(id) = channel.strip_prefix(SESSION) {
+            return Some(Topic::Session(id.to_owned()));
+        }
+        channel
+            .strip_prefix(USER)
+            .map(|id| Topic::User(id.to_owned()))
+    }
+}
+
+/// `{pod}\n{frame}`: the pod that published it (which has delivered it to its own
+/// sockets already and skips its echo) and the frame exactly as sockets get it.
+pub fn envelope(pod: &str, frame: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(pod.len() + 1 + frame.len());
+    payload.extend_from_slice(pod.as_bytes());
+    payload.push(b'\n');
+    payload.extend_from_slice(frame.as_bytes());
+    payload
+}
+
+/// The publishing pod and the frame; `None` for a payload that is not an envelope or
+/// not UTF-8 (nothing of ours publishes one: it is dropped).
+pub fn open_envelope(payload: &[u8]) -> Option<(&str, &str)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    text.split_once('\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_name_their_topic_and_back() {
+        for topic in [
+            Topic::Session("a1".into()),
+            Topic::User("u:with:colons".into()),
+            Topic::Admins,
+        ] {
+            assert_eq!(Topic::from_channel(&topic.channel()), Some(topic));
+        }
+        assert_eq!(Topic::from_channel("other:thing"), None);
+    }
+
+    #[test]
+    fn an_envelope_keeps_a_frame_with_newlines_whole() {
+        let frame = "{\"content\":\"two\\nlines\"}\nraw";
+        let payload = envelope("pod1", frame);
+        assert_eq!(open_envelope(&payload), Some(("pod1", frame)));
+        assert_eq!(open_envelope(b"no newline"), None);
+        assert_eq!(open_envelope(b"\xff\n{}"), None);
+    }
+}
