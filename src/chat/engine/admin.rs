@@ -38,9 +38,7 @@ impl Chat {
         match result {
             Ok(StoreReply::Found(Some(found))) if found.session.id == takeover.session_id => {
                 let context = self.settings.chat.context_messages;
-                self.sessions
-                    .entry(takeover.session_id.clone())
-                    .or_insert_with(|| Live::from_store(*found, context));
+                self.hold(&takeover.session_id, || Live::from_store(*found, context));
                 let session_id = takeover.session_id.clone();
                 self.assist(takeover, now);
                 self.evict_if_idle(&session_id);

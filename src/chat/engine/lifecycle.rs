@@ -70,7 +70,7 @@ impl Chat {
             }
         }
         for id in idle {
-            self.sessions.remove(&id);
+            self.release(&id);
         }
         self.retry_parked(now);
         self.escalate(now);

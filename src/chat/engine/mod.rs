@@ -197,6 +197,9 @@ pub struct Chat {
     help: HelpDesk,
     out: Vec<Effect>,
     tally: Tally,
+    /// Audiences this process started (`true`) or stopped (`false`) holding sockets or
+    /// sessions of, until [`Chat::take_listening`] collects them.
+    listening: Vec<(Audience, bool)>,
 }
 
 impl Chat {
@@ -213,6 +216,7 @@ impl Chat {
             next_job: 1,
             out: Vec::new(),
             tally: Tally::default(),
+            listening: Vec::new(),
         }
     }
 
@@ -258,6 +262,14 @@ impl Chat {
         }
     }
 
+    /// The audiences this process began or ceased to hold members of since the last
+    /// call, in order: a user's first socket and last, the first admin socket and the
+    /// last, a session entering memory and leaving it. Frames for them produced
+    /// elsewhere matter here exactly while they are held (`app/fanout.rs`).
+    pub fn take_listening(&mut self) -> Vec<(Audience, bool)> {
+        std::mem::take(&mut self.listening)
+    }
+
     /// What was counted since the last call.
     pub fn take_tally(&mut self) -> Tally {
         std::mem::take(&mut self.tally)
@@ -282,6 +294,23 @@ impl Chat {
             Event::Shutdown => self.shutdown(now),
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Puts a session in memory unless it is there already.
+    fn hold(&mut self, id: &str, live: impl FnOnce() -> Live) {
+        if !self.sessions.contains_key(id) {
+            self.sessions.insert(id.to_owned(), live());
+            self.listening
+                .push((Audience::Session(id.to_owned()), true));
+        }
+    }
+
+    /// Takes a session out of memory.
+    fn release(&mut self, id: &str) {
+        if self.sessions.remove(id).is_some() {
+            self.listening
+                .push((Audience::Session(id.to_owned()), false));
+        }
     }
 
     fn spawn(&mut self, work: Work, then: Continuation) -> JobId {
