@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::Poll;
 
-use crate::app::{self, App, Lanes};
+use crate::app::{self, App, Done, Lanes};
+use crate::bus::{Bus, BusError};
 use crate::config::Config;
 use crate::llm::Catalog;
 use crate::net::conn::Limits;
@@ -40,6 +41,7 @@ pub enum StartError {
     Bind(SocketAddr, io::Error),
     Store(StoreError),
     Notify(NotifyError),
+    Bus(BusError),
     Io(io::Error),
 }
 
@@ -49,6 +51,7 @@ impl fmt::Display for StartError {
             StartError::Bind(addr, error) => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Store(error) => write!(f, "cannot open the store: {error}"),
             StartError::Notify(error) => write!(f, "cannot set up help-request mail: {error}"),
+            StartError::Bus(error) => write!(f, "cannot set up cross-pod delivery: {error}"),
             StartError::Io(error) => write!(f, "start-up failed: {error}"),
         }
     }
@@ -105,6 +108,15 @@ impl Server {
         // Mail and SMS block on the network: they get the io lane; a log line does not.
         let io_workers = notifier.has_channels().then_some(config.io_workers);
         let lanes = Lanes::start(&config.store, &config.llm, io_workers, &completions)?;
+        let bus = match &config.redis_url {
+            Some(url) => {
+                let completions = completions.clone();
+                let deliver = move |inbound| completions.send(Done::Bus(inbound)).is_ok();
+                let bus = Bus::start(url, Arc::clone(&metrics), deliver);
+                Some(bus.map_err(StartError::Bus)?)
+            }
+            None => None,
+        };
         let app = App::new(
             config,
             lanes,
@@ -112,6 +124,7 @@ impl Server {
             catalog,
             notifier,
             Arc::clone(&metrics),
+            bus,
         );
         let settings = Settings {
             max_connections: server.max_connections,

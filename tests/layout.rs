@@ -11,7 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Imports that must never exist: the domain knows no sockets or application, the
-/// backends know no domain, metrics and config are leaves.
+/// backends know no domain, metrics and config are leaves, and the Redis bus carries
+/// frames without knowing the chat, the loop or the store (nor the chat the bus).
 const FORBIDDEN: &[(&str, &str)] = &[
     ("chat", "net"),
     ("chat", "app"),
@@ -20,6 +21,12 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("llm", "chat"),
     ("llm", "net"),
     ("config", "net"),
+    ("chat", "bus"),
+    ("bus", "chat"),
+    ("bus", "net"),
+    ("bus", "app"),
+    ("bus", "store"),
+    ("bus", "http"),
 ];
 
 /// Modules that import nothing of ours at all.

@@ -25,6 +25,7 @@ impl App {
         let effects = self.chat.handle(event, now);
         self.metrics
             .record_chat(measure::chat_counts(self.chat.take_tally()));
+        self.follow_audiences();
         self.apply(effects, ctx);
     }
 

@@ -121,6 +121,7 @@ impl Handler for App {
                 }
                 self.wake_at = Some(ctx.now);
             }
+            Done::Bus(inbound) => self.bus_brought(inbound, ctx),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::bus::Inbound;
 use crate::chat::jobs::{self, JobId};
 use crate::config::{LlmConfig, StoreConfig};
 use crate::http::sessions::Outcome;
@@ -42,6 +43,8 @@ pub enum Done {
     StoreHealth(Result<(), StoreError>),
     /// The active sessions in the store at start-up, where the gauge starts.
     ActiveSessions(store::Result<u64>),
+    /// What the Redis bus's subscriber received (`REDIS_URL` only).
+    Bus(Inbound),
 }
 
 /// Separate lanes so one kind of blocking work cannot starve another.

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::Verifier;
+use crate::bus::Bus;
 use crate::chat::engine::{Chat, Settings};
 use crate::chat::protocol::ModelInfo;
 use crate::chat::ratelimit::RateLimiter;
@@ -80,6 +81,8 @@ pub struct App {
     trusted_proxies: Vec<Cidr>,
     metrics: Arc<Metrics>,
     metrics_allowed: Vec<Cidr>,
+    /// `REDIS_URL`: frames for audiences also go to, and come from, the other pods.
+    bus: Option<Bus>,
     wake_at: Option<Instant>,
     shut_down: bool,
 }
@@ -92,6 +95,7 @@ impl App {
         catalog: Catalog,
         notifier: Notifier,
         metrics: Arc<Metrics>,
+        bus: Option<Bus>,
     ) -> App {
         let models: Vec<ModelInfo> = catalog
             .models()
@@ -106,6 +110,10 @@ impl App {
         readiness.set("llm", Check::ready().with("providers_count", models.len()));
         let store_probe =
             StoreProbe::new(config.store.mongo.is_some(), &mut readiness, Instant::now());
+        if bus.is_some() {
+            let waiting = Check::not_ready("no answer from Redis yet").advisory();
+            readiness.set("redis", waiting);
+        }
         if config.server.echo_endpoint {
             log::warn!(
                 "CHATBOX_ECHO=true: unauthenticated WebSocket echo at {}/echo (for conformance tests and benchmarks, never production)",
@@ -152,6 +160,7 @@ impl App {
             trusted_proxies: config.access.trusted_proxies.clone(),
             metrics,
             metrics_allowed: config.metrics.allowed_networks.clone(),
+            bus,
             // The first tick runs the idle sweep at once: sessions left idle while the
             // server was down end now. It waits for the count of active sessions, so
             // that the sessions it ends are counted out after they were counted in.

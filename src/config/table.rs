@@ -24,8 +24,8 @@ pub(super) const LEGACY: &str = "WS_READ_BUFFER_SIZE WS_WRITE_BUFFER_SIZE WS_HAN
     LOG_COMPRESS MONGO_VERBOSE GIN_MODE GOMAXPROCS GOGC GOMEMLIMIT";
 pub(super) const LEGACY_PREFIX: &str = "K8S_";
 
-/// Variables that are validated but that nothing in this version reads yet: uploads,
-/// the rest of the admin desk and Redis fan-out arrive with later issues. A set one is
+/// Variables that are validated but that nothing in this version reads yet: uploads
+/// arrive with a later issue. A set one is
 /// named in a warning at start-up, so nobody believes it takes effect.
 pub(super) const NOT_USED_YET: &[&str] = &[
     "S3_BUCKET",
@@ -36,7 +36,6 @@ pub(super) const NOT_USED_YET: &[&str] = &[
     "UPLOAD_MAX_SIZE",
     "UPLOAD_PREFIX",
     "UPLOAD_URL_TTL",
-    "REDIS_URL",
 ];
 
 /// How a variable's text becomes a value; also yields the "expected …" text.
@@ -305,7 +304,8 @@ pub(super) const VARS: &[Var] = &[
         Text("error, warn, info, debug, trace or off (Go's warning, fatal and panic are accepted)"),
         "logs go to stdout for the container runtime"),
     var("REDIS_URL", Unset("single pod"), Kind::Secret("a URL starting with redis:// or rediss://"),
-        "multi-pod fan-out (later); secret because it may hold a password"),
+        "several pods share sockets' frames through Redis (docs/SCALE-OUT.md); unset, one pod \
+         on its own; secret because it may hold a password"),
 ];
 
 /// The table row for `name`; `LLM_PROVIDER_3_ID` finds `LLM_PROVIDER_<n>_ID`.
