@@ -21,8 +21,9 @@ use std::thread;
 
 use crate::ids;
 use crate::metrics::Metrics;
-use publisher::Outgoing;
+use publisher::{Outgoing, Publisher};
 use subscriber::{Subscriber, Wanted};
+use topic::Carried;
 pub use topic::Topic;
 
 /// Frames waiting for the publisher. Past this the loop drops frames for other pods
@@ -34,9 +35,22 @@ const QUEUE: usize = 4096;
 pub enum Inbound {
     /// A frame another pod published for a topic this pod subscribes to.
     Frame { topic: Topic, frame: String },
-    /// The subscriber connected (`true`) or lost Redis (`false`).
-    Link(bool),
+    /// News another pod published about a topic this pod subscribes to.
+    News { topic: Topic, news: String },
+    /// One of the connections came up (`true`) or lost Redis (`false`); see
+    /// [`Bus::link`].
+    Link(Side, bool),
 }
+
+/// Which of the bus's two connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Publisher,
+    Subscriber,
+}
+
+/// How the bus threads reach the loop; false once the loop is gone.
+type Report = Arc<dyn Fn(Inbound) -> bool + Send + Sync>;
 
 #[derive(Debug)]
 pub enum BusError {
@@ -67,6 +81,8 @@ pub struct Bus {
     outgoing: SyncSender<Outgoing>,
     wanted: Arc<Wanted>,
     metrics: Arc<Metrics>,
+    /// Which connections are up, publisher then subscriber.
+    up: [bool; 2],
 }
 
 impl Bus {
@@ -75,7 +91,7 @@ impl Bus {
     pub fn start(
         url: &str,
         metrics: Arc<Metrics>,
-        deliver: impl Fn(Inbound) -> bool + Send + 'static,
+        deliver: impl Fn(Inbound) -> bool + Send + Sync + 'static,
     ) -> Result<Bus, BusError> {
         if url.starts_with("rediss://") {
             // One TLS provider for the process (ring, as for the other clients); an
@@ -86,18 +102,23 @@ impl Bus {
         let pod = ids::random_id().map_err(|_| BusError::Random)?[..16].to_owned();
         let (outgoing, queue) = sync_channel(QUEUE);
         let wanted = Arc::new(Wanted::default());
-        let publishing = client.clone();
-        let published = Arc::clone(&metrics);
+        let report: Report = Arc::new(deliver);
+        let publisher = Publisher {
+            client: client.clone(),
+            queue,
+            metrics: Arc::clone(&metrics),
+            report: Arc::clone(&report),
+        };
         thread::Builder::new()
             .name("redis-pub".into())
-            .spawn(move || publisher::run(&publishing, &queue, &published))
+            .spawn(move || publisher.run())
             .map_err(BusError::Thread)?;
         let subscriber = Subscriber {
             client,
             wanted: Arc::clone(&wanted),
             pod: pod.clone(),
             metrics: Arc::clone(&metrics),
-            deliver: Box::new(deliver),
+            deliver: report,
         };
         thread::Builder::new()
             .name("redis-sub".into())
@@ -109,15 +130,34 @@ impl Bus {
             outgoing,
             wanted,
             metrics,
+            up: [false; 2],
         })
+    }
+
+    /// Notes a connection's state; returns whether both are up, which is when frames
+    /// cross pods both ways (`chatbox_redis_up`).
+    pub fn link(&mut self, side: Side, up: bool) -> bool {
+        self.up[side as usize] = up;
+        let both = self.up.iter().all(|&up| up);
+        self.metrics.redis.set_up(both);
+        both
     }
 
     /// Hands a frame to the publisher for the other pods' sockets of `topic`; never
     /// waits. A full queue drops it (counted).
     pub fn publish(&self, topic: &Topic, frame: &str) {
+        self.send(topic, Carried::Frame, frame);
+    }
+
+    /// Hands news about `topic` to the publisher for the other pods, like a frame.
+    pub fn publish_news(&self, topic: &Topic, news: &str) {
+        self.send(topic, Carried::News, news);
+    }
+
+    fn send(&self, topic: &Topic, carried: Carried, text: &str) {
         let outgoing = Outgoing {
             channel: topic.channel(),
-            payload: topic::envelope(&self.pod, frame),
+            payload: topic::envelope(&self.pod, carried, text),
         };
         match self.outgoing.try_send(outgoing) {
             Ok(()) => {}

@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::link::{self, Backoff};
-use super::topic::{open_envelope, Topic};
-use super::Inbound;
+use super::topic::{open_envelope, Carried, Topic};
+use super::{Inbound, Side};
 use crate::metrics::Metrics;
 
 /// How long a read waits before the thread looks at the subscription changes: the
@@ -69,7 +69,7 @@ pub struct Subscriber {
     pub wanted: Arc<Wanted>,
     pub pod: String,
     pub metrics: Arc<Metrics>,
-    pub deliver: Box<dyn Fn(Inbound) -> bool + Send>,
+    pub deliver: super::Report,
 }
 
 impl Subscriber {
@@ -90,12 +90,11 @@ impl Subscriber {
                 log::warn!(
                     "redis: unreachable ({error}); serving this pod's sockets only, reconnecting"
                 );
-                self.metrics.redis.set_up(false);
                 if up.is_some() {
                     self.metrics.redis.reconnects.inc();
                 }
                 up = Some(false);
-                if !(self.deliver)(Inbound::Link(false)) {
+                if !(self.deliver)(Inbound::Link(Side::Subscriber, false)) {
                     return;
                 }
             }
@@ -126,8 +125,7 @@ impl Subscriber {
             log::info!("redis: connected again; cross-pod delivery resumes");
         }
         *up = Some(true);
-        self.metrics.redis.set_up(true);
-        if !(self.deliver)(Inbound::Link(true)) {
+        if !(self.deliver)(Inbound::Link(Side::Subscriber, true)) {
             return Ended::LoopGone;
         }
         loop {
@@ -167,15 +165,19 @@ impl Subscriber {
             let Some(topic) = Topic::from_channel(message.get_channel_name()) else {
                 continue;
             };
-            let Some((from, frame)) = open_envelope(message.get_payload_bytes()) else {
+            let Some((from, carried, text)) = open_envelope(message.get_payload_bytes()) else {
                 continue;
             };
             if from == self.pod {
                 continue;
             }
             self.metrics.redis.received.inc();
-            let frame = frame.to_owned();
-            if !(self.deliver)(Inbound::Frame { topic, frame }) {
+            let text = text.to_owned();
+            let inbound = match carried {
+                Carried::Frame => Inbound::Frame { topic, frame: text },
+                Carried::News => Inbound::News { topic, news: text },
+            };
+            if !(self.deliver)(inbound) {
                 return Ended::LoopGone;
             }
         }

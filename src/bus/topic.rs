@@ -36,21 +36,44 @@ impl Topic {
     }
 }
 
-/// `{pod}\n{frame}`: the pod that published it (which has delivered it to its own
-/// sockets already and skips its echo) and the frame exactly as sockets get it.
-pub fn envelope(pod: &str, frame: &str) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(pod.len() + 1 + frame.len());
+/// What a message on a channel carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carried {
+    /// A frame, exactly as the sockets of the topic get it.
+    Frame,
+    /// News for the other pods' copy of a session (the application's own format).
+    News,
+}
+
+impl Carried {
+    fn mark(self) -> u8 {
+        match self {
+            Carried::Frame => b'f',
+            Carried::News => b'n',
+        }
+    }
+}
+
+/// `{pod} {f|n}\n{text}`: the pod that published it (which has delivered a frame to its
+/// own sockets already and skips its echo), what it carries, and the text.
+pub fn envelope(pod: &str, carried: Carried, text: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(pod.len() + 3 + text.len());
     payload.extend_from_slice(pod.as_bytes());
-    payload.push(b'\n');
-    payload.extend_from_slice(frame.as_bytes());
+    payload.extend_from_slice(&[b' ', carried.mark(), b'\n']);
+    payload.extend_from_slice(text.as_bytes());
     payload
 }
 
-/// The publishing pod and the frame; `None` for a payload that is not an envelope or
-/// not UTF-8 (nothing of ours publishes one: it is dropped).
-pub fn open_envelope(payload: &[u8]) -> Option<(&str, &str)> {
+/// The publishing pod, what it carries and the text; `None` for a payload that is not
+/// an envelope or not UTF-8 (nothing of ours publishes one: it is dropped).
+pub fn open_envelope(payload: &[u8]) -> Option<(&str, Carried, &str)> {
     let text = std::str::from_utf8(payload).ok()?;
-    text.split_once('\n')
+    let (head, text) = text.split_once('\n')?;
+    let (pod, mark) = head.split_once(' ')?;
+    let carried = [Carried::Frame, Carried::News]
+        .into_iter()
+        .find(|c| mark.as_bytes() == [c.mark()])?;
+    Some((pod, carried, text))
 }
 
 #[cfg(test)]
@@ -70,11 +93,15 @@ mod tests {
     }
 
     #[test]
-    fn an_envelope_keeps_a_frame_with_newlines_whole() {
+    fn an_envelope_keeps_its_text_whole() {
         let frame = "{\"content\":\"two\\nlines\"}\nraw";
-        let payload = envelope("pod1", frame);
-        assert_eq!(open_envelope(&payload), Some(("pod1", frame)));
+        for carried in [Carried::Frame, Carried::News] {
+            let payload = envelope("pod1", carried, frame);
+            assert_eq!(open_envelope(&payload), Some(("pod1", carried, frame)));
+        }
         assert_eq!(open_envelope(b"no newline"), None);
-        assert_eq!(open_envelope(b"\xff\n{}"), None);
+        assert_eq!(open_envelope(b"pod1 x\n{}"), None);
+        assert_eq!(open_envelope(b"pod1\n{}"), None);
+        assert_eq!(open_envelope(b"\xff f\n{}"), None);
     }
 }
