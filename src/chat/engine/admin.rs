@@ -141,6 +141,13 @@ impl Chat {
             .with_meta("admin_id", &admin.id)
             .with_meta("admin_name", name)
             .to_json();
+        if self.shared {
+            self.news.push(News::Assist {
+                session_id: session_id.clone(),
+                admin_id: join.then(|| admin.id.clone()),
+                admin_name: join.then(|| admin.name.clone()),
+            });
+        }
         if !*join {
             // No longer part of the session's audience, the admin still hears it left.
             self.broadcast(Audience::User(admin.id.clone()), frame.clone(), None);

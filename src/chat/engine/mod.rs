@@ -8,11 +8,13 @@ mod admin;
 mod frames;
 mod help;
 mod lifecycle;
+mod news;
 mod replies;
 mod sockets;
 mod writes;
 
-use replies::{deliver, replay};
+pub use news::News;
+use replies::{deliver, final_frame, replay};
 use writes::describe;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,7 +34,7 @@ use super::stream::{Delivery, Reply};
 use crate::config::ChatConfig;
 use crate::ids;
 use crate::llm::{Finish, LlmError};
-use crate::store::{Message, Millis, Sender, StoreError, Transcript};
+use crate::store::{AssistingAdmin, Message, Millis, Sender, StoreError, Transcript};
 
 /// The close code and reason for sockets of a session that was ended.
 const SESSION_ENDED: (u16, &str) = (1000, "Session ended");
@@ -89,6 +91,8 @@ pub enum Event<'a> {
     /// The process is stopping: stop and store every reply in flight, and hand over
     /// every queued store write at once.
     Shutdown,
+    /// Another process changed a session this one may hold (see [`News`]).
+    News(News),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +204,10 @@ pub struct Chat {
     /// Audiences this process started (`true`) or stopped (`false`) holding sockets or
     /// sessions of, until [`Chat::take_listening`] collects them.
     listening: Vec<(Audience, bool)>,
+    /// Whether other processes may hold the same sessions ([`Chat::share_sessions`]).
+    shared: bool,
+    /// What changed in shared sessions, until [`Chat::take_news`] collects it.
+    news: Vec<News>,
 }
 
 impl Chat {
@@ -217,6 +225,8 @@ impl Chat {
             out: Vec::new(),
             tally: Tally::default(),
             listening: Vec::new(),
+            shared: false,
+            news: Vec::new(),
         }
     }
 
@@ -292,6 +302,7 @@ impl Chat {
             Event::Takeover(takeover) => self.takeover(takeover, now),
             Event::Tick => self.tick(now),
             Event::Shutdown => self.shutdown(now),
+            Event::News(news) => self.heard(news, now),
         }
         std::mem::take(&mut self.out)
     }
@@ -303,6 +314,17 @@ impl Chat {
             self.listening
                 .push((Audience::Session(id.to_owned()), true));
         }
+    }
+
+    /// Whether a session may leave memory: nothing of it is in flight, and no socket
+    /// here is its own or its assisting admin's (the admin's socket gets the session's
+    /// frames only while it is in memory).
+    fn evictable(&self, live: &Live) -> bool {
+        let assisted_here = live
+            .assisting
+            .as_ref()
+            .is_some_and(|admin| !self.hub.sockets_of(&admin.id).is_empty());
+        live.is_idle() && !assisted_here
     }
 
     /// Takes a session out of memory.

@@ -134,7 +134,11 @@ impl Chat {
     }
 
     pub(super) fn evict_if_idle(&mut self, session_id: &str) {
-        if self.sessions.get(session_id).is_some_and(Live::is_idle) {
+        if self
+            .sessions
+            .get(session_id)
+            .is_some_and(|l| self.evictable(l))
+        {
             self.release(session_id);
         }
     }

@@ -191,6 +191,13 @@ impl Chat {
             return;
         }
         live.remember(message.sender, message.content.clone(), context);
+        if self.shared {
+            self.news.push(News::Said {
+                session_id: session_id.to_owned(),
+                sender: message.sender.as_str().to_owned(),
+                content: message.content.clone(),
+            });
+        }
         let assisted = live.assisting.is_some();
         let message_id = message.id.as_deref().unwrap_or_default();
         let mut echo = Outbound::new(Kind::UserMessage, message.sender, message.at)
