@@ -13,7 +13,7 @@
 use super::socket::conn_of;
 use super::App;
 use crate::bus::{Inbound, Topic};
-use crate::chat::engine::Audience;
+use crate::chat::engine::{Audience, Event, News};
 use crate::chat::socket::SocketId;
 use crate::http::health::Check;
 use crate::net::handler::Ctx;
@@ -40,10 +40,21 @@ impl App {
     pub(super) fn bus_brought(&mut self, inbound: Inbound, ctx: &mut Ctx) {
         match inbound {
             Inbound::Frame { topic, frame } => self.deliver(&audience_of(topic), &frame, None, ctx),
-            Inbound::Link(true) => self.readiness.set("redis", Check::ready().advisory()),
-            Inbound::Link(false) => self
-                .readiness
-                .set("redis", Check::not_ready(UNREACHABLE).advisory()),
+            Inbound::News { news, .. } => {
+                if let Some(news) = News::from_json(&news) {
+                    self.chat_event(Event::News(news), ctx);
+                }
+            }
+            Inbound::Link(side, up) => {
+                let Some(bus) = &mut self.bus else {
+                    return;
+                };
+                let check = match bus.link(side, up) {
+                    true => Check::ready(),
+                    false => Check::not_ready(UNREACHABLE),
+                };
+                self.readiness.set("redis", check.advisory());
+            }
         }
     }
 
@@ -55,6 +66,17 @@ impl App {
             for (audience, on) in changes {
                 bus.listen(&topic_of(&audience), on);
             }
+        }
+    }
+
+    /// Publishes what changed in the sessions this pod shares.
+    pub(super) fn tell_other_pods(&mut self) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        for news in self.chat.take_news() {
+            let topic = Topic::Session(news.session_id().to_owned());
+            bus.publish_news(&topic, &news.to_json());
         }
     }
 

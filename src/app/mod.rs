@@ -129,6 +129,10 @@ impl App {
             chat: config.chat.clone(),
             help_escalation_after: config.notify.help_escalation_after,
         };
+        let mut chat = Chat::new(settings, now);
+        if bus.is_some() {
+            chat.share_sessions();
+        }
         App {
             prefix: config.server.path_prefix.clone(),
             echo_enabled: config.server.echo_endpoint,
@@ -139,7 +143,7 @@ impl App {
             readiness,
             store_probe,
             lanes,
-            chat: Chat::new(settings, now),
+            chat,
             executor: Executor::new(
                 Arc::clone(&store),
                 Arc::new(catalog),
