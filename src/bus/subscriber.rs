@@ -130,30 +130,8 @@ impl Subscriber {
         }
         loop {
             let changes = self.wanted.take_changes();
-            // A subscription's answer may take longer than a poll: it gets the full
-            // command timeout, and the poll's comes back after.
             if !changes.is_empty() {
-                if let Err(error) = pubsub.set_read_timeout(Some(link::IO_TIMEOUT)) {
-                    return Ended::Lost(error);
-                }
-            }
-            for (channel, on) in changes.iter().map(|(c, on)| (c.clone(), *on)) {
-                let done = match (on, subscribed.contains(&channel)) {
-                    (true, false) => pubsub.subscribe(&channel),
-                    (false, true) => pubsub.unsubscribe(&channel),
-                    _ => Ok(()),
-                };
-                if let Err(error) = done {
-                    return Ended::Lost(error);
-                }
-                if on {
-                    subscribed.insert(channel);
-                } else {
-                    subscribed.remove(&channel);
-                }
-            }
-            if !changes.is_empty() {
-                if let Err(error) = pubsub.set_read_timeout(Some(POLL)) {
+                if let Err(error) = apply(&mut pubsub, &mut subscribed, changes) {
                     return Ended::Lost(error);
                 }
             }
@@ -182,4 +160,28 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// Subscribes and unsubscribes as `changes` say. A subscription's answer may take longer
+/// than a poll: the changes get the full command timeout, and the poll's comes back after.
+fn apply(
+    pubsub: &mut redis::PubSub<'_>,
+    subscribed: &mut HashSet<String>,
+    changes: HashMap<String, bool>,
+) -> redis::RedisResult<()> {
+    pubsub.set_read_timeout(Some(link::IO_TIMEOUT))?;
+    for (channel, on) in changes {
+        match (on, subscribed.contains(&channel)) {
+            (true, false) => {
+                pubsub.subscribe(&channel)?;
+                subscribed.insert(channel);
+            }
+            (false, true) => {
+                pubsub.unsubscribe(&channel)?;
+                subscribed.remove(&channel);
+            }
+            _ => {}
+        }
+    }
+    pubsub.set_read_timeout(Some(POLL))
 }

@@ -11,6 +11,7 @@ mod lifecycle;
 mod messages;
 mod property;
 mod replies;
+mod shared;
 mod writes;
 
 use std::collections::{BTreeMap, HashMap};
