@@ -40,11 +40,13 @@ impl App {
     pub(super) fn bus_brought(&mut self, inbound: Inbound, ctx: &mut Ctx) {
         match inbound {
             Inbound::Frame { topic, frame } => self.deliver(&audience_of(topic), &frame, None, ctx),
-            Inbound::News { news, .. } => {
-                if let Some(news) = News::from_json(&news) {
+            Inbound::News { news, .. } => match News::from_json(&news) {
+                Some(news) => {
+                    log::debug!("redis: {} for session {}", news.kind(), news.session_id());
                     self.chat_event(Event::News(news), ctx);
                 }
-            }
+                None => log::warn!("redis: news this version cannot read; ignored"),
+            },
             Inbound::Link(side, up) => {
                 let Some(bus) = &mut self.bus else {
                     return;

@@ -63,6 +63,18 @@ impl News {
         }
     }
 
+    /// Its name, for logs (never its content).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            News::Assist { .. } => "assist",
+            News::Said { .. } => "said",
+            News::ReplyStarted { .. } => "reply_started",
+            News::ReplyChunk { .. } => "reply_chunk",
+            News::ReplyEnded { .. } => "reply_ended",
+            News::Stop { .. } => "stop",
+        }
+    }
+
     pub fn to_json(&self) -> String {
         // A derived enum of strings always serializes.
         serde_json::to_string(self).unwrap_or_default()
