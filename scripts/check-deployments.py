@@ -338,8 +338,16 @@ def check_rendered(where, objects):
         if not ok:
             problem(where, f"container security: {what} missing")
 
+    # Without Redis a user's sockets meet only on one pod: ClientIP affinity for a
+    # working day. With Redis (the deployments/redis overlay) any pod serves any socket,
+    # and affinity only gets in the way (docs/SCALE-OUT.md).
     service = find(objects, "Service")
-    if service is None or service["spec"].get("sessionAffinity") != "ClientIP" or \
+    with_redis = find(objects, "Deployment", "redis") is not None
+    affinity = (service or {}).get("spec", {}).get("sessionAffinity", "None")
+    if with_redis:
+        if affinity != "None":
+            problem(where, "Service chatbox must not keep ClientIP affinity with Redis")
+    elif service is None or affinity != "ClientIP" or \
             service["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] != 10800:
         problem(where, "Service chatbox must keep ClientIP affinity for 3 h (10800 s)")
 

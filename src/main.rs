@@ -145,9 +145,6 @@ fn serve(config: &Config, dev: Option<DevSecret>, started: Instant) -> ExitCode 
     for name in &config.ignored_legacy {
         log::info!("{name} is a setting of the previous service and has no effect here");
     }
-    for name in &config.not_used_yet {
-        log::warn!("{name} is set but not used yet by this version");
-    }
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(error) => {

@@ -12,7 +12,8 @@ use mio::net::TcpListener;
 use mio::Poll;
 use socket2::{Domain, Socket, Type};
 
-use crate::app::{self, App, Backends, Lanes};
+use crate::app::{self, App, Backends, Done, Lanes};
+use crate::bus::{Bus, BusError};
 use crate::config::Config;
 use crate::llm::Catalog;
 use crate::net::conn::Limits;
@@ -46,6 +47,7 @@ pub enum StartError {
     Store(StoreError),
     Notify(NotifyError),
     Uploads(BlobError),
+    Bus(BusError),
     Io(io::Error),
 }
 
@@ -56,6 +58,7 @@ impl fmt::Display for StartError {
             StartError::Store(error) => write!(f, "cannot open the store: {error}"),
             StartError::Notify(error) => write!(f, "cannot set up help-request mail: {error}"),
             StartError::Uploads(error) => write!(f, "cannot set up DATA_DIR/uploads: {error}"),
+            StartError::Bus(error) => write!(f, "cannot set up cross-pod delivery: {error}"),
             StartError::Io(error) => write!(f, "start-up failed: {error}"),
         }
     }
@@ -148,6 +151,15 @@ impl Server {
         let lanes = Lanes::start(&config.store, &config.llm, config.io_workers, &completions)?;
         let signer = Signer::new(config.auth.jwt_secret.expose());
         let blobs = open_blobs(config, &signer).map_err(StartError::Uploads)?;
+        let bus = match &config.redis_url {
+            Some(url) => {
+                let completions = completions.clone();
+                let deliver = move |inbound| completions.send(Done::Bus(inbound)).is_ok();
+                let bus = Bus::start(url, Arc::clone(&metrics), deliver);
+                Some(bus.map_err(StartError::Bus)?)
+            }
+            None => None,
+        };
         let app = App::new(
             config,
             Backends {
@@ -157,6 +169,7 @@ impl Server {
                 notifier,
                 blobs,
                 signer,
+                bus,
             },
             Arc::clone(&metrics),
         );

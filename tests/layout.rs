@@ -11,7 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Imports that must never exist: the domain knows no sockets or application, the
-/// backends know no domain, metrics and config are leaves.
+/// backends know no domain, metrics and config are leaves, and the Redis bus carries
+/// frames without knowing the chat, the loop or the store (nor the chat the bus).
 const FORBIDDEN: &[(&str, &str)] = &[
     ("chat", "net"),
     ("chat", "app"),
@@ -23,6 +24,12 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("upload", "net"),
     ("upload", "chat"),
     ("upload", "app"),
+    ("chat", "bus"),
+    ("bus", "chat"),
+    ("bus", "net"),
+    ("bus", "app"),
+    ("bus", "store"),
+    ("bus", "http"),
 ];
 
 /// Modules that import nothing of ours at all.

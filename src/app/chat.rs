@@ -25,6 +25,10 @@ impl App {
         let effects = self.chat.handle(event, now);
         self.metrics
             .record_chat(measure::chat_counts(self.chat.take_tally()));
+        self.follow_audiences();
+        // News before frames: a pod that delivers a frame of this event to its sockets
+        // already knows what the event changed (an admin joined: no more AI replies).
+        self.tell_other_pods();
         self.apply(effects, ctx);
     }
 

@@ -2,17 +2,24 @@
 //! of a session, of a user, or every admin socket — is delivered here, and only here.
 //!
 //! The core names the audience rather than listing sockets, and the sockets are looked
-//! up at delivery. Today that lookup is the local hub. For several pods, this is where
-//! a bus publishes the frame once per audience (one message "to session S", not one
-//! per socket) and each pod, this one included, delivers it to the sockets it holds:
-//! the domain does not change. (A reply's streamed chunks stay per socket: each
-//! socket's delivery is paced by its own flush, which only the pod holding it knows.)
+//! up at delivery, in the local hub. With `REDIS_URL` the frame is also published once
+//! per audience (one message "to session S", not one per socket) and every other pod
+//! that holds sockets of that audience delivers it to them (docs/SCALE-OUT.md); the
+//! domain does not change. Which audiences this pod holds the core reports as they
+//! change, and the bus subscribes to exactly those. (A reply's streamed chunks stay
+//! per socket: each socket's delivery is paced by its own flush, which only the pod
+//! holding it knows.)
 
 use super::socket::conn_of;
 use super::App;
-use crate::chat::engine::Audience;
+use crate::bus::{Inbound, Topic};
+use crate::chat::engine::{Audience, Event, News};
 use crate::chat::socket::SocketId;
+use crate::http::health::Check;
 use crate::net::handler::Ctx;
+
+/// The `/readyz` reason while Redis is away (the error itself goes to the log).
+const UNREACHABLE: &str = "redis unreachable; serving this pod's sockets only";
 
 impl App {
     pub(super) fn fan_out(
@@ -22,10 +29,80 @@ impl App {
         except: Option<SocketId>,
         ctx: &mut Ctx,
     ) {
-        for socket in self.chat.audience(to) {
-            if Some(socket) != except {
-                ctx.send_text(conn_of(socket), frame.clone());
+        if let Some(bus) = &self.bus {
+            bus.publish(&topic_of(to), &frame);
+        }
+        self.deliver(to, &frame, except, ctx);
+    }
+
+    /// What the bus brought: a frame from another pod for sockets here, or news of
+    /// the link, shown in `/readyz` without deciding it.
+    pub(super) fn bus_brought(&mut self, inbound: Inbound, ctx: &mut Ctx) {
+        match inbound {
+            Inbound::Frame { topic, frame } => self.deliver(&audience_of(topic), &frame, None, ctx),
+            Inbound::News { news, .. } => match News::from_json(&news) {
+                Some(news) => {
+                    log::debug!("redis: {} for session {}", news.kind(), news.session_id());
+                    self.chat_event(Event::News(news), ctx);
+                }
+                None => log::warn!("redis: news this version cannot read; ignored"),
+            },
+            Inbound::Link(side, up) => {
+                let Some(bus) = &mut self.bus else {
+                    return;
+                };
+                let check = match bus.link(side, up) {
+                    true => Check::ready(),
+                    false => Check::not_ready(UNREACHABLE),
+                };
+                self.readiness.set("redis", check.advisory());
             }
         }
+    }
+
+    /// Subscribes the bus to the audiences the chat core began to hold, and off those
+    /// it ceased to; without a bus there is nothing to follow.
+    pub(super) fn follow_audiences(&mut self) {
+        let changes = self.chat.take_listening();
+        if let Some(bus) = &self.bus {
+            for (audience, on) in changes {
+                bus.listen(&topic_of(&audience), on);
+            }
+        }
+    }
+
+    /// Publishes what changed in the sessions this pod shares.
+    pub(super) fn tell_other_pods(&mut self) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        for news in self.chat.take_news() {
+            let topic = Topic::Session(news.session_id().to_owned());
+            bus.publish_news(&topic, &news.to_json());
+        }
+    }
+
+    fn deliver(&self, to: &Audience, frame: &str, except: Option<SocketId>, ctx: &mut Ctx) {
+        for socket in self.chat.audience(to) {
+            if Some(socket) != except {
+                ctx.send_text(conn_of(socket), frame.to_owned());
+            }
+        }
+    }
+}
+
+fn topic_of(audience: &Audience) -> Topic {
+    match audience {
+        Audience::Session(id) => Topic::Session(id.clone()),
+        Audience::User(id) => Topic::User(id.clone()),
+        Audience::Admins => Topic::Admins,
+    }
+}
+
+fn audience_of(topic: Topic) -> Audience {
+    match topic {
+        Topic::Session(id) => Audience::Session(id),
+        Topic::User(id) => Audience::User(id),
+        Topic::Admins => Audience::Admins,
     }
 }

@@ -132,6 +132,7 @@ impl Handler for App {
                 }
                 self.wake_at = Some(ctx.now);
             }
+            Done::Bus(inbound) => self.bus_brought(inbound, ctx),
         }
     }
 
@@ -152,7 +153,10 @@ impl Handler for App {
                 at: Instant::now(),
                 ms: time::unix_millis_now(),
             };
-            for effect in self.chat.handle(Event::Shutdown, now) {
+            let effects = self.chat.handle(Event::Shutdown, now);
+            // The other pods' mirrors of the replies stopped here end with them.
+            self.tell_other_pods();
+            for effect in effects {
                 match effect {
                     Effect::Spawn(job) => self.executor.submit(&self.lanes, job),
                     Effect::Cancel(id) => self.executor.cancel(id),

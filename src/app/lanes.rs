@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::bus::Inbound;
 use crate::chat::jobs::{self, JobId};
 use crate::config::{LlmConfig, StoreConfig};
 use crate::http::sessions::Outcome;
@@ -47,6 +48,8 @@ pub enum Done {
     Upload(Waiting, Response),
     /// An upload's job drained its pipe: the loop may read that connection again.
     UploadResume(ConnId),
+    /// What the Redis bus's subscriber received (`REDIS_URL` only).
+    Bus(Inbound),
 }
 
 /// Separate lanes so one kind of blocking work cannot starve another.

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::Verifier;
+use crate::bus::Bus;
 use crate::chat::engine::{Chat, Settings};
 use crate::chat::protocol::ModelInfo;
 use crate::chat::ratelimit::RateLimiter;
@@ -87,6 +88,8 @@ pub struct App {
     metrics: Arc<Metrics>,
     metrics_allowed: Vec<Cidr>,
     uploads: Uploads,
+    /// `REDIS_URL`: frames for audiences also go to, and come from, the other pods.
+    bus: Option<Bus>,
     wake_at: Option<Instant>,
     shut_down: bool,
     web: Web,
@@ -102,6 +105,8 @@ pub struct Backends {
     pub blobs: Arc<dyn Blobs>,
     /// Signs and checks the links to them.
     pub signer: Signer,
+    /// `REDIS_URL`: the other pods.
+    pub bus: Option<Bus>,
 }
 
 impl App {
@@ -113,6 +118,7 @@ impl App {
             notifier,
             blobs,
             signer,
+            bus,
         } = backends;
         let models: Vec<ModelInfo> = catalog
             .models()
@@ -127,6 +133,10 @@ impl App {
         readiness.set("llm", Check::ready().with("providers_count", models.len()));
         let store_probe =
             StoreProbe::new(config.store.mongo.is_some(), &mut readiness, Instant::now());
+        if bus.is_some() {
+            let waiting = Check::not_ready("no answer from Redis yet").advisory();
+            readiness.set("redis", waiting);
+        }
         if config.server.echo_endpoint {
             log::warn!(
                 "CHATBOX_ECHO=true: unauthenticated WebSocket echo at {}/echo (for conformance tests and benchmarks, never production)",
@@ -143,6 +153,10 @@ impl App {
             help_escalation_after: config.notify.help_escalation_after,
             files_path: format!("{}/files/", config.server.path_prefix),
         };
+        let mut chat = Chat::new(settings, now);
+        if bus.is_some() {
+            chat.share_sessions();
+        }
         App {
             prefix: config.server.path_prefix.clone(),
             echo_enabled: config.server.echo_endpoint,
@@ -153,7 +167,7 @@ impl App {
             readiness,
             store_probe,
             lanes,
-            chat: Chat::new(settings, now),
+            chat,
             executor: Executor::new(
                 Arc::clone(&store),
                 Arc::new(catalog),
@@ -175,6 +189,7 @@ impl App {
             metrics,
             metrics_allowed: config.metrics.allowed_networks.clone(),
             uploads: Uploads::new(&config.uploads, blobs, signer),
+            bus,
             // The first tick runs the idle sweep at once: sessions left idle while the
             // server was down end now. It waits for the count of active sessions, so
             // that the sessions it ends are counted out after they were counted in.

@@ -26,6 +26,9 @@ pub struct Reply {
     /// Bytes of the conversation sent, for the usage estimate when the provider
     /// reports none.
     pub prompt_bytes: usize,
+    /// A reply streaming in another process, mirrored here: when it was last heard of.
+    /// Such a reply has no job here and is neither stopped nor stored by this process.
+    pub mirror: Option<Instant>,
 }
 
 impl Reply {
@@ -48,6 +51,7 @@ impl Reply {
             started_at,
             origin,
             prompt_bytes,
+            mirror: None,
         }
     }
 

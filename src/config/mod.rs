@@ -59,7 +59,7 @@ pub use uploads::{S3Config, UploadsConfig};
 use error::bad;
 use parse::{fmt_dur, p_int, p_log_level, scheme_in};
 use read::Reader;
-use table::{spec, LEGACY, LEGACY_PREFIX, NOT_USED_YET};
+use table::{spec, LEGACY, LEGACY_PREFIX};
 
 /// Every setting, typed, one section per consumer. Defaults and the reasons for them are
 /// in `VARS` (see `--help`). Not `Debug`, because `store` is not (it holds key material).
@@ -84,9 +84,6 @@ pub struct Config {
     /// Names of the old service's settings that were set and are ignored, sorted, for one
     /// info line; also `LLM_PROVIDER_<n>_*` beyond the first gap in the numbering.
     pub ignored_legacy: Vec<String>,
-    /// Names of set variables that this version validates but does not use yet, in table
-    /// order, for one warning each.
-    pub not_used_yet: Vec<String>,
 }
 
 impl Config {
@@ -109,12 +106,6 @@ impl Config {
             .cloned()
             .collect();
         config.ignored_legacy.sort();
-        // Set means what it means everywhere here: present and not empty.
-        config.not_used_yet = NOT_USED_YET
-            .iter()
-            .filter(|name| vars.get(**name).is_some_and(|v| !v.trim().is_empty()))
-            .map(|name| (*name).to_owned())
-            .collect();
         Ok(config)
     }
 
@@ -165,7 +156,6 @@ impl Config {
                 scheme_in(s, &["redis://", "rediss://"]).map(|()| s.to_owned())
             })?,
             ignored_legacy: Vec::new(),
-            not_used_yet: Vec::new(),
         };
 
         // Settings valid only relative to another: (holds, variable, value, problem, expected).
@@ -465,20 +455,5 @@ mod tests {
         let c = ok(&[("DATA_DIR", file.join("sub").to_str().unwrap())]);
         assert_eq!(c.check_data_dir().unwrap_err().variable, "DATA_DIR");
         std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn unused_settings_are_named_when_set() {
-        for name in NOT_USED_YET {
-            assert!(spec(name).is_some(), "{name} is not in VARS");
-        }
-        let c = ok(&[
-            ("REDIS_URL", "redis://redis:6379"),
-            ("SMTP_PORT", " "),
-            ("IO_WORKERS", "4"),
-            ("S3_REGION", "eu-west-1"),
-        ]);
-        assert_eq!(c.not_used_yet, ["REDIS_URL"]);
-        assert!(ok(&[]).not_used_yet.is_empty());
     }
 }

@@ -24,11 +24,6 @@ pub(super) const LEGACY: &str = "WS_READ_BUFFER_SIZE WS_WRITE_BUFFER_SIZE WS_HAN
     LOG_COMPRESS MONGO_VERBOSE GIN_MODE GOMAXPROCS GOGC GOMEMLIMIT";
 pub(super) const LEGACY_PREFIX: &str = "K8S_";
 
-/// Variables that are validated but that nothing in this version reads yet: Redis
-/// fan-out arrives with a later issue. A set one is named in a warning at start-up, so
-/// nobody believes it takes effect.
-pub(super) const NOT_USED_YET: &[&str] = &["REDIS_URL"];
-
 /// How a variable's text becomes a value; also yields the "expected …" text.
 #[derive(Clone, Copy)]
 pub(super) enum Kind {
@@ -299,7 +294,8 @@ pub(super) const VARS: &[Var] = &[
         Text("error, warn, info, debug, trace or off (Go's warning, fatal and panic are accepted)"),
         "logs go to stdout for the container runtime"),
     var("REDIS_URL", Unset("single pod"), Kind::Secret("a URL starting with redis:// or rediss://"),
-        "multi-pod fan-out (later); secret because it may hold a password"),
+        "several pods share sockets' frames through Redis (docs/SCALE-OUT.md); unset, one pod \
+         on its own; secret because it may hold a password"),
 ];
 
 /// The table row for `name`; `LLM_PROVIDER_3_ID` finds `LLM_PROVIDER_<n>_ID`.

@@ -16,6 +16,9 @@ pub struct Check {
     pub ready: bool,
     /// Extra fields shown next to `status` (`reason`, `providers_count`, …).
     pub detail: Map<String, Value>,
+    /// Shown, but not part of the verdict: a dependency the pod works without (Redis:
+    /// an outage must not take every pod out of the Service at once).
+    pub advisory: bool,
 }
 
 impl Check {
@@ -23,6 +26,7 @@ impl Check {
         Check {
             ready: true,
             detail: Map::new(),
+            advisory: false,
         }
     }
 
@@ -32,7 +36,14 @@ impl Check {
         Check {
             ready: false,
             detail,
+            advisory: false,
         }
+    }
+
+    /// This check is reported but never makes the pod unready.
+    pub fn advisory(mut self) -> Check {
+        self.advisory = true;
+        self
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Check {
@@ -64,7 +75,11 @@ impl Readiness {
     }
 
     pub fn is_ready(&self, draining: bool) -> bool {
-        !draining && self.checks.iter().all(|(_, check)| check.ready)
+        !draining
+            && self
+                .checks
+                .iter()
+                .all(|(_, check)| check.ready || check.advisory)
     }
 
     pub fn respond(&self, draining: bool, unix: u64) -> Response {
@@ -125,5 +140,17 @@ mod tests {
             body(&down)["checks"]["store"]["reason"],
             "connection refused"
         );
+    }
+
+    #[test]
+    fn an_advisory_check_is_shown_but_never_decides() {
+        let mut readiness = Readiness::default();
+        readiness.set("store", Check::ready());
+        readiness.set("redis", Check::not_ready("unreachable").advisory());
+        let response = readiness.respond(false, 0);
+        assert_eq!(response.status, 200);
+        assert_eq!(body(&response)["checks"]["redis"]["status"], "not ready");
+        readiness.set("store", Check::not_ready("down"));
+        assert_eq!(readiness.respond(false, 0).status, 503);
     }
 }

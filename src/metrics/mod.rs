@@ -19,6 +19,7 @@
 pub mod instruments;
 mod notifications;
 pub mod process;
+mod redis;
 mod requests;
 mod store_timings;
 pub mod text;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use instruments::{Counter, Gauge, Histogram};
 pub use notifications::{NotifyChannel, NotifyFailures};
 use process::Process;
+pub use redis::RedisMetrics;
 pub use requests::RequestTimer;
 use requests::RequestTimings;
 pub use store_timings::StoreTimings;
@@ -125,6 +127,8 @@ pub struct Metrics {
     /// The work of one loop turn, from the poll's return to the next poll.
     pub loop_iteration: Histogram,
     pub notify_failures: NotifyFailures,
+    /// The Redis bus; zeros without `REDIS_URL`.
+    pub redis: RedisMetrics,
     message_errors: Counter,
     sessions_created: Counter,
     sessions_ended: Counter,
@@ -163,6 +167,7 @@ impl Metrics {
             handler_panics: Counter::default(),
             loop_iteration: Histogram::new(&LOOP_BUCKETS),
             notify_failures: NotifyFailures::default(),
+            redis: RedisMetrics::default(),
             message_errors: Counter::default(),
             sessions_created: Counter::default(),
             sessions_ended: Counter::default(),
@@ -246,6 +251,7 @@ impl Metrics {
         self.render_llm(&mut out);
         self.store.render(&mut out);
         self.notify_failures.render(&mut out);
+        self.redis.render(&mut out);
         self.requests.render(&mut out);
         render_state(&mut out, state);
         histogram(

@@ -5,6 +5,8 @@
 pub mod chat;
 pub mod llm_mock;
 pub mod mongo;
+pub mod pods;
+pub mod redis_server;
 pub mod s3;
 pub mod smtp;
 pub mod twilio;

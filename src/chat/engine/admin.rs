@@ -38,9 +38,7 @@ impl Chat {
         match result {
             Ok(StoreReply::Found(Some(found))) if found.session.id == takeover.session_id => {
                 let context = self.settings.chat.context_messages;
-                self.sessions
-                    .entry(takeover.session_id.clone())
-                    .or_insert_with(|| Live::from_store(*found, context));
+                self.hold(&takeover.session_id, || Live::from_store(*found, context));
                 let session_id = takeover.session_id.clone();
                 self.assist(takeover, now);
                 self.evict_if_idle(&session_id);
@@ -143,6 +141,13 @@ impl Chat {
             .with_meta("admin_id", &admin.id)
             .with_meta("admin_name", name)
             .to_json();
+        if self.shared {
+            self.news.push(News::Assist {
+                session_id: session_id.clone(),
+                admin_id: join.then(|| admin.id.clone()),
+                admin_name: join.then(|| admin.name.clone()),
+            });
+        }
         if !*join {
             // No longer part of the session's audience, the admin still hears it left.
             self.broadcast(Audience::User(admin.id.clone()), frame.clone(), None);

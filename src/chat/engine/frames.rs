@@ -380,15 +380,23 @@ impl Chat {
     }
 
     /// Stops the reply in progress, if any: the upstream request is cancelled and what
-    /// arrived so far is stored as a stopped reply.
+    /// arrived so far is stored as a stopped reply. A reply streaming in another process
+    /// is asked to stop there; its end comes back as news.
     pub(super) fn stop(&mut self, session_id: &str, now: Now) {
-        let Some(reply) = self
-            .sessions
-            .get_mut(session_id)
-            .and_then(|live| live.reply.take())
-        else {
+        let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
+        if let Some(mirror) = live.reply.as_ref().filter(|r| r.mirror.is_some()) {
+            self.news.push(News::Stop {
+                session_id: session_id.to_owned(),
+                message_id: mirror.message_id.clone(),
+            });
+            return;
+        }
+        let Some(reply) = live.reply.take() else {
+            return;
+        };
+        self.tell_ended(session_id, &reply, Some("stopped"));
         self.out.push(Effect::Cancel(reply.job));
         self.conclude(session_id, reply, Some("stopped"), None, now);
     }

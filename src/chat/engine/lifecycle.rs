@@ -53,27 +53,34 @@ impl Chat {
         let orphans: Vec<String> = self
             .sessions
             .values()
-            .filter(|live| live.reply.is_some() && expired(live.orphaned_since))
+            .filter(|live| {
+                let here = live.reply.as_ref().is_some_and(|r| r.mirror.is_none());
+                here && expired(live.orphaned_since)
+            })
             .map(|live| live.id.clone())
             .collect();
         for id in orphans {
             log::info!("session {id}: nobody connected for {keep:?}; stopping its reply");
             self.stop(&id, now);
         }
-        let mut idle = Vec::new();
         for live in self.sessions.values_mut() {
             if expired(live.finished.as_ref().map(|f| f.at)) {
                 live.finished = None;
             }
-            if live.is_idle() {
-                idle.push(live.id.clone());
-            }
         }
+        let idle: Vec<String> = self
+            .sessions
+            .values()
+            .filter(|live| self.evictable(live))
+            .map(|live| live.id.clone())
+            .collect();
         for id in idle {
-            self.sessions.remove(&id);
+            self.release(&id);
         }
+        self.drop_silent_mirrors(now);
         self.retry_parked(now);
         self.escalate(now);
+        let stream_timeout = self.settings.stream_timeout;
         let next = self
             .sessions
             .values()
@@ -81,6 +88,8 @@ impl Chat {
                 let orphan = live.reply.as_ref().and(live.orphaned_since);
                 let finished = live.finished.as_ref().map(|f| f.at);
                 let expiries = [orphan, finished].into_iter().flatten().map(|t| t + keep);
+                let silent = live.reply.as_ref().and_then(|r| r.mirror);
+                let expiries = expiries.chain(silent.map(|heard| heard + stream_timeout));
                 // A parked reply being tried has no time of its own until it fails.
                 let retry = live.parked.as_ref().filter(|_| live.writing.is_none());
                 expiries.chain(retry.map(|parked| parked.retry_at))
@@ -96,7 +105,7 @@ impl Chat {
         let streaming: Vec<String> = self
             .sessions
             .values()
-            .filter(|live| live.reply.is_some())
+            .filter(|live| live.reply.as_ref().is_some_and(|r| r.mirror.is_none()))
             .map(|live| live.id.clone())
             .collect();
         for id in &streaming {

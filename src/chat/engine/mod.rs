@@ -9,11 +9,13 @@ mod files;
 mod frames;
 mod help;
 mod lifecycle;
+mod news;
 mod replies;
 mod sockets;
 mod writes;
 
-use replies::{deliver, replay};
+pub use news::News;
+use replies::{deliver, final_frame, replay};
 use writes::describe;
 
 use std::collections::{HashMap, VecDeque};
@@ -33,7 +35,7 @@ use super::stream::{Delivery, Reply};
 use crate::config::ChatConfig;
 use crate::ids;
 use crate::llm::{Finish, LlmError};
-use crate::store::{Message, Millis, Sender, StoreError, Transcript};
+use crate::store::{AssistingAdmin, Message, Millis, Sender, StoreError, Transcript};
 
 /// The close code and reason for sockets of a session that was ended.
 const SESSION_ENDED: (u16, &str) = (1000, "Session ended");
@@ -93,6 +95,8 @@ pub enum Event<'a> {
     /// The process is stopping: stop and store every reply in flight, and hand over
     /// every queued store write at once.
     Shutdown,
+    /// Another process changed a session this one may hold (see [`News`]).
+    News(News),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,6 +205,13 @@ pub struct Chat {
     help: HelpDesk,
     out: Vec<Effect>,
     tally: Tally,
+    /// Audiences this process started (`true`) or stopped (`false`) holding sockets or
+    /// sessions of, until [`Chat::take_listening`] collects them.
+    listening: Vec<(Audience, bool)>,
+    /// Whether other processes may hold the same sessions ([`Chat::share_sessions`]).
+    shared: bool,
+    /// What changed in shared sessions, until [`Chat::take_news`] collects it.
+    news: Vec<News>,
 }
 
 impl Chat {
@@ -217,6 +228,9 @@ impl Chat {
             next_job: 1,
             out: Vec::new(),
             tally: Tally::default(),
+            listening: Vec::new(),
+            shared: false,
+            news: Vec::new(),
         }
     }
 
@@ -262,6 +276,14 @@ impl Chat {
         }
     }
 
+    /// The audiences this process began or ceased to hold members of since the last
+    /// call, in order: a user's first socket and last, the first admin socket and the
+    /// last, a session entering memory and leaving it. Frames for them produced
+    /// elsewhere matter here exactly while they are held (`app/fanout.rs`).
+    pub fn take_listening(&mut self) -> Vec<(Audience, bool)> {
+        std::mem::take(&mut self.listening)
+    }
+
     /// What was counted since the last call.
     pub fn take_tally(&mut self) -> Tally {
         std::mem::take(&mut self.tally)
@@ -284,8 +306,37 @@ impl Chat {
             Event::Takeover(takeover) => self.takeover(takeover, now),
             Event::Tick => self.tick(now),
             Event::Shutdown => self.shutdown(now),
+            Event::News(news) => self.heard(news, now),
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Puts a session in memory unless it is there already.
+    fn hold(&mut self, id: &str, live: impl FnOnce() -> Live) {
+        if !self.sessions.contains_key(id) {
+            self.sessions.insert(id.to_owned(), live());
+            self.listening
+                .push((Audience::Session(id.to_owned()), true));
+        }
+    }
+
+    /// Whether a session may leave memory: nothing of it is in flight, and no socket
+    /// here is its own or its assisting admin's (the admin's socket gets the session's
+    /// frames only while it is in memory).
+    fn evictable(&self, live: &Live) -> bool {
+        let assisted_here = live
+            .assisting
+            .as_ref()
+            .is_some_and(|admin| !self.hub.sockets_of(&admin.id).is_empty());
+        live.is_idle() && !assisted_here
+    }
+
+    /// Takes a session out of memory.
+    fn release(&mut self, id: &str) {
+        if self.sessions.remove(id).is_some() {
+            self.listening
+                .push((Audience::Session(id.to_owned()), false));
+        }
     }
 
     fn spawn(&mut self, work: Work, then: Continuation) -> JobId {

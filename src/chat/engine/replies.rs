@@ -41,6 +41,7 @@ impl Chat {
                 session_id: session_id.to_owned(),
             },
         }));
+        self.tell_started(session_id);
     }
 
     pub(super) fn chunk(&mut self, session_id: &str, job: JobId, text: &str, now: Now) {
@@ -60,6 +61,13 @@ impl Chat {
         let fits = &text[..floor_char_boundary(text, room)];
         if !fits.is_empty() {
             reply.push(fits);
+            if self.shared {
+                self.news.push(News::ReplyChunk {
+                    session_id: session_id.to_owned(),
+                    message_id: reply.message_id.clone(),
+                    text: fits.to_owned(),
+                });
+            }
             for &socket in &live.sockets {
                 deliver(&mut self.hub, &mut self.out, socket, &live.id, reply, now);
             }
@@ -114,6 +122,10 @@ impl Chat {
             }
         };
         let origin = reply.origin;
+        self.tell_ended(session_id, &reply, outcome);
+        let Some(live) = self.sessions.get_mut(session_id) else {
+            return;
+        };
         if reply.seq() > 0 || outcome != Some("error") {
             self.conclude(session_id, reply, outcome, tokens, now);
         } else {
@@ -141,6 +153,7 @@ impl Chat {
             return;
         };
         let origin = reply.origin;
+        self.tell_ended(session_id, &reply, Some("error"));
         if reply.seq() > 0 {
             self.conclude(session_id, reply, Some("error"), None, now);
         }
@@ -351,7 +364,7 @@ fn chunk_frame(
     reply_frame(session_id, reply, sent, false, extra, now)
 }
 
-fn final_frame(
+pub(super) fn final_frame(
     session_id: &str,
     reply: &Reply,
     sent: u64,

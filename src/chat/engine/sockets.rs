@@ -13,6 +13,12 @@ impl Chat {
         now: Now,
     ) {
         let user_id = user.id.clone();
+        if self.hub.sockets_of(&user_id).is_empty() {
+            self.listening.push((Audience::User(user_id.clone()), true));
+        }
+        if user.admin && self.hub.admins().is_empty() {
+            self.listening.push((Audience::Admins, true));
+        }
         self.hub.connect(socket, user, resume);
         if let Some(id) = &requested {
             match self.sessions.get(id) {
@@ -42,6 +48,13 @@ impl Chat {
 
     pub(super) fn closed(&mut self, socket: SocketId, now: Now) {
         if let Some(state) = self.hub.disconnect(socket) {
+            if self.hub.sockets_of(&state.user.id).is_empty() {
+                self.listening
+                    .push((Audience::User(state.user.id.clone()), false));
+            }
+            if state.user.admin && self.hub.admins().is_empty() {
+                self.listening.push((Audience::Admins, false));
+            }
             if let Some(session_id) = state.session {
                 self.unbind(socket, &session_id, now);
             }
@@ -105,8 +118,7 @@ impl Chat {
             self.out.push(Effect::Close(socket, 1011, "Internal error"));
             return None;
         };
-        self.sessions
-            .insert(id.clone(), Live::fresh(id.clone(), owner));
+        self.hold(&id, || Live::fresh(id.clone(), owner));
         self.bind(socket, &id, now);
         Some(id)
     }
@@ -122,8 +134,12 @@ impl Chat {
     }
 
     pub(super) fn evict_if_idle(&mut self, session_id: &str) {
-        if self.sessions.get(session_id).is_some_and(Live::is_idle) {
-            self.sessions.remove(session_id);
+        if self
+            .sessions
+            .get(session_id)
+            .is_some_and(|l| self.evictable(l))
+        {
+            self.release(session_id);
         }
     }
 
@@ -174,9 +190,7 @@ impl Chat {
             Some(transcript) => {
                 let id = transcript.session.id.clone();
                 let context = self.settings.chat.context_messages;
-                self.sessions
-                    .entry(id.clone())
-                    .or_insert_with(|| Live::from_store(*transcript, context));
+                self.hold(&id, || Live::from_store(*transcript, context));
                 self.bind(socket, &id, now);
             }
             None => {
@@ -219,9 +233,7 @@ impl Chat {
             // back to `admin_frame`; the socket stays where it is.
             Ok(Some(t)) if t.session.user_id != user_id && assists(&t) && t.session.is_active() => {
                 let context = self.settings.chat.context_messages;
-                self.sessions
-                    .entry(session_id)
-                    .or_insert_with(|| Live::from_store(*t, context));
+                self.hold(&session_id, || Live::from_store(*t, context));
                 self.requeue(socket, held, 0, now);
             }
             Ok(Some(t)) if t.session.user_id != user_id => {
@@ -230,9 +242,7 @@ impl Chat {
             }
             Ok(Some(t)) if t.session.is_active() => {
                 let context = self.settings.chat.context_messages;
-                self.sessions
-                    .entry(session_id)
-                    .or_insert_with(|| Live::from_store(*t, context));
+                self.hold(&session_id, || Live::from_store(*t, context));
                 self.requeue(socket, held, 0, now);
             }
             // Unknown or ended: a fresh session under a new id; the frames that named

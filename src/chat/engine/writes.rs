@@ -195,12 +195,22 @@ impl Chat {
             self.write_failed(socket, session_id, &error, now);
             return;
         }
-        match (kind, message.file_url.as_deref()) {
-            (Kind::FileUpload, _) => {}
-            (Kind::VoiceMessage, Some(url)) => {
-                live.remember(message.sender, files::voice_prompt(url), context)
+        // What the assistant is sent later: a file alone says nothing to it, a voice
+        // note is its link; other pods keep the same conversation.
+        let remembered = match (kind, message.file_url.as_deref()) {
+            (Kind::FileUpload, _) => None,
+            (Kind::VoiceMessage, Some(url)) => Some(files::voice_prompt(url)),
+            _ => Some(message.content.clone()),
+        };
+        if let Some(content) = remembered {
+            if self.shared {
+                self.news.push(News::Said {
+                    session_id: session_id.to_owned(),
+                    sender: message.sender.as_str().to_owned(),
+                    content: content.clone(),
+                });
             }
-            _ => live.remember(message.sender, message.content.clone(), context),
+            live.remember(message.sender, content, context);
         }
         let assisted = live.assisting.is_some();
         let message_id = message.id.as_deref().unwrap_or_default();

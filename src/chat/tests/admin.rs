@@ -233,6 +233,14 @@ fn a_restart_keeps_the_assisted_state() {
         matches!(&append.work, Work::Store(StoreOp::Append(op)) if op.message.sender == Sender::Admin)
     );
     h.store(append.id, Ok(StoreReply::Appended(2)));
+    // In memory while the assisting admin is connected (its frames reach the admin
+    // only so); the admin leaves, and the next tick lets it go.
+    h.event(Event::Tick);
+    assert_eq!(h.chat.footprint().sessions, 2, "the admin's own and s1");
+    h.event(Event::Closed { socket: ada });
+    h.event(Event::Tick);
+    assert_eq!(h.chat.footprint().sessions, 0);
+    let ada = h.admin("ada");
 
     // The user comes back (the session left memory with nobody on it): still
     // assisted, so the assistant stays quiet.

@@ -12,6 +12,7 @@ mod lifecycle;
 mod messages;
 mod property;
 mod replies;
+mod shared;
 mod writes;
 
 use std::collections::{BTreeMap, HashMap};

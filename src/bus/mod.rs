@@ -1,0 +1,175 @@
+//! The bus between pods (`REDIS_URL`; the design is docs/SCALE-OUT.md): frames for an
+//! audience published on Redis so that every pod holding sockets of that audience
+//! delivers them. Two threads of its own, started only when `REDIS_URL` is set, each
+//! with one connection through the `redis` crate's sync API: the publisher
+//! (`publisher.rs`), fed through a bounded queue the loop never waits on, and the
+//! subscriber (`subscriber.rs`), which hands what other pods published to the loop
+//! through the callback given at start (the completion channel and its waker).
+//! Connecting and the back-off are in `link.rs`, channel names and the envelope in
+//! `topic.rs`. The bus knows nothing of the chat: the application maps its audiences
+//! to [`Topic`]s.
+
+mod link;
+mod publisher;
+mod subscriber;
+mod topic;
+
+use std::fmt;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread;
+
+use crate::ids;
+use crate::metrics::Metrics;
+use publisher::{Outgoing, Publisher};
+use subscriber::{Subscriber, Wanted};
+use topic::Carried;
+pub use topic::Topic;
+
+/// Frames waiting for the publisher. Past this the loop drops frames for other pods
+/// (counted) rather than wait: Redis is slow or gone.
+const QUEUE: usize = 4096;
+
+/// What the subscriber hands to the loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// A frame another pod published for a topic this pod subscribes to.
+    Frame { topic: Topic, frame: String },
+    /// News another pod published about a topic this pod subscribes to.
+    News { topic: Topic, news: String },
+    /// One of the connections came up (`true`) or lost Redis (`false`); see
+    /// [`Bus::link`].
+    Link(Side, bool),
+}
+
+/// Which of the bus's two connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Publisher,
+    Subscriber,
+}
+
+/// How the bus threads reach the loop; false once the loop is gone.
+type Report = Arc<dyn Fn(Inbound) -> bool + Send + Sync>;
+
+#[derive(Debug)]
+pub enum BusError {
+    /// `REDIS_URL` is not a Redis URL the client accepts. The text names the problem,
+    /// never the URL (it may hold a password).
+    Url(String),
+    /// A bus thread could not be started.
+    Thread(std::io::Error),
+    /// The OS random source failed: no pod id.
+    Random,
+}
+
+impl fmt::Display for BusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusError::Url(problem) => write!(f, "REDIS_URL is not usable: {problem}"),
+            BusError::Thread(error) => write!(f, "cannot start a Redis thread: {error}"),
+            BusError::Random => f.write_str("the OS random source failed"),
+        }
+    }
+}
+
+impl std::error::Error for BusError {}
+
+/// The loop's handle on the bus.
+pub struct Bus {
+    pod: String,
+    outgoing: SyncSender<Outgoing>,
+    wanted: Arc<Wanted>,
+    metrics: Arc<Metrics>,
+    /// Which connections are up, publisher then subscriber.
+    up: [bool; 2],
+}
+
+impl Bus {
+    /// Starts both threads; Redis need not be reachable yet (they keep trying).
+    /// `deliver` runs on the subscriber thread and returns false once the loop is gone.
+    pub fn start(
+        url: &str,
+        metrics: Arc<Metrics>,
+        deliver: impl Fn(Inbound) -> bool + Send + Sync + 'static,
+    ) -> Result<Bus, BusError> {
+        if url.starts_with("rediss://") {
+            // One TLS provider for the process (ring, as for the other clients); an
+            // earlier install by another client is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = redis::Client::open(url).map_err(|error| BusError::Url(error.to_string()))?;
+        let pod = ids::random_id().map_err(|_| BusError::Random)?[..16].to_owned();
+        let (outgoing, queue) = sync_channel(QUEUE);
+        let wanted = Arc::new(Wanted::default());
+        let report: Report = Arc::new(deliver);
+        let publisher = Publisher {
+            client: client.clone(),
+            queue,
+            metrics: Arc::clone(&metrics),
+            report: Arc::clone(&report),
+        };
+        thread::Builder::new()
+            .name("redis-pub".into())
+            .spawn(move || publisher.run())
+            .map_err(BusError::Thread)?;
+        let subscriber = Subscriber {
+            client,
+            wanted: Arc::clone(&wanted),
+            pod: pod.clone(),
+            metrics: Arc::clone(&metrics),
+            deliver: report,
+        };
+        thread::Builder::new()
+            .name("redis-sub".into())
+            .spawn(move || subscriber.run())
+            .map_err(BusError::Thread)?;
+        log::info!("redis: cross-pod delivery on, this pod is {pod}");
+        Ok(Bus {
+            pod,
+            outgoing,
+            wanted,
+            metrics,
+            up: [false; 2],
+        })
+    }
+
+    /// Notes a connection's state; returns whether both are up, which is when frames
+    /// cross pods both ways (`chatbox_redis_up`).
+    pub fn link(&mut self, side: Side, up: bool) -> bool {
+        self.up[side as usize] = up;
+        let both = self.up.iter().all(|&up| up);
+        self.metrics.redis.set_up(both);
+        both
+    }
+
+    /// Hands a frame to the publisher for the other pods' sockets of `topic`; never
+    /// waits. A full queue drops it (counted).
+    pub fn publish(&self, topic: &Topic, frame: &str) {
+        self.send(topic, Carried::Frame, frame);
+    }
+
+    /// Hands news about `topic` to the publisher for the other pods, like a frame.
+    pub fn publish_news(&self, topic: &Topic, news: &str) {
+        self.send(topic, Carried::News, news);
+    }
+
+    fn send(&self, topic: &Topic, carried: Carried, text: &str) {
+        let outgoing = Outgoing {
+            channel: topic.channel(),
+            payload: topic::envelope(&self.pod, carried, text),
+        };
+        match self.outgoing.try_send(outgoing) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.metrics.redis.dropped.inc();
+            }
+        }
+    }
+
+    /// This pod now holds (`true`) or no longer holds sockets of `topic`: its channel is
+    /// subscribed or unsubscribed within the subscriber's poll (20 ms).
+    pub fn listen(&self, topic: &Topic, on: bool) {
+        self.wanted.set(topic.channel(), on);
+    }
+}
