@@ -21,3 +21,4 @@ pub mod notify;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod upload;

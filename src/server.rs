@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::Poll;
 
-use crate::app::{self, App, Lanes};
+use crate::app::{self, App, Backends, Lanes};
 use crate::config::Config;
 use crate::llm::Catalog;
 use crate::net::conn::Limits;
@@ -21,6 +21,10 @@ use crate::net::reactor::{self, Exit, Listeners, Reactor, Settings};
 use crate::net::signals::SignalSource;
 use crate::notify::{Notifier, NotifyError};
 use crate::store::{self, StoreError};
+use crate::upload::dir::DirBlobs;
+use crate::upload::s3::S3Blobs;
+use crate::upload::signed::Signer;
+use crate::upload::{BlobError, Blobs};
 
 /// Keep-alive connections idle this long are closed. Longer than the common proxy
 /// default (nginx upstream keepalive 60 s) so that the proxy, not us, closes first and
@@ -40,6 +44,7 @@ pub enum StartError {
     Bind(SocketAddr, io::Error),
     Store(StoreError),
     Notify(NotifyError),
+    Uploads(BlobError),
     Io(io::Error),
 }
 
@@ -49,6 +54,7 @@ impl fmt::Display for StartError {
             StartError::Bind(addr, error) => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Store(error) => write!(f, "cannot open the store: {error}"),
             StartError::Notify(error) => write!(f, "cannot set up help-request mail: {error}"),
+            StartError::Uploads(error) => write!(f, "cannot set up DATA_DIR/uploads: {error}"),
             StartError::Io(error) => write!(f, "start-up failed: {error}"),
         }
     }
@@ -60,6 +66,26 @@ impl From<io::Error> for StartError {
     fn from(error: io::Error) -> Self {
         StartError::Io(error)
     }
+}
+
+/// S3 when `S3_BUCKET` is set, else `DATA_DIR/uploads`.
+fn open_blobs(config: &Config, signer: &Signer) -> Result<Arc<dyn Blobs>, BlobError> {
+    let uploads = &config.uploads;
+    Ok(match &uploads.s3 {
+        Some(s3) => {
+            // rust-s3's blocking client (attohttpc) compiles rustls with its default
+            // provider next to ring, and rustls then cannot pick one and panics at the
+            // first request: name ring, the one every other client here uses.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            log::info!("uploads go to S3 bucket {}", s3.bucket);
+            Arc::new(S3Blobs::new(s3, &uploads.prefix)?)
+        }
+        None => Arc::new(DirBlobs::open(
+            config.store.data_dir.join("uploads"),
+            format!("{}/files", config.server.path_prefix),
+            signer.clone(),
+        )?),
+    })
 }
 
 pub struct Server {
@@ -102,15 +128,19 @@ impl Server {
         let store =
             store::open(&config.store, metrics.store_timings()).map_err(StartError::Store)?;
         let notifier = Notifier::new(&config.notify).map_err(StartError::Notify)?;
-        // Mail and SMS block on the network: they get the io lane; a log line does not.
-        let io_workers = notifier.has_channels().then_some(config.io_workers);
-        let lanes = Lanes::start(&config.store, &config.llm, io_workers, &completions)?;
+        let lanes = Lanes::start(&config.store, &config.llm, config.io_workers, &completions)?;
+        let signer = Signer::new(config.auth.jwt_secret.expose());
+        let blobs = open_blobs(config, &signer).map_err(StartError::Uploads)?;
         let app = App::new(
             config,
-            lanes,
-            store,
-            catalog,
-            notifier,
+            Backends {
+                lanes,
+                store,
+                catalog,
+                notifier,
+                blobs,
+                signer,
+            },
             Arc::clone(&metrics),
         );
         let settings = Settings {

@@ -20,6 +20,9 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("llm", "chat"),
     ("llm", "net"),
     ("config", "net"),
+    ("upload", "net"),
+    ("upload", "chat"),
+    ("upload", "app"),
 ];
 
 /// Modules that import nothing of ours at all.

@@ -101,6 +101,7 @@ fn settings() -> Settings {
             sweep_interval: Duration::from_secs(15),
         },
         help_escalation_after: Some(Duration::from_secs(30)),
+        files_path: "/chatbox/files/".into(),
     }
 }
 

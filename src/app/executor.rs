@@ -9,7 +9,7 @@
 //! loop takes it ([`Executor::take_answered`]) and hands it to the chat core as its own
 //! event, so the core is never re-entered while its effects are being applied. A notice
 //! with no channel but the log waits there too, done: a log line neither blocks nor
-//! needs a lane, so it is written on the loop thread and no io lane runs just for it.
+//! needs a lane, so it is written on the loop thread.
 //!
 //! Appends are group-committed: one batch is in flight at a time, and the appends that
 //! arrive while it commits wait and go next, together, as one transaction. An idle
@@ -39,9 +39,10 @@ use crate::chat::jobs::{
 use crate::llm::{self, Abort, Catalog, LlmError, Request, Sink};
 use crate::metrics::instruments::Histogram;
 use crate::metrics::Metrics;
-use crate::net::lanes::{CancelToken, JobContext, LaneError};
+use crate::net::lanes::{CancelToken, JobContext};
 use crate::notify::{Alert, Notifier};
 use crate::store::{Store, StoreError};
+use crate::upload::url_check;
 
 /// Appends that may wait for the batch in flight; past this the store is not keeping
 /// up and new ones are refused (busy) rather than queued without bound.
@@ -155,6 +156,19 @@ impl Executor {
                         self.streams.insert(id, (cancel, abort));
                     })
             }
+            Work::CheckUrl(url) => lanes
+                .io
+                .try_submit(
+                    move |ctx| {
+                        let public = url_check::check_public_https(&url)
+                            .map_err(|refused| log::info!("file_url refused: {refused}"))
+                            .is_ok();
+                        let reply = Outcome::Store(Ok(StoreReply::Updated(public)));
+                        let _ = ctx.complete(Done::Job(id, reply));
+                    },
+                    lost,
+                )
+                .map(drop),
             Work::Notify(notice) if !self.notifier.has_channels() => {
                 self.notifier.send(&alert(&notice));
                 self.answer(id, Outcome::Store(Ok(StoreReply::Updated(true))));
@@ -163,9 +177,9 @@ impl Executor {
             Work::Notify(notice) => {
                 let notifier = Arc::clone(&self.notifier);
                 let metrics = Arc::clone(&self.metrics);
-                // The lane starts whenever a channel is configured (`Lanes::start`).
-                lanes.io.as_ref().ok_or(LaneError::Closed).and_then(|io| {
-                    io.try_submit(
+                lanes
+                    .io
+                    .try_submit(
                         move |ctx| {
                             let sent = notify(&notifier, &metrics, &notice);
                             let reply = Outcome::Store(Ok(StoreReply::Updated(sent)));
@@ -174,7 +188,6 @@ impl Executor {
                         lost,
                     )
                     .map(drop)
-                })
             }
         };
         if let Err(error) = submitted {

@@ -9,7 +9,7 @@ use crate::chat::engine::{Effect, Event, Now};
 use crate::chat::jobs::Outcome;
 use crate::http::error;
 use crate::net::conn::ConnInfo;
-use crate::net::handler::{Ctx, Handler, Reply};
+use crate::net::handler::{Body, Ctx, Flow, Handler, Reply};
 use crate::net::http::{Request, RequestHead, Response};
 use crate::net::slab::ConnId;
 use crate::net::ws::Incoming;
@@ -23,9 +23,9 @@ impl Handler for App {
         head: &RequestHead,
         conn: &ConnInfo,
         _ctx: &Ctx,
-    ) -> Result<usize, Response> {
+    ) -> Result<Body, Response> {
         let route = self.route(head, conn);
-        let admitted = self.admit(head, conn, route).map(|_| route.body_limit());
+        let admitted = self.admit(head, conn, route).map(|_| self.body_of(route));
         // A refusal here (no route, a wrong method, CORS) is the request's answer, so
         // it is timed like one from `request`: else the empty endpoint never shows.
         if admitted.is_err() {
@@ -54,6 +54,14 @@ impl Handler for App {
             self.metrics.answered(timer);
         }
         reply
+    }
+
+    fn body_chunk(&mut self, conn: ConnId, chunk: Vec<u8>, last: bool, _ctx: &mut Ctx) -> Flow {
+        self.upload_chunk(conn, chunk, last)
+    }
+
+    fn body_aborted(&mut self, conn: ConnId, _ctx: &mut Ctx) {
+        self.upload_aborted(conn);
     }
 
     fn ws_opened(&mut self, conn: &ConnInfo, ctx: &mut Ctx) {
@@ -86,6 +94,7 @@ impl Handler for App {
             self.public_limiter.cleanup(ctx.now);
             self.rest_limiter.cleanup(ctx.now);
             self.admin_limiter.cleanup(ctx.now);
+            self.uploads.cleanup(ctx.now);
             self.chat_event(Event::Tick, ctx);
         }
     }
@@ -112,6 +121,8 @@ impl Handler for App {
                 self.executor.appends_committed(&self.lanes, lost);
                 self.hand_back_answered(ctx);
             }
+            Done::Upload(waiting, response) => self.upload_done(waiting, response, ctx),
+            Done::UploadResume(conn) => self.upload_resume(conn, ctx),
             Done::ActiveSessions(counted) => {
                 match counted {
                     Ok(active) => self.metrics.set_sessions_at_start(active),

@@ -42,6 +42,11 @@ pub enum Done {
     StoreHealth(Result<(), StoreError>),
     /// The active sessions in the store at start-up, where the gauge starts.
     ActiveSessions(store::Result<u64>),
+    /// An upload's job ended (stored, refused or abandoned): its answer, and the
+    /// connection whose slot it frees.
+    Upload(Waiting, Response),
+    /// An upload's job drained its pipe: the loop may read that connection again.
+    UploadResume(ConnId),
 }
 
 /// Separate lanes so one kind of blocking work cannot starve another.
@@ -53,57 +58,40 @@ pub struct Lanes {
     /// reads: a client looping on them fills this queue (and gets 503), never the chat's.
     pub rest: Lane<Done>,
     pub llm: Lane<Done>,
-    /// Uploads, email and SMS: `None` unless one of them is configured, so that
-    /// `IO_WORKERS` threads do not sit idle on a lane nothing submits to.
-    pub io: Option<Lane<Done>>,
+    /// Uploads (a job per upload in progress, for as long as its body streams), file
+    /// downloads and deletions, email and SMS. Always started: the local upload
+    /// backend is the default.
+    pub io: Lane<Done>,
 }
 
-/// The io lane's name, reported at zero while the lane is not started: dashboards and
-/// alerts keep their `lane="io"` series (docs/METRICS.md).
-const IO: &str = "io";
-
 impl Lanes {
-    /// `io_workers`: the io lane's threads, `None` when nothing needs the lane.
     pub fn start(
         store: &StoreConfig,
         llm: &LlmConfig,
-        io_workers: Option<usize>,
+        io_workers: usize,
         completions: &Completions<Done>,
     ) -> std::io::Result<Lanes> {
         Ok(Lanes {
             store: Lane::new("store", store.workers, LANE_QUEUE, completions.clone())?,
             rest: Lane::new("rest", REST_WORKERS, LANE_QUEUE, completions.clone())?,
             llm: Lane::new("llm", llm.max_concurrent, LANE_QUEUE, completions.clone())?,
-            io: io_workers
-                .map(|workers| Lane::new(IO, workers, LANE_QUEUE, completions.clone()))
-                .transpose()?,
+            io: Lane::new("io", io_workers, LANE_QUEUE, completions.clone())?,
         })
     }
 
     fn all(&self) -> impl Iterator<Item = &Lane<Done>> {
-        [&self.store, &self.rest, &self.llm]
-            .into_iter()
-            .chain(&self.io)
+        [&self.store, &self.rest, &self.llm, &self.io].into_iter()
     }
 
     /// What `/metrics` shows of each lane.
     pub fn states(&self) -> Vec<LaneState> {
-        let mut states: Vec<LaneState> = self
-            .all()
+        self.all()
             .map(|lane| LaneState {
                 name: lane.name(),
                 queue_depth: lane.queue_depth(),
                 rejected: lane.rejected_total(),
             })
-            .collect();
-        if self.io.is_none() {
-            states.push(LaneState {
-                name: IO,
-                queue_depth: 0,
-                rejected: 0,
-            });
-        }
-        states
+            .collect()
     }
 
     pub fn is_idle(&self) -> bool {
@@ -114,9 +102,8 @@ impl Lanes {
     /// Lets queued work (store writes above all) finish, up to `deadline`.
     pub fn shutdown(&mut self, deadline: Instant) -> bool {
         // Every lane is asked, even after one fails to finish in time.
-        let joined: Vec<bool> = [&mut self.store, &mut self.rest, &mut self.llm]
+        let joined: Vec<bool> = [&mut self.store, &mut self.rest, &mut self.llm, &mut self.io]
             .into_iter()
-            .chain(&mut self.io)
             .map(|lane| lane.shutdown(deadline))
             .collect();
         joined.iter().all(|&done| done)

@@ -92,6 +92,8 @@ fn template(route: Route) -> Option<&'static str> {
         // One label for every page and asset: a bounded set either way, and the
         // dashboards care about the API.
         Route::Web => "/web",
+        Route::Upload => "/upload",
+        Route::File => "/files/:fileID",
         Route::NotFound => return None,
     })
 }
@@ -211,6 +213,8 @@ mod tests {
             ),
             (Route::AdminMetrics, "/chatbox/admin/metrics"),
             (Route::Web, "/chatbox/web"),
+            (Route::Upload, "/chatbox/upload"),
+            (Route::File, "/chatbox/files/:fileID"),
             (Route::NotFound, ""),
         ];
         assert_eq!(cases.len(), Route::ALL.len(), "every route has its case");

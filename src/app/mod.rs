@@ -7,8 +7,9 @@
 //! `chat_routes.rs` serves the chat's HTTP routes, `admin_routes.rs` the admin API's
 //! reads, `takeover_routes.rs` the admins' takeover, `websocket.rs` admits sockets and
 //! turns their frames into chat events, `chat.rs` carries out the chat core's effects,
-//! `fanout.rs` delivers the frames addressed to an audience, and `executor/` runs its
-//! jobs on the lanes (`lanes.rs`).
+//! `fanout.rs` delivers the frames addressed to an audience, `upload_routes.rs` streams
+//! uploads to the io lane and serves the stored files, and `executor/` runs its jobs on
+//! the lanes (`lanes.rs`).
 
 mod admin_routes;
 mod chat;
@@ -22,6 +23,7 @@ mod probe;
 mod requests;
 mod socket;
 mod takeover_routes;
+mod upload_routes;
 mod websocket;
 
 use std::collections::{HashMap, HashSet};
@@ -41,12 +43,15 @@ use crate::metrics::Metrics;
 use crate::net::slab::ConnId;
 use crate::notify::Notifier;
 use crate::store::{Store, StoreError};
+use crate::upload::signed::Signer;
+use crate::upload::Blobs;
 
 use executor::Executor;
 pub use lanes::{Done, Lanes, Waiting};
 pub use measure::metrics_registry;
 use probe::StoreProbe;
 use takeover_routes::Pending;
+use upload_routes::Uploads;
 use websocket::Upgrading;
 
 /// `P/shared/:token` is public: each client IP gets this many reads per minute.
@@ -81,20 +86,34 @@ pub struct App {
     trusted_proxies: Vec<Cidr>,
     metrics: Arc<Metrics>,
     metrics_allowed: Vec<Cidr>,
+    uploads: Uploads,
     wake_at: Option<Instant>,
     shut_down: bool,
     web: Web,
 }
 
+/// What the application drives, built by the server at start-up.
+pub struct Backends {
+    pub lanes: Lanes,
+    pub store: Arc<dyn Store>,
+    pub catalog: Catalog,
+    pub notifier: Notifier,
+    /// Where uploaded files live.
+    pub blobs: Arc<dyn Blobs>,
+    /// Signs and checks the links to them.
+    pub signer: Signer,
+}
+
 impl App {
-    pub fn new(
-        config: &Config,
-        lanes: Lanes,
-        store: Arc<dyn Store>,
-        catalog: Catalog,
-        notifier: Notifier,
-        metrics: Arc<Metrics>,
-    ) -> App {
+    pub fn new(config: &Config, backends: Backends, metrics: Arc<Metrics>) -> App {
+        let Backends {
+            lanes,
+            store,
+            catalog,
+            notifier,
+            blobs,
+            signer,
+        } = backends;
         let models: Vec<ModelInfo> = catalog
             .models()
             .into_iter()
@@ -122,6 +141,7 @@ impl App {
             stream_timeout: config.llm.stream_timeout,
             chat: config.chat.clone(),
             help_escalation_after: config.notify.help_escalation_after,
+            files_path: format!("{}/files/", config.server.path_prefix),
         };
         App {
             prefix: config.server.path_prefix.clone(),
@@ -154,6 +174,7 @@ impl App {
             trusted_proxies: config.access.trusted_proxies.clone(),
             metrics,
             metrics_allowed: config.metrics.allowed_networks.clone(),
+            uploads: Uploads::new(&config.uploads, blobs, signer),
             // The first tick runs the idle sweep at once: sessions left idle while the
             // server was down end now. It waits for the count of active sessions, so
             // that the sessions it ends are counted out after they were counted in.

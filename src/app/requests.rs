@@ -19,11 +19,19 @@ use crate::http::router::Route;
 use crate::metrics::process::Process;
 use crate::metrics::State;
 use crate::net::conn::{ConnInfo, ListenerKind};
-use crate::net::handler::{Ctx, Reply};
+use crate::net::handler::{Body, Ctx, Reply};
 use crate::net::http::{Request, RequestHead, Response};
 use crate::time;
 
 impl App {
+    /// How `route` takes its body: uploads stream, everything else is read whole.
+    pub(super) fn body_of(&self, route: Route) -> Body {
+        match route {
+            Route::Upload => Body::Stream(self.uploads.body_limit()),
+            route => Body::Whole(route.body_limit()),
+        }
+    }
+
     pub(super) fn route(&self, head: &RequestHead, conn: &ConnInfo) -> Route {
         Route::resolve(conn.listener, &self.prefix, &head.path, self.echo_enabled)
     }
@@ -98,6 +106,19 @@ impl App {
             }
             Route::NotFound => error::not_found(),
             Route::Web => self.web.serve(&request.head),
+            Route::Upload => match self.upload_route(request, waiting, ctx) {
+                Ok(reply) => return reply,
+                Err(response) => response,
+            },
+            Route::File => {
+                let file_id = route
+                    .param(&self.prefix, &request.head.path)
+                    .unwrap_or_default();
+                match self.file_route(request, file_id, waiting, ctx) {
+                    Ok(reply) => return reply,
+                    Err(response) => response,
+                }
+            }
             Route::AdminTakeover => match self.takeover_route(request, route, waiting, ctx) {
                 Ok(reply) => return reply,
                 Err(response) => response,

@@ -5,6 +5,7 @@
 //! [`JobDone`]. So the domain keeps no table of jobs in flight, and nothing here calls
 //! a store, a provider or a mail server.
 
+use super::protocol::{Inbound, Kind};
 use super::socket::SocketId;
 use crate::llm::{Finish, LlmError, Turn};
 use crate::store::{Append, AssistingAdmin, Message, Millis, StoreError, Transcript};
@@ -30,6 +31,9 @@ pub enum Work {
         ops: Vec<StoreOp>,
     },
     Notify(Notice),
+    /// Is this external `file_url` https to public addresses only? Answered like a
+    /// store update: `Updated(true)` when it is.
+    CheckUrl(String),
 }
 
 /// Admins to tell about a session that needs one (spec: integrations.md §Notifications).
@@ -140,6 +144,12 @@ pub enum Continuation {
     Reply { session_id: String },
     /// A session an admin asked to take over or hand back, not in memory.
     Takeover(Box<Takeover>),
+    /// A file frame whose external link is being checked.
+    FileUrl {
+        socket: SocketId,
+        session_id: String,
+        frame: Box<Inbound>,
+    },
     /// The idle sweep.
     Sweep,
     /// A write handed over at shutdown: nothing is left to act on its outcome.
@@ -154,6 +164,8 @@ pub enum AfterWrite {
     UserMessage {
         socket: SocketId,
         message: Box<Message>,
+        /// The frame it came as, and goes out as.
+        kind: Kind,
     },
     /// A reply (complete, stopped or failed) is stored: nothing more to do.
     Reply,

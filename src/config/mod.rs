@@ -478,7 +478,7 @@ mod tests {
             ("IO_WORKERS", "4"),
             ("S3_REGION", "eu-west-1"),
         ]);
-        assert_eq!(c.not_used_yet, ["S3_REGION", "REDIS_URL"]);
+        assert_eq!(c.not_used_yet, ["REDIS_URL"]);
         assert!(ok(&[]).not_used_yet.is_empty());
     }
 }

@@ -24,20 +24,10 @@ pub(super) const LEGACY: &str = "WS_READ_BUFFER_SIZE WS_WRITE_BUFFER_SIZE WS_HAN
     LOG_COMPRESS MONGO_VERBOSE GIN_MODE GOMAXPROCS GOGC GOMEMLIMIT";
 pub(super) const LEGACY_PREFIX: &str = "K8S_";
 
-/// Variables that are validated but that nothing in this version reads yet: uploads,
-/// the rest of the admin desk and Redis fan-out arrive with later issues. A set one is
-/// named in a warning at start-up, so nobody believes it takes effect.
-pub(super) const NOT_USED_YET: &[&str] = &[
-    "S3_BUCKET",
-    "S3_REGION",
-    "S3_ENDPOINT",
-    "S3_ACCESS_KEY_ID",
-    "S3_SECRET_ACCESS_KEY",
-    "UPLOAD_MAX_SIZE",
-    "UPLOAD_PREFIX",
-    "UPLOAD_URL_TTL",
-    "REDIS_URL",
-];
+/// Variables that are validated but that nothing in this version reads yet: Redis
+/// fan-out arrives with a later issue. A set one is named in a warning at start-up, so
+/// nobody believes it takes effect.
+pub(super) const NOT_USED_YET: &[&str] = &["REDIS_URL"];
 
 /// How a variable's text becomes a value; also yields the "expected …" text.
 #[derive(Clone, Copy)]
@@ -235,6 +225,10 @@ pub(super) const VARS: &[Var] = &[
         "the old key layout chat-files/<user_id>/<yyyy>/<mm>/<file_id>"),
     var("UPLOAD_URL_TTL", Lit("7d"), Dur(secs(1), secs(7 * DAY)),
         "lifetime of presigned file URLs; 7 days is the most S3 signatures allow"),
+    var("UPLOAD_MAX_CONCURRENT", Lit("3"), Int(1, 100),
+        "uploads in progress per user; each holds an io lane thread while it streams"),
+    var("UPLOAD_RATE_LIMIT", Lit("20"), Int(1, 10_000),
+        "uploads per user per minute; a file is a big write, a message a small one"),
     var("SMTP_HOST", Unset("no email; help requests are logged"), Text("a host name or IP address, without scheme or port"),
         "switches email notifications on"),
     var("SMTP_PORT", Lit("587"), Int(1, 65535), "the mail submission port"),

@@ -63,6 +63,8 @@ pub(super) const FULL: &[(&str, &str)] = &[
     ("UPLOAD_MAX_SIZE", "10MiB"),
     ("UPLOAD_PREFIX", "files/chat"),
     ("UPLOAD_URL_TTL", "1h"),
+    ("UPLOAD_MAX_CONCURRENT", "2"),
+    ("UPLOAD_RATE_LIMIT", "5"),
     ("SMTP_HOST", "smtp.example.org"),
     ("SMTP_PORT", "465"),
     ("SMTP_USER", "mailer"),

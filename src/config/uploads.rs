@@ -1,11 +1,10 @@
-//! Settings of file uploads: S3 or a local directory, size and key layout. Nothing reads
-//! them yet (see `NOT_USED_YET`); they are checked so a deployment fails at boot, not
-//! when uploads arrive.
+//! Settings of file uploads: S3 or a local directory, size, key layout, and each user's
+//! share (uploads at once, uploads per minute).
 
 use std::time::Duration;
 
 use super::error::{ConfigError, Secret};
-use super::parse::{p_dur, p_secret, p_size, p_text, path_segments};
+use super::parse::{p_dur, p_int, p_secret, p_size, p_text, path_segments};
 use super::read::Reader;
 use super::table::Kind;
 use super::url::p_secure_url;
@@ -18,6 +17,10 @@ pub struct UploadsConfig {
     /// No leading or trailing `/`: keys are `{prefix}/{user_id}/…`.
     pub prefix: String,
     pub url_ttl: Duration,
+    /// Uploads in progress at once per user.
+    pub max_concurrent: usize,
+    /// Uploads started per user per minute.
+    pub rate_limit: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +55,8 @@ impl UploadsConfig {
                 path_segments(s).map(|()| s.to_owned())
             })?,
             url_ttl: r.val("UPLOAD_URL_TTL", p_dur)?,
+            max_concurrent: r.val("UPLOAD_MAX_CONCURRENT", p_int)?,
+            rate_limit: r.val("UPLOAD_RATE_LIMIT", p_int)?,
         })
     }
 }

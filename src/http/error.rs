@@ -23,6 +23,7 @@ pub fn code_for(status: u16) -> &'static str {
         409 => "CONFLICT",
         411 => "LENGTH_REQUIRED",
         413 => "PAYLOAD_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
         431 => "HEADERS_TOO_LARGE",
         503 => "UNAVAILABLE",
         _ => "INTERNAL_ERROR",

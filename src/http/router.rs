@@ -32,6 +32,10 @@ pub enum Route {
     AdminUserSessions,
     /// `P/admin/metrics`: the sessions of a time range, summed.
     AdminMetrics,
+    /// `P/upload`: a multipart upload, its body streamed to the io lane.
+    Upload,
+    /// `P/files/:file_id`: GET a stored file (signed link or owner's token), DELETE it.
+    File,
     /// The built-in pages (`P/`, `P/chat`, `P/admin`, …) and their assets (`http::web`).
     Web,
     NotFound,
@@ -42,7 +46,7 @@ const SMALL_BODY: usize = 1024;
 
 impl Route {
     /// Every route, in declaration order (`route as usize` indexes it).
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 20] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -59,6 +63,8 @@ impl Route {
         Route::AdminSession,
         Route::AdminUserSessions,
         Route::AdminMetrics,
+        Route::Upload,
+        Route::File,
         Route::Web,
         Route::NotFound,
     ];
@@ -81,6 +87,7 @@ impl Route {
                 Some("/sessions") => Route::Sessions,
                 Some("/admin/sessions") => Route::AdminSessions,
                 Some("/admin/metrics") => Route::AdminMetrics,
+                Some("/upload") => Route::Upload,
                 Some(rest) if web::is_web_path(rest) => Route::Web,
                 Some(rest) => Route::with_param(rest),
                 None => Route::NotFound,
@@ -101,6 +108,7 @@ impl Route {
                 Route::SessionShare
             }
             (Some("shared"), Some(token), None, None) if !token.is_empty() => Route::Shared,
+            (Some("files"), Some(id), None, None) if !id.is_empty() => Route::File,
             (Some("admin"), Some("takeover"), Some(id), None) if !id.is_empty() => {
                 Route::AdminTakeover
             }
@@ -119,7 +127,11 @@ impl Route {
     /// The `:id` / `:token` segment of a route that has one.
     pub fn param<'p>(self, prefix: &str, path: &'p str) -> Option<&'p str> {
         match self {
-            Route::Session | Route::SessionEnd | Route::SessionShare | Route::Shared => path
+            Route::Session
+            | Route::SessionEnd
+            | Route::SessionShare
+            | Route::Shared
+            | Route::File => path
                 .strip_prefix(prefix)?
                 .strip_prefix('/')?
                 .split('/')
@@ -175,6 +187,10 @@ impl Route {
             Route::SessionShare => Err("POST, DELETE"),
             Route::AdminTakeover if matches!(method, Method::Post | Method::Delete) => Ok(()),
             Route::AdminTakeover => Err("POST, DELETE"),
+            Route::Upload if method == Method::Post => Ok(()),
+            Route::Upload => Err("POST"),
+            Route::File if matches!(method, Method::Get | Method::Head | Method::Delete) => Ok(()),
+            Route::File => Err("GET, HEAD, DELETE"),
             Route::NotFound => Ok(()),
         }
     }
@@ -258,6 +274,10 @@ mod tests {
             ("/chatbox/sessions/abc/other", Route::NotFound, None),
             ("/chatbox/sessions/abc/end/x", Route::NotFound, None),
             ("/chatbox/shared/", Route::NotFound, None),
+            ("/chatbox/upload", Route::Upload, None),
+            ("/chatbox/files/f1", Route::File, Some("f1")),
+            ("/chatbox/files/", Route::NotFound, None),
+            ("/chatbox/files/f1/x", Route::NotFound, None),
             (
                 "/chatbox/admin/takeover/abc",
                 Route::AdminTakeover,

@@ -19,17 +19,32 @@ pub trait Handler {
     /// What worker lanes send back to the loop.
     type Completion: Send + 'static;
 
-    /// Asked once a request head is complete, before its body is read: the largest body
-    /// the route takes, or an answer that refuses the request outright.
+    /// Asked once a request head is complete, before its body is read: how the route
+    /// takes its body and the largest it takes, or an answer that refuses the request
+    /// outright.
     fn body_limit(
         &mut self,
         head: &RequestHead,
         conn: &ConnInfo,
         ctx: &Ctx,
-    ) -> Result<usize, Response>;
+    ) -> Result<Body, Response>;
 
     /// Serves a complete request: now, later (via [`Ctx::reply`]), or by upgrading it.
+    /// For a [`Body::Stream`] route it is called with the head and an empty body before
+    /// any of the body is read; the body then arrives through [`Handler::body_chunk`].
     fn request(&mut self, request: Request, conn: &ConnInfo, ctx: &mut Ctx) -> Reply;
+
+    /// The next piece (at most [`BODY_CHUNK`] bytes) of a streamed body; `last` marks
+    /// its end, after which the request is answered through [`Ctx::reply`].
+    /// [`Flow::Pause`] stops reading the socket until [`Ctx::resume_body`].
+    fn body_chunk(&mut self, _conn: ConnId, _chunk: Vec<u8>, _last: bool, _ctx: &mut Ctx) -> Flow {
+        Flow::Continue
+    }
+
+    /// A streamed body ended before its last chunk (the peer left, stalled, or the
+    /// request was answered early): whatever consumes it must let go. Called at most
+    /// once per streamed request.
+    fn body_aborted(&mut self, _conn: ConnId, _ctx: &mut Ctx) {}
 
     /// The upgrade answered by [`Reply::Upgrade`] is done: the socket is a WebSocket.
     fn ws_opened(&mut self, conn: &ConnInfo, ctx: &mut Ctx);
@@ -65,6 +80,38 @@ pub trait Handler {
     fn finish(&mut self, until: Instant) -> bool;
 }
 
+/// How a route takes its request body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Read whole (up to this many bytes) before [`Handler::request`] sees it.
+    Whole(usize),
+    /// Handed over in chunks as it arrives (up to this many bytes in all), so a large
+    /// upload never sits in memory: see [`Handler::body_chunk`].
+    Stream(usize),
+}
+
+impl Body {
+    /// The largest body the route takes.
+    pub fn limit(self) -> usize {
+        match self {
+            Body::Whole(limit) | Body::Stream(limit) => limit,
+        }
+    }
+}
+
+/// The largest chunk of a streamed body handed over at once.
+pub const BODY_CHUNK: usize = 64 * 1024;
+
+/// Whether the reader of a streamed body takes more now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The consumer is behind: read nothing more from this socket until it says
+    /// [`Ctx::resume_body`]. The peer's bytes wait in the kernel and TCP's window
+    /// slows the sender down.
+    Pause,
+}
+
 pub enum Reply {
     Now(Response),
     /// The handler will answer through [`Ctx::reply`]; until then the connection reads
@@ -84,6 +131,7 @@ pub(super) enum Effect {
     Send(ConnId, Message),
     Close(ConnId, u16, String),
     WatchFlush(ConnId),
+    ResumeBody(ConnId),
 }
 
 impl Effect {
@@ -93,7 +141,8 @@ impl Effect {
             Effect::Reply(id, _)
             | Effect::Send(id, _)
             | Effect::Close(id, _, _)
-            | Effect::WatchFlush(id) => *id,
+            | Effect::WatchFlush(id)
+            | Effect::ResumeBody(id) => *id,
         }
     }
 }
@@ -132,5 +181,10 @@ impl Ctx {
     /// Asks for one [`Handler::ws_flushed`] call once the socket's queue is written.
     pub fn watch_flush(&mut self, conn: ConnId) {
         self.effects.push(Effect::WatchFlush(conn));
+    }
+
+    /// Reads a streamed body paused by [`Flow::Pause`] again.
+    pub fn resume_body(&mut self, conn: ConnId) {
+        self.effects.push(Effect::ResumeBody(conn));
     }
 }

@@ -5,8 +5,10 @@
 pub mod chat;
 pub mod llm_mock;
 pub mod mongo;
+pub mod s3;
 pub mod smtp;
 pub mod twilio;
+pub mod upload;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -252,6 +254,21 @@ impl Server {
 
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("log lock").clone()
+    }
+
+    /// Waits until a log line satisfies `wanted` (the log is read on another thread, so
+    /// a line written before an answer may show up after it); false after `limit`.
+    pub fn wait_for_log(&self, limit: Duration, wanted: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.logs().iter().any(|line| wanted(line)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

@@ -268,7 +268,7 @@ impl Chat {
         message
             .meta
             .insert("admin_name".to_owned(), admin.name.clone());
-        self.store_message(socket, session_id, message, now);
+        self.store_message(socket, session_id, message, Kind::UserMessage, now);
     }
 
     /// The user typing: relayed to the assisting admin, if any; never stored.

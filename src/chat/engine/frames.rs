@@ -76,18 +76,13 @@ impl Chat {
                 );
                 Some((code::INVALID_FORMAT, message))
             }
-            Kind::FileUpload | Kind::VoiceMessage => {
-                let message = format!(
-                    "{} is not available on this server yet",
-                    inbound.kind.as_str()
-                );
-                Some((code::SERVICE_ERROR, message))
-            }
             Kind::AdminJoin | Kind::AdminLeave if !state.user.admin => {
                 let message = "Only administrators can join or leave sessions".to_owned();
                 Some((code::UNAUTHORIZED, message))
             }
             Kind::UserMessage
+            | Kind::FileUpload
+            | Kind::VoiceMessage
             | Kind::ModelSelect
             | Kind::Stop
             | Kind::TypingIndicator
@@ -109,6 +104,9 @@ impl Chat {
         };
         match inbound.kind {
             Kind::UserMessage => self.user_message(socket, &session_id, inbound, now),
+            Kind::FileUpload | Kind::VoiceMessage => {
+                self.file_message(socket, &session_id, inbound, now)
+            }
             Kind::ModelSelect => self.model_select(socket, &session_id, inbound, now),
             Kind::Stop => self.stop(&session_id, now),
             Kind::TypingIndicator => self.user_typing(socket, &session_id, &inbound, now),
@@ -242,7 +240,7 @@ impl Chat {
             let claimed = crate::time::rfc3339_millis(inbound.at);
             message.meta.insert("client_timestamp".to_owned(), claimed);
         }
-        self.store_message(socket, session_id, message, now);
+        self.store_message(socket, session_id, message, Kind::UserMessage, now);
     }
 
     /// What every message a person sends into a session passes, in this order: it has a
@@ -289,12 +287,14 @@ impl Chat {
     }
 
     /// Counts a message [`Chat::admit_message`] let in and queues its append; it is
-    /// acknowledged and sent to the session once stored (`user_message_stored`).
+    /// acknowledged and sent to the session once stored (`user_message_stored`) as a
+    /// frame of `kind` (a user message, a file or a voice message).
     pub(super) fn store_message(
         &mut self,
         socket: SocketId,
         session_id: &str,
         message: Message,
+        kind: Kind,
         now: Now,
     ) {
         let Some(live) = self.sessions.get_mut(session_id) else {
@@ -312,6 +312,7 @@ impl Chat {
         let then = AfterWrite::UserMessage {
             socket,
             message: Box::new(message),
+            kind,
         };
         self.write(session_id, Write { op, then }, now);
     }

@@ -5,6 +5,7 @@
 //! every sequence of `spec/websocket.md` testable with plain function calls.
 
 mod admin;
+mod files;
 mod frames;
 mod help;
 mod lifecycle;
@@ -49,6 +50,9 @@ pub struct Settings {
     pub chat: ChatConfig,
     /// `HELP_ESCALATION_AFTER`: `None`, a help request is never escalated.
     pub help_escalation_after: Option<Duration>,
+    /// Where this server's own files are served (`<prefix>/files/`): a `file_url` that
+    /// starts with it came from `P/upload` and needs no check of its host.
+    pub files_path: String,
 }
 
 /// The time of an event: monotonic for deadlines, wall clock for what is stored.

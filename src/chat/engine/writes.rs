@@ -88,9 +88,11 @@ impl Chat {
         now: Now,
     ) {
         match then {
-            AfterWrite::UserMessage { socket, message } => {
-                self.user_message_stored(socket, session_id, *message, result, now)
-            }
+            AfterWrite::UserMessage {
+                socket,
+                message,
+                kind,
+            } => self.user_message_stored(socket, session_id, (*message, kind), result, now),
             AfterWrite::Reply => match result {
                 Ok(_) => {
                     let live = self.sessions.get_mut(session_id);
@@ -173,11 +175,14 @@ impl Chat {
         }
     }
 
+    /// A person's message is stored: it goes to the session's other sockets (a file to
+    /// all of them, the sender's as its acknowledgement), and the assistant answers it
+    /// unless an admin assists or it is a file.
     pub(super) fn user_message_stored(
         &mut self,
         socket: SocketId,
         session_id: &str,
-        message: Message,
+        (message, kind): (Message, Kind),
         result: Result<StoreReply, WriteError>,
         now: Now,
     ) {
@@ -190,19 +195,26 @@ impl Chat {
             self.write_failed(socket, session_id, &error, now);
             return;
         }
-        live.remember(message.sender, message.content.clone(), context);
+        match (kind, message.file_url.as_deref()) {
+            (Kind::FileUpload, _) => {}
+            (Kind::VoiceMessage, Some(url)) => {
+                live.remember(message.sender, files::voice_prompt(url), context)
+            }
+            _ => live.remember(message.sender, message.content.clone(), context),
+        }
         let assisted = live.assisting.is_some();
         let message_id = message.id.as_deref().unwrap_or_default();
-        let mut echo = Outbound::new(Kind::UserMessage, message.sender, message.at)
+        let mut echo = Outbound::new(kind, message.sender, message.at)
             .with_session(session_id)
             .with_user(&live.owner)
-            .with_content(&message.content);
+            .with_content(&message.content)
+            .with_files(message.file_id.as_deref(), message.file_url.as_deref());
         for (key, value) in &message.meta {
             echo = echo.with_meta(key, value);
         }
         let echo = echo.with_meta("message_id", message_id).to_json();
         let session = Audience::Session(session_id.to_owned());
-        if message.sender == Sender::Admin {
+        if message.sender == Sender::Admin || kind == Kind::FileUpload {
             // The admin's own socket gets it too: its `message_id` says it is stored.
             self.broadcast(session, echo, None);
             return;
@@ -280,6 +292,11 @@ impl Chat {
                 Err(error) => log::warn!("idle sweep failed: {}", describe(&error)),
             },
             Continuation::Takeover(takeover) => self.takeover_loaded(*takeover, result, now),
+            Continuation::FileUrl {
+                socket,
+                session_id,
+                frame,
+            } => self.file_url_checked(socket, &session_id, *frame, result, now),
             Continuation::Reply { .. } | Continuation::Nothing => {}
         }
     }

@@ -3,9 +3,10 @@
 use crate::chat::protocol::code;
 
 const DOC: &str = include_str!("../../../docs/PROTOCOL.md");
-const SOURCES: [&str; 8] = [
+const SOURCES: [&str; 9] = [
     include_str!("../protocol/mod.rs"),
     include_str!("../engine/admin.rs"),
+    include_str!("../engine/files.rs"),
     include_str!("../engine/mod.rs"),
     include_str!("../engine/frames.rs"),
     include_str!("../engine/lifecycle.rs"),

@@ -6,6 +6,7 @@ mod admin;
 mod bounds;
 mod connect;
 mod docs;
+mod files;
 mod help;
 mod lifecycle;
 mod messages;
@@ -54,6 +55,7 @@ fn settings() -> Settings {
             sweep_interval: Duration::from_secs(300),
         },
         help_escalation_after: None,
+        files_path: "/chatbox/files/".into(),
     }
 }
 
@@ -124,7 +126,7 @@ fn llm_call(out: &Out) -> LlmCall {
         .into_iter()
         .find_map(|j| match j.work {
             Work::Llm(call) => Some(call),
-            Work::Store(_) | Work::After { .. } | Work::Notify(_) => None,
+            Work::Store(_) | Work::After { .. } | Work::Notify(_) | Work::CheckUrl(_) => None,
         })
         .expect("the assistant is asked")
 }

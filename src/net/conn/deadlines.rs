@@ -75,6 +75,11 @@ impl Conn {
             .flatten()
             .min(),
             Phase::Http(state) if state.awaiting.is_some() => None,
+            // Paused by its consumer: the peer is not the one who is late.
+            Phase::Http(state) if state.stream.as_ref().is_some_and(|s| s.paused) => None,
+            Phase::Http(state) if state.stream.is_some() => {
+                Some(self.last_progress + limits.body_idle_timeout)
+            }
             Phase::Http(state) => Some(match (&state.body, state.started) {
                 (Some(_), _) => self.last_progress + limits.body_idle_timeout,
                 (None, Some(started)) => started + limits.head_timeout,

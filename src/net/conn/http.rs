@@ -6,13 +6,18 @@
 
 use std::time::Instant;
 
-use super::{Conn, Pending, Phase};
+use super::{Conn, Pending, Phase, Streaming};
+use crate::net::handler::{Body, BODY_CHUNK};
 use crate::net::http::{self, HeadError, Request, RequestHead, Response};
 
 /// What a pass over the input found.
 #[derive(Debug)]
 pub(in crate::net) enum Parsed {
     Request(Request),
+    /// The head of a request whose body is streamed; its body follows as `Chunk`s.
+    BodyStart(Request),
+    /// The next piece of a streamed body, and whether it is the last.
+    Chunk(Vec<u8>, bool),
     /// The head was refused; answer and close.
     Invalid(HeadError),
     /// The route answered from the head alone and there is no body: the connection
@@ -28,17 +33,32 @@ pub(in crate::net) enum Parsed {
 }
 
 impl Conn {
-    /// Parses the next complete request. `body_limit` is asked once per head.
+    /// Parses the next complete request, or the next chunk of a streamed body.
+    /// `body_limit` is asked once per head.
     pub fn parse(
         &mut self,
         now: Instant,
-        body_limit: impl FnOnce(&RequestHead) -> Result<usize, Response>,
+        body_limit: impl FnOnce(&RequestHead) -> Result<Body, Response>,
     ) -> Parsed {
         let Phase::Http(state) = &mut self.phase else {
             return Parsed::Nothing;
         };
         if state.awaiting.is_some() {
             return Parsed::Nothing;
+        }
+        if let Some(stream) = &mut state.stream {
+            if stream.paused || (self.inbuf.is_empty() && stream.remaining > 0) {
+                return Parsed::Nothing;
+            }
+            let n = self.inbuf.len().min(stream.remaining).min(BODY_CHUNK);
+            let chunk: Vec<u8> = self.inbuf.drain(..n).collect();
+            stream.remaining -= n;
+            let last = stream.remaining == 0;
+            if last {
+                state.awaiting = Some(stream.pending);
+                state.stream = None;
+            }
+            return Parsed::Chunk(chunk, last);
         }
         if state.body.is_none() {
             if self.inbuf.is_empty() {
@@ -51,13 +71,8 @@ impl Conn {
                 Ok(Some((head, used))) => {
                     self.inbuf.drain(..used);
                     let head_only = head.method == http::Method::Head;
-                    match body_limit(&head) {
-                        Ok(limit) if head.content_length <= limit => {
-                            if head.expect_continue && head.content_length > 0 {
-                                self.out.extend_from_slice(http::CONTINUE);
-                            }
-                            state.body = Some((head, limit));
-                        }
+                    let taken = match body_limit(&head) {
+                        Ok(body) if head.content_length <= body.limit() => body,
                         Ok(_) => return Parsed::TooLarge(head_only),
                         Err(response) if head.content_length == 0 => {
                             state.awaiting = Some(Pending {
@@ -67,6 +82,26 @@ impl Conn {
                             return Parsed::Answer(response);
                         }
                         Err(response) => return Parsed::Refused(response, head_only),
+                    };
+                    if head.expect_continue && head.content_length > 0 {
+                        self.out.extend_from_slice(http::CONTINUE);
+                    }
+                    match taken {
+                        Body::Whole(limit) => state.body = Some((head, limit)),
+                        Body::Stream(_) => {
+                            state.stream = Some(Streaming {
+                                remaining: head.content_length,
+                                paused: false,
+                                pending: Pending {
+                                    keep_alive: head.keep_alive,
+                                    head_only,
+                                },
+                            });
+                            return Parsed::BodyStart(Request {
+                                head,
+                                body: Vec::new(),
+                            });
+                        }
                     }
                 }
             }
@@ -86,6 +121,30 @@ impl Conn {
             head_only: head.method == http::Method::Head,
         });
         Parsed::Request(Request { head, body })
+    }
+
+    /// The consumer of the streamed body is behind: read nothing until `resume_body`.
+    pub fn pause_body(&mut self) {
+        if let Phase::Http(state) = &mut self.phase {
+            if let Some(stream) = &mut state.stream {
+                stream.paused = true;
+            }
+        }
+    }
+
+    pub fn resume_body(&mut self, now: Instant) {
+        if let Phase::Http(state) = &mut self.phase {
+            if let Some(stream) = &mut state.stream {
+                stream.paused = false;
+                // The stall timeout measures the peer, not the time we made it wait.
+                self.last_progress = now;
+            }
+        }
+    }
+
+    /// True once, when a streamed body ended before its last chunk.
+    pub fn take_body_aborted(&mut self) -> bool {
+        std::mem::take(&mut self.body_aborted)
     }
 
     /// Queues the answer to the request being served. With `keep_alive` false the
@@ -147,6 +206,7 @@ mod tests {
 
     use super::Parsed;
     use crate::net::conn::{Conn, ConnInfo, Limits, ListenerKind};
+    use crate::net::handler::{Body, BODY_CHUNK};
     use crate::net::http::Response;
     use crate::net::slab::Slab;
 
@@ -186,16 +246,147 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let Parsed::Request(first) = conn.parse(now, |_| Ok(0)) else {
+        let Parsed::Request(first) = conn.parse(now, |_| Ok(Body::Whole(0))) else {
             panic!("first request expected");
         };
         assert_eq!(first.head.path, "/a");
-        assert!(matches!(conn.parse(now, |_| Ok(0)), Parsed::Nothing));
+        assert!(matches!(
+            conn.parse(now, |_| Ok(Body::Whole(0))),
+            Parsed::Nothing
+        ));
         conn.respond(&Response::empty(204), true, "D", now);
-        let Parsed::Request(second) = conn.parse(now, |_| Ok(0)) else {
+        let Parsed::Request(second) = conn.parse(now, |_| Ok(Body::Whole(0))) else {
             panic!("second request expected");
         };
         assert_eq!(second.head.path, "/b");
+    }
+
+    #[test]
+    fn a_streamed_body_comes_in_chunks_and_waits_while_paused() {
+        let (mut conn, mut client) = pair();
+        let body = vec![b'x'; 100 * 1024];
+        write!(
+            client,
+            "POST /up HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .expect("head");
+        client.write_all(&body).expect("body");
+        let now = Instant::now();
+        let mut scratch = [0u8; 64 * 1024];
+        let mut fill = |conn: &mut Conn| {
+            for _ in 0..100 {
+                conn.readable = true;
+                conn.fill(&mut scratch, now, &Limits::TESTING)
+                    .expect("read");
+                if !conn.inbuf.is_empty() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        fill(&mut conn);
+        let stream = |_: &_| Ok(Body::Stream(1 << 20));
+        let Parsed::BodyStart(request) = conn.parse(now, stream) else {
+            panic!("the head first");
+        };
+        assert!(request.body.is_empty());
+        let mut got = 0;
+        let mut last = false;
+        while !last {
+            match conn.parse(now, stream) {
+                Parsed::Chunk(chunk, end) => {
+                    assert!(chunk.len() <= BODY_CHUNK);
+                    got += chunk.len();
+                    last = end;
+                    // Paused after the first chunk: nothing more until resumed.
+                    if got == chunk.len() && !end {
+                        conn.pause_body();
+                        assert!(matches!(conn.parse(now, stream), Parsed::Nothing));
+                        conn.readable = true;
+                        assert!(!conn.can_read(&Limits::TESTING));
+                        conn.resume_body(now);
+                        assert!(conn.can_read(&Limits::TESTING));
+                    }
+                }
+                Parsed::Nothing => fill(&mut conn),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, body.len());
+        assert!(!conn.take_body_aborted(), "it ended well");
+        // Answered after the whole body: the connection stays usable.
+        conn.respond(&Response::empty(200), true, "D", now);
+        assert!(conn.outbound_len() > 0);
+        assert!(matches!(conn.phase, crate::net::conn::Phase::Http(_)));
+    }
+
+    #[test]
+    fn a_paused_body_is_not_lost_when_the_peer_half_closes() {
+        let (mut conn, mut client) = pair();
+        write!(client, "POST /up HTTP/1.1\r\nContent-Length: 70000\r\n\r\n").expect("head");
+        client.write_all(&[b'y'; 70_000]).expect("body");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let now = Instant::now();
+        let mut scratch = [0u8; 128 * 1024];
+        let stream = |_: &_| Ok(Body::Stream(1 << 20));
+        let mut parsed = Vec::new();
+        // Read and hand over until the FIN is read with part of the body still buffered.
+        for _ in 0..200 {
+            conn.readable = true;
+            conn.fill(&mut scratch, now, &Limits::TESTING)
+                .expect("read");
+            if conn.peer_closed {
+                break;
+            }
+            match conn.parse(now, stream) {
+                Parsed::Nothing => std::thread::sleep(Duration::from_millis(5)),
+                other => parsed.push(other),
+            }
+        }
+        assert!(conn.peer_closed, "the whole body and the FIN were read");
+        assert!(matches!(parsed.first(), Some(Parsed::BodyStart(_))));
+        assert!(
+            !conn.inbuf.is_empty(),
+            "the rest of the body waits in the buffer"
+        );
+        // The consumer is behind: the rest must wait, not be dropped with the connection.
+        conn.pause_body();
+        assert_eq!(
+            conn.settle(now, &Limits::TESTING),
+            crate::net::conn::Next::Keep
+        );
+        conn.resume_body(now);
+        let last = (0..4).any(|_| matches!(conn.parse(now, stream), Parsed::Chunk(_, true)));
+        assert!(last, "the last chunk is handed over");
+        assert!(!conn.take_body_aborted());
+    }
+
+    #[test]
+    fn a_streamed_body_cut_short_is_reported_once() {
+        let (mut conn, mut client) = pair();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+            .expect("write");
+        let now = Instant::now();
+        let mut scratch = [0u8; 1024];
+        for _ in 0..100 {
+            conn.readable = true;
+            conn.fill(&mut scratch, now, &Limits::TESTING)
+                .expect("read");
+            if conn.inbuf.len() >= 3 && conn.inbuf.ends_with(b"abc") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stream = |_: &_| Ok(Body::Stream(100));
+        assert!(matches!(conn.parse(now, stream), Parsed::BodyStart(_)));
+        assert!(matches!(conn.parse(now, stream), Parsed::Chunk(ref c, false) if c == b"abc"));
+        conn.start_closing();
+        assert!(conn.take_body_aborted());
+        assert!(!conn.take_body_aborted(), "only once");
     }
 
     #[test]
@@ -216,7 +407,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(matches!(
-            conn.parse(now, |_| Ok(5)),
+            conn.parse(now, |_| Ok(Body::Whole(5))),
             Parsed::TooLarge(false)
         ));
     }

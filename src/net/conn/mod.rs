@@ -130,9 +130,22 @@ struct HttpState {
     started: Option<Instant>,
     /// Head parsed, body still arriving.
     body: Option<(RequestHead, usize)>,
+    /// A body handed to the handler in chunks as it arrives (`Body::Stream` routes).
+    stream: Option<Streaming>,
     /// A handler answer is outstanding (a lane job); nothing else is parsed meanwhile,
     /// so pipelined responses keep request order.
     awaiting: Option<Pending>,
+}
+
+/// A streamed body in progress.
+#[derive(Debug)]
+struct Streaming {
+    /// Bytes of the declared body not yet handed over.
+    remaining: usize,
+    /// The handler said `Flow::Pause`: nothing is read until it resumes.
+    paused: bool,
+    /// How to answer once the last chunk is handed over.
+    pending: Pending,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +176,8 @@ pub(in crate::net) struct Conn {
     queued: bool,
     /// The handler wants to hear when everything queued so far has been written.
     watch_flush: bool,
+    /// A streamed body ended before its last chunk; the handler has not heard yet.
+    body_aborted: bool,
 }
 
 /// What the reactor should do with a connection after pumping it.
@@ -192,6 +207,7 @@ impl Conn {
             ws_opened: None,
             queued: false,
             watch_flush: false,
+            body_aborted: false,
         }
     }
 
@@ -302,6 +318,12 @@ impl Conn {
             Phase::Ws(_) => {
                 self.outbound_len() <= limits.max_outbound && self.inbuf.len() < READ_AHEAD
             }
+            Phase::Http(state) if state.stream.is_some() => {
+                // A streamed body is read a chunk ahead of its consumer, no more.
+                state.stream.as_ref().is_some_and(|s| !s.paused)
+                    && self.outbound_len() <= limits.max_outbound
+                    && self.inbuf.len() < READ_AHEAD
+            }
             Phase::Http(state) => {
                 let cap = match &state.body {
                     Some((_, limit)) => limit.saturating_add(READ_AHEAD),
@@ -315,6 +337,9 @@ impl Conn {
     }
 
     pub fn start_closing(&mut self) {
+        if matches!(&self.phase, Phase::Http(state) if state.stream.is_some()) {
+            self.body_aborted = true;
+        }
         if !matches!(self.phase, Phase::Closing { .. }) {
             self.phase = Phase::Closing { linger_until: None };
             self.inbuf = Vec::new();
@@ -395,8 +420,14 @@ impl Conn {
                 Next::Keep
             }
             // A peer that closed its side with everything answered is done; anything
-            // left in the buffer can never become a request.
-            Phase::Http(state) if self.peer_closed && state.awaiting.is_none() && flushed => {
+            // left in the buffer can never become a request. A streamed body's rest may
+            // still wait in the buffer behind a pause: it is handed over first.
+            Phase::Http(state)
+                if self.peer_closed
+                    && state.awaiting.is_none()
+                    && flushed
+                    && (state.stream.is_none() || self.inbuf.is_empty()) =>
+            {
                 Next::Close
             }
             // A WebSocket peer that vanished without a close frame.

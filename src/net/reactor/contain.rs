@@ -86,7 +86,7 @@ mod tests {
     use tungstenite::{Message, WebSocket};
 
     use crate::net::conn::ConnInfo;
-    use crate::net::handler::{Ctx, Handler, Reply};
+    use crate::net::handler::{Body, Ctx, Handler, Reply};
     use crate::net::http::{Request, RequestHead, Response};
     use crate::net::reactor::testing::{connect, get, TestLoop};
     use crate::net::slab::ConnId;
@@ -115,13 +115,8 @@ mod tests {
     impl Handler for Fragile {
         type Completion = bool;
 
-        fn body_limit(
-            &mut self,
-            _: &RequestHead,
-            _: &ConnInfo,
-            _: &Ctx,
-        ) -> Result<usize, Response> {
-            Ok(0)
+        fn body_limit(&mut self, _: &RequestHead, _: &ConnInfo, _: &Ctx) -> Result<Body, Response> {
+            Ok(Body::Whole(0))
         }
 
         fn request(&mut self, request: Request, _: &ConnInfo, _: &mut Ctx) -> Reply {

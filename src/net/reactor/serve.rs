@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::Reactor;
 use crate::metrics::Metrics;
 use crate::net::conn::{Conn, Limits, Next, Parsed, Sent};
-use crate::net::handler::{Ctx, Effect, Handler, Reply};
+use crate::net::handler::{Ctx, Effect, Flow, Handler, Reply};
 use crate::net::slab::ConnId;
 use crate::net::ws::Event;
 
@@ -60,7 +60,25 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.notice_ws_end(id);
+        self.notice_body_aborted(id);
         self.notice_flushed(id);
+    }
+
+    /// A streamed body that ended before its last chunk is reported to the handler
+    /// once, so that its consumer (a lane job) lets go of it.
+    fn notice_body_aborted(&mut self, id: ConnId) {
+        let aborted = self
+            .slab
+            .get_mut(id)
+            .is_some_and(|conn| conn.take_body_aborted());
+        if aborted {
+            let mut ctx = self.ctx();
+            // The request is over anyway: a panic here has nothing left to fail.
+            self.contained(format_args!("body_aborted({id:?})"), |reactor| {
+                reactor.handler.body_aborted(id, &mut ctx)
+            });
+            self.apply(ctx, None);
+        }
     }
 
     /// Tells the handler a watched socket caught up; what it sends in reply is written
@@ -151,9 +169,15 @@ impl<H: Handler> Reactor<H> {
             }
             match conn.parse(now, |head| handler.body_limit(head, &info, ctx)) {
                 Parsed::Nothing => return Ok(()),
-                Parsed::Request(request) => match handler.request(request, &info, ctx) {
+                // A refusal of a streamed request comes before its body: answered, the
+                // connection closes, and the handler hears the body was abandoned.
+                Parsed::Request(request) | Parsed::BodyStart(request) => match handler
+                    .request(request, &info, ctx)
+                {
                     Reply::Now(response) => conn.respond(&response, keep_alive_allowed, date, now),
-                    Reply::Later => return Ok(()),
+                    // A complete request's answer is awaited (nothing more parses); a
+                    // streamed one's body comes next.
+                    Reply::Later => {}
                     Reply::Upgrade { accept, expires_at } => {
                         if conn.upgrade(&accept, expires_at, limits, now) {
                             metrics.websockets.inc();
@@ -161,6 +185,11 @@ impl<H: Handler> Reactor<H> {
                         handler.ws_opened(&info, ctx);
                     }
                 },
+                Parsed::Chunk(chunk, last) => {
+                    if handler.body_chunk(info.id, chunk, last, ctx) == Flow::Pause {
+                        conn.pause_body();
+                    }
+                }
                 Parsed::Answer(response) => conn.respond(&response, keep_alive_allowed, date, now),
                 Parsed::TooLarge(head_only) => {
                     let response = handler.error_response(413, "Request body too large");
@@ -230,6 +259,7 @@ impl<H: Handler> Reactor<H> {
             conn.start_closing();
         }
         self.notice_ws_end(id);
+        self.notice_body_aborted(id);
         if let Some(mut conn) = self.slab.remove(id) {
             let _ = self.poll.registry().deregister(conn.socket_mut());
             let info = conn.info();
@@ -259,5 +289,6 @@ fn carry_out(conn: &mut Conn, effect: Effect, turn: &Turn) {
         },
         Effect::Close(_, code, reason) => conn.ws_close(code, &reason, turn.now),
         Effect::WatchFlush(_) => conn.watch_flush(),
+        Effect::ResumeBody(_) => conn.resume_body(turn.now),
     }
 }
