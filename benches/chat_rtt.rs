@@ -9,7 +9,7 @@
 //! The bench starts the release binary (CHATBOX_BIN, else the one cargo just built) once per
 //! store, pinned to CPU 0 with `taskset -c 0` under `prlimit --nofile`, and re-executes
 //! itself pinned to CPU 1 (as `ws_echo` does; the client is the same one-thread mio loop with
-//! hand-built frames, `benches/support/`). The server runs with CHATBOX_ECHO=true,
+//! hand-built frames, `chatbox::bench`). The server runs with CHATBOX_ECHO=true,
 //! RATE_LIMIT=1000000 per 1s and MAX_MESSAGES_PER_SESSION=100000, so neither limit is
 //! reached, and the built-in `echo` model, which streams the user's text back word by word.
 //!
@@ -18,7 +18,7 @@
 //!   the round trip through the event loop alone;
 //! - `chat`: N sockets on `/chatbox/ws`, each its own user (`bench-<i>`, a fresh token and
 //!   so a fresh session per row). A socket waits for `connection_status`, then sends
-//!   `{"type":"user_message",…,"content":"hello"}`, takes the time of the first
+//!   `{"type":"user_message",…,"content":"b<i>m<n>"}` (one word), takes the time of the first
 //!   `ai_response` frame (p50/p99/p999 columns: the first chunk), of the one with
 //!   `"done":"true"` (the `done` columns: the whole reply) and of `loading` (the `ack`
 //!   columns: sent once the user message is stored), and sends the next message.
@@ -67,28 +67,23 @@
 mod support;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chatbox::bench::chat::{Chat, Tokens};
+use chatbox::bench::client::{Client, Run};
+use chatbox::bench::echo::Echo;
+use chatbox::bench::pace::Load;
 use support::args::Flags;
-use support::client::{
-    parse_url, random_mask, server_frame, text_frame, Client, Protocol, Run, Step,
-};
-use support::echo::Echo;
 use support::idle::idle_phase;
 use support::mongo::MongoUnderTest;
-use support::pace::Load;
-use support::report::{grouped, quantile_us, row, run_cells, RUN_COLUMNS};
+use support::report::{grouped, print_open_failures, quantile_us, row, run_cells, RUN_COLUMNS};
 use support::system::{
-    cpu_count, fs_type, print_conditions, reexec_if_needed, server_under_test, CpuMeter, Launch,
-    JWT_SECRET,
+    cpu_count, fs_type, parse_url, print_conditions, reexec_if_needed, server_under_test, CpuMeter,
+    Launch, JWT_SECRET,
 };
 
 /// An echo socket whose message waits this long at the end of a row counts as stalled.
 const ECHO_STALL: Duration = Duration::from_secs(1);
-/// The chat message: one word, so the echo model answers with one chunk and `done`.
-const CONTENT: &str = "hello";
-/// The chat read buffer: `connection_status` (with the model list) is the largest frame.
-const CHAT_BUFFER: usize = 16 * 1024;
 const TOKEN_TTL_SECS: u64 = 3600;
 /// The issue's target: chat first-chunk p99 at most this many times the raw echo p99.
 const TARGET_RATIO: f64 = 2.0;
@@ -183,140 +178,14 @@ fn parse_args() -> Args {
     args
 }
 
-// ---------------------------------------------------------------------------------------
-// The chat socket.
-
-/// One user per socket; each socket keeps one `user_message` in flight.
-struct Chat {
-    next_user: usize,
-}
-
-#[derive(Default)]
-struct ChatConn {
-    session: Option<String>,
-    /// The masked `user_message` frame for `session`.
-    frame: Vec<u8>,
-    /// When the first `ai_response` of the reply in progress arrived.
-    first: Option<Instant>,
-    /// When the message in flight was acknowledged with `loading` (it is stored).
-    ack: Option<Instant>,
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The value of `"session_id"` in a server frame (ids are hex: no escapes to undo).
-fn session_id(json: &[u8]) -> Option<&str> {
-    const KEY: &[u8] = b"\"session_id\":\"";
-    let start = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let len = json[start..].iter().position(|&b| b == b'"')?;
-    std::str::from_utf8(&json[start..start + len]).ok()
-}
-
-/// A close frame's payload, for the error message.
-fn describe_close(payload: &[u8]) -> String {
-    match payload {
-        [a, b, reason @ ..] => format!(
-            "server sent close {} {:?}",
-            u16::from_be_bytes([*a, *b]),
-            String::from_utf8_lossy(reason)
-        ),
-        _ => "server sent close".into(),
-    }
-}
-
-impl Protocol for Chat {
-    type State = ChatConn;
-    const GREETING: bool = true;
-
-    fn buffer_len(&self) -> usize {
-        CHAT_BUFFER
-    }
-
-    fn connect(&mut self) -> (String, ChatConn) {
-        let user = format!("bench-{}", self.next_user);
-        self.next_user += 1;
-        let now = chatbox::time::unix_now();
-        let token = chatbox::auth::mint(
-            JWT_SECRET.as_bytes(),
-            &user,
-            None,
-            &[],
-            now,
-            Some(TOKEN_TTL_SECS),
-        )
-        .unwrap_or_else(|e| panic!("mint a token for {user}: {e}"));
-        let headers = format!("Authorization: Bearer {token}\r\n");
-        (headers, ChatConn::default())
-    }
-
-    fn request<'a>(&'a self, state: &'a ChatConn) -> &'a [u8] {
-        &state.frame
-    }
-
-    /// Frames are told apart by their start (`type` is always the first field) and the
-    /// reply's end by `"done":"true"`; the content, "hello", can hold neither.
-    fn on_data(
-        &self,
-        state: &mut ChatConn,
-        data: &[u8],
-        in_flight: bool,
-    ) -> Result<(usize, Step), String> {
-        let mut used = 0;
-        let mut step = Step::Pending;
-        while let Some(frame) = server_frame(&data[used..])? {
-            used += frame.len;
-            match (frame.fin, frame.opcode) {
-                (true, 0x1) => {}
-                (_, 0x8) => return Err(describe_close(frame.payload)),
-                // The server pings every 54 s and any frame of ours counts as alive.
-                (true, 0x9 | 0xa) => continue,
-                (fin, opcode) => {
-                    return Err(format!("unexpected frame: opcode {opcode:#x}, fin {fin}"))
-                }
-            }
-            let json = frame.payload;
-            if json.starts_with(br#"{"type":"ai_response""#) {
-                if !in_flight {
-                    return Err("ai_response with no message in flight".into());
-                }
-                let first = *state.first.get_or_insert_with(Instant::now);
-                if contains(json, br#""done":"true""#) {
-                    if contains(json, br#""error":"true""#) {
-                        return Err("the reply ended with error".into());
-                    }
-                    state.first = None;
-                    step = Step::Reply {
-                        first: Some(first),
-                        ack: state.ack.take(),
-                    };
-                }
-            } else if json.starts_with(br#"{"type":"connection_status""#) {
-                let session = session_id(json).ok_or("connection_status without a session_id")?;
-                if state.session.as_deref() != Some(session) {
-                    // Adopt the session of every connection_status (the protocol's rule).
-                    let greeting = state.session.is_none();
-                    let message = format!(
-                        r#"{{"type":"user_message","session_id":"{session}","content":"{CONTENT}"}}"#
-                    );
-                    state.frame = text_frame(message.as_bytes(), Some(random_mask()));
-                    state.session = Some(session.to_owned());
-                    if greeting {
-                        step = Step::Open;
-                    }
-                }
-            } else if json.starts_with(br#"{"type":"loading""#) {
-                if in_flight {
-                    state.ack.get_or_insert_with(Instant::now);
-                }
-            } else if json.starts_with(br#"{"type":"error""#) {
-                return Err(format!("server error: {}", String::from_utf8_lossy(json)));
-            }
-            // Anything else: nothing to do.
-        }
-        Ok((used, step))
-    }
+/// Every socket its own user, `bench-<i>`, with a token minted from the server's secret.
+fn chat_protocol() -> Chat {
+    let tokens = Tokens::Mint {
+        secret: JWT_SECRET.as_bytes().to_vec(),
+        prefix: "bench-".into(),
+        ttl_secs: TOKEN_TTL_SECS,
+    };
+    Chat::new(tokens, false)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -408,10 +277,10 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
         ),
     }
     println!(
-        "  chat     model echo, content {CONTENT:?}, RATE_LIMIT=1000000/1s, \
+        "  chat     model echo, one-word contents, RATE_LIMIT=1000000/1s, \
          MAX_MESSAGES_PER_SESSION=100000, one user per socket"
     );
-    let mut chat = Client::new(chat_target, Chat { next_user: 0 });
+    let mut chat = Client::new(chat_target, chat_protocol()).expect("epoll");
     if args.idle > 0 {
         idle_phase(&mut chat, &meter, args.idle, "chat sockets (one user each)");
     }
@@ -444,17 +313,17 @@ fn run_store(args: &Args, store: Store) -> Vec<Compared> {
 
     let warmup = Duration::from_secs(args.warmup);
     let measured = Duration::from_secs(args.secs);
-    let mut echo = Client::new(echo_target, Echo::new(args.size));
+    let mut echo = Client::new(echo_target, Echo::new(args.size)).expect("epoll");
     let mut compared = Vec::new();
     for &n in &args.conns {
         meter.settle();
-        echo.open_for_run(n);
+        print_open_failures(n, &echo.open_for_run(n));
         let echo_run = echo.run(warmup, measured, ECHO_STALL, &meter, args.load);
         echo.close_all();
         print_row(n, "echo", &echo_run, &echo_run.latencies, None, None);
 
         meter.settle();
-        chat.open_for_run(n);
+        print_open_failures(n, &chat.open_for_run(n));
         let chat_run = chat.run(warmup, measured, measured, &meter, args.load);
         chat.close_all();
         print_row(

@@ -33,14 +33,16 @@ mod support;
 
 use std::time::Duration;
 
+use chatbox::bench::client::{Client, Run};
+use chatbox::bench::echo::Echo;
+use chatbox::bench::pace::Load;
 use support::args::Flags;
-use support::client::{parse_url, Client, Run};
-use support::echo::Echo;
 use support::idle::idle_phase;
-use support::pace::Load;
-use support::report::{grouped, opt, percentile_us, row, run_cells, RUN_COLUMNS};
+use support::report::{
+    grouped, opt, percentile_us, print_open_failures, row, run_cells, RUN_COLUMNS,
+};
 use support::system::{
-    cpu_count, print_conditions, reexec_if_needed, server_under_test, CpuMeter, Launch,
+    cpu_count, parse_url, print_conditions, reexec_if_needed, server_under_test, CpuMeter, Launch,
 };
 
 /// Connects in flight in the parallel handshake row.
@@ -150,7 +152,7 @@ fn echo_phase(client: &mut Client<Echo>, meter: &CpuMeter, args: &Args) {
     println!("{}", row(&headings));
     for &n in &args.conns {
         meter.settle();
-        client.open_for_run(n);
+        print_open_failures(n, &client.open_for_run(n));
         let secs = Duration::from_secs(args.secs);
         let run = client.run(WARMUP, secs, STALL, meter, Load::Closed);
         client.close_all();
@@ -189,7 +191,7 @@ fn main() {
         &meter,
     );
 
-    let mut client = Client::new(parse_url(&url), Echo::new(args.size));
+    let mut client = Client::new(parse_url(&url), Echo::new(args.size)).expect("epoll");
     // Idle first: its RSS baseline is a server that has served nothing else yet.
     if args.idle > 0 {
         idle_phase(&mut client, &meter, args.idle, "connections");

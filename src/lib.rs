@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod chat;
 pub mod cli;
 pub mod config;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::Poll;
+use socket2::{Domain, Socket, Type};
 
 use crate::app::{self, App, Backends, Lanes};
 use crate::config::Config;
@@ -94,8 +95,24 @@ pub struct Server {
     internal_addr: Option<SocketAddr>,
 }
 
+/// Connections the kernel completes for us before the loop accepts them. mio's (and
+/// std's) `bind` leaves it at 128: in a reconnect storm (every client of a restarted pod
+/// at once) the accept queue overflowed, the kernel dropped the handshake's final ACK,
+/// and those clients waited for the SYN-ACK retransmit, 1 s later (the "1.03 s
+/// handshake" of issue 18). The kernel caps it at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
+
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).map_err(|error| StartError::Bind(addr, error))
+    let listen = || -> io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        // As mio's bind: a restarted server may bind while old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        socket.set_nonblocking(true)?;
+        Ok(TcpListener::from_std(socket.into()))
+    };
+    listen().map_err(|error| StartError::Bind(addr, error))
 }
 
 impl Server {

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::client::{Client, Protocol, OPEN_PARALLEL};
 use super::report::grouped;
 use super::system::{rss_kib, CpuMeter};
+use chatbox::bench::client::{Client, Protocol, OPEN_PARALLEL};
 
 /// How long the connections stay open before RSS is read, so that the server's
 /// allocator has settled after the burst.

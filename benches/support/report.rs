@@ -1,7 +1,7 @@
 //! Number formatting and the figures of one run, as table cells.
 
-use super::client::Run;
-use super::system::CpuDelta;
+use chatbox::bench::client::{Burst, Run};
+use chatbox::bench::meter::CpuDelta;
 
 /// The `p` quantile of sorted nanoseconds, in µs with one decimal; `-` for no samples.
 pub fn percentile_us(sorted_ns: &[u64], p: f64) -> String {
@@ -86,4 +86,15 @@ pub fn run_cells(run: &Run, sorted_ns: &[u64]) -> Vec<(String, usize)> {
         .zip(RUN_COLUMNS)
         .map(|(cell, (_, width))| (cell, width))
         .collect()
+}
+
+/// Says so when some of the `n` connections opened for a run failed.
+pub fn print_open_failures(n: usize, burst: &Burst) {
+    if burst.failed > 0 {
+        println!(
+            "  {n:>6}: {} of {n} connections failed to open (first: {})",
+            burst.failed,
+            burst.first_error.as_deref().unwrap_or_default()
+        );
+    }
 }

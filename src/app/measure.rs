@@ -89,11 +89,11 @@ fn template(route: Route) -> Option<&'static str> {
         Route::AdminSession => "/admin/sessions/:sessionID",
         Route::AdminUserSessions => "/admin/users/:userID/sessions",
         Route::AdminMetrics => "/admin/metrics",
+        Route::Upload => "/upload",
+        Route::File => "/files/:fileID",
         // One label for every page and asset: a bounded set either way, and the
         // dashboards care about the API.
         Route::Web => "/web",
-        Route::Upload => "/upload",
-        Route::File => "/files/:fileID",
         Route::NotFound => return None,
     })
 }
@@ -212,9 +212,9 @@ mod tests {
                 "/chatbox/admin/users/:userID/sessions",
             ),
             (Route::AdminMetrics, "/chatbox/admin/metrics"),
-            (Route::Web, "/chatbox/web"),
             (Route::Upload, "/chatbox/upload"),
             (Route::File, "/chatbox/files/:fileID"),
+            (Route::Web, "/chatbox/web"),
             (Route::NotFound, ""),
         ];
         assert_eq!(cases.len(), Route::ALL.len(), "every route has its case");

@@ -105,7 +105,6 @@ impl App {
                 }
             }
             Route::NotFound => error::not_found(),
-            Route::Web => self.web.serve(&request.head),
             Route::Upload => match self.upload_route(request, waiting, ctx) {
                 Ok(reply) => return reply,
                 Err(response) => response,
@@ -119,6 +118,7 @@ impl App {
                     Err(response) => response,
                 }
             }
+            Route::Web => self.web.serve(&request.head),
             Route::AdminTakeover => match self.takeover_route(request, route, waiting, ctx) {
                 Ok(reply) => return reply,
                 Err(response) => response,

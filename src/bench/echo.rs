@@ -1,7 +1,8 @@
 //! The raw echo at `P/echo`: one precomputed masked text frame, the expected echo compared
 //! byte for byte, so the client does one write and one read per message.
 
-use super::client::{random_mask, text_frame, Protocol, Step};
+use super::conn::{Protocol, Step};
+use super::frames::{random_mask, text_frame};
 
 pub struct Echo {
     frame: Vec<u8>,
