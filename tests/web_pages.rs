@@ -276,6 +276,7 @@ fn browser_scenarios() {
         .env("SLOW_REPLY", SLOW_WORDS.concat())
         .env("EMBEDDER", &embedder)
         .env("STRANGER", &stranger)
+        .env("UPLOADS", "1")
         .env("SCREENSHOTS", &shots)
         .output()
         .expect("run node");

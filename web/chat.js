@@ -282,7 +282,10 @@ const attachments = new Attachments({
   recordButton: $('record'),
   onUploaded: (type, upload, name) => {
     const frame = { type, file_id: upload.file_id, file_url: upload.file_url, content: name };
-    if (send(frame)) log.message({ ...frame, sender: 'user', content_type: upload.content_type });
+    // A file comes back to every socket of the session once stored, this one included,
+    // and is shown then; a voice message goes to the others, and this socket gets the
+    // `loading` of its answer instead.
+    if (send(frame) && type === 'voice_message') log.message({ ...frame, sender: 'user' });
   },
   onError: (message) => log.system(message, { error: true }),
 });

@@ -171,12 +171,13 @@ fn is_plain_host(host: &str) -> bool {
 }
 
 /// Where presigned links of this bucket point: the custom endpoint's origin, else AWS's
-/// virtual-hosted and path-style hosts of the region.
+/// virtual-hosted and path-style hosts of the region (and the global one).
 fn s3_origin(s3: &S3Config) -> String {
     match &s3.endpoint {
         Some(endpoint) => origin_of(endpoint).to_owned(),
         None => format!(
-            "https://{bucket}.s3.{region}.amazonaws.com https://s3.{region}.amazonaws.com",
+            "https://{bucket}.s3.{region}.amazonaws.com https://s3.{region}.amazonaws.com \
+             https://{bucket}.s3.amazonaws.com",
             bucket = s3.bucket,
             region = s3.region
         ),

@@ -327,6 +327,14 @@ if (process.env.UPLOADS === '1') {
     const href = await link.getAttribute('href');
     const body = await page.evaluate(async (url) => (await fetch(url)).text(), href);
     check(body === 'attached text', `the file link serves ${JSON.stringify(body)}`);
+    check((await link.count()) === 1, 'the file is shown more than once');
+    // An image is shown inline, loaded from the file link (which the CSP allows).
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
+    await page.setInputFiles('#file', { name: 'dot.png', mimeType: 'image/png', buffer: png });
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#log .msg.user img');
+      return img && img.complete && img.naturalWidth === 1;
+    }, null, { timeout: WAIT });
     // A voice message from Chromium's fake microphone.
     await page.click('#record');
     await page.locator('#record.recording').waitFor({ timeout: WAIT });
