@@ -128,6 +128,7 @@ impl Verifier {
             v.validate_aud = false;
             v
         };
+        hmac::install();
         Verifier {
             key: (!secret.is_empty()).then(|| DecodingKey::from_secret(secret)),
             validations: ALGS.map(pinned),
@@ -265,6 +266,7 @@ pub fn mint(
         ),
         None => None,
     };
+    hmac::install();
     let claims = MintClaims {
         user_id,
         name,
@@ -289,6 +291,8 @@ pub fn bearer_token(header_value: &str) -> Result<&str, AuthError> {
         _ => Err(AuthError::MalformedHeader),
     }
 }
+
+mod hmac;
 
 #[cfg(test)]
 mod tests;

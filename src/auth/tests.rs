@@ -18,7 +18,10 @@ fn raw(header: &Value, claims: &Value, sig: &str) -> String {
     format!("{}.{}.{sig}", enc(header), enc(claims))
 }
 
+/// Signs through jsonwebtoken, hence through our provider, which must be installed
+/// first (tests may run before any `Verifier::new`).
 fn sign(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
+    hmac::install();
     let key = EncodingKey::from_secret(secret);
     jsonwebtoken::encode(&Header::new(alg), claims, &key).unwrap()
 }
@@ -80,6 +83,24 @@ fn mint_refuses_bad_input() {
     ] {
         assert!(matches!(r, Err(Mint(_))), "{r:?}");
     }
+}
+
+/// RFC 7515 appendix A.1: an HS256 JWS signed elsewhere. Its signature must verify (the
+/// claims then lack `user_id`), and one changed signature byte must not.
+#[test]
+fn rfc7515_hs256_example_verifies_with_our_provider() {
+    let key = URL_SAFE_NO_PAD
+        .decode(
+            "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
+        )
+        .unwrap();
+    let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.\
+        eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.\
+        dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let v = Verifier::new(&key, false);
+    assert_eq!(v.verify(token, 0), Err(MissingClaim("user_id")));
+    let tampered = token.replace(".dBjf", ".eBjf");
+    assert_eq!(v.verify(&tampered, 0), Err(BadSignature));
 }
 
 #[test]

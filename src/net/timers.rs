@@ -33,6 +33,11 @@ pub struct TimerWheel<K> {
     /// every stored entry has a tick at or after it.
     current: u64,
     len: usize,
+    /// The earliest tick of any entry (`u64::MAX` when none), kept exact: lowered by
+    /// `schedule`, rescanned by `expire` only once it has fired. Scanning on every poll
+    /// instead cost up to a rotation (1,024 slots) per loop turn when every deadline
+    /// lies a minute away, as an open WebSocket's do.
+    earliest: u64,
 }
 
 impl<K: Copy> TimerWheel<K> {
@@ -56,6 +61,7 @@ impl<K: Copy> TimerWheel<K> {
                 .collect(),
             current: 0,
             len: 0,
+            earliest: u64::MAX,
         }
     }
 
@@ -68,19 +74,32 @@ impl<K: Copy> TimerWheel<K> {
         slot.entries.push(Entry { tick, key });
         slot.min_tick = slot.min_tick.min(tick);
         self.len += 1;
+        self.earliest = self.earliest.min(tick);
         tick
     }
 
     /// The instant of the earliest armed tick, for the poll timeout; `None` when empty
     /// (or when that tick lies beyond what `Instant` can represent).
     /// It may be earlier than the caller's `now` (an entry is overdue): poll without
-    /// waiting then.
+    /// waiting then. Called on every loop turn, so it only converts `earliest`.
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.len == 0 {
             return None;
         }
-        // Every entry in the slot visited at tick `t` has a tick >= `t`, so once the
-        // best found is <= `t`, no later slot can beat it.
+        let nanos = u128::from(self.earliest) * self.tick_nanos;
+        let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+        // The remainder is below 10^9, so it fits.
+        self.origin
+            .checked_add(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+    }
+
+    /// The earliest tick stored, found in at most one rotation's worth of steps: every
+    /// entry in the slot visited at tick `t` has a tick >= `t` (all earlier ones have
+    /// fired), so once the best found is <= `t`, no later slot can beat it.
+    fn scan_earliest(&self) -> u64 {
+        if self.len == 0 {
+            return u64::MAX;
+        }
         let mut best = u64::MAX;
         for t in self.current..self.current + self.slots.len() as u64 {
             best = best.min(self.slot(t).min_tick);
@@ -88,11 +107,7 @@ impl<K: Copy> TimerWheel<K> {
                 break;
             }
         }
-        let nanos = u128::from(best) * self.tick_nanos;
-        let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
-        // The remainder is below 10^9, so it fits.
-        self.origin
-            .checked_add(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+        best
     }
 
     /// Advances to `now` and appends every due entry (tick <= `now`'s tick) to `out` as
@@ -122,6 +137,9 @@ impl<K: Copy> TimerWheel<K> {
         }
         self.len -= out.len() - before;
         self.current = now_tick;
+        if self.earliest <= now_tick {
+            self.earliest = self.scan_earliest();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -244,6 +262,26 @@ mod tests {
         assert_eq!(wheel.next_deadline(), Some(origin + TICK * 82));
         wheel.expire(origin + TICK * 82, &mut out);
         assert_eq!(wheel.next_deadline(), None);
+    }
+
+    /// The earliest deadline stays exact across expiries that fire nothing, entries
+    /// rotations away, and the firing of the earliest one.
+    #[test]
+    fn next_deadline_survives_expiries_and_far_entries() {
+        let origin = Instant::now();
+        let mut wheel = TimerWheel::new(origin, TICK, 8);
+        let mut out = Vec::new();
+        wheel.schedule(origin + TICK * 100, 1);
+        wheel.schedule(origin + TICK * 30, 2);
+        wheel.expire(origin + TICK * 10, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(wheel.next_deadline(), Some(origin + TICK * 30));
+        wheel.expire(origin + TICK * 30, &mut out);
+        assert_eq!(out, vec![(30, 2)]);
+        assert_eq!(wheel.next_deadline(), Some(origin + TICK * 100));
+        // Scheduled in the past: due at once, and reported as the next deadline.
+        wheel.schedule(origin, 3);
+        assert_eq!(wheel.next_deadline(), Some(origin + TICK * 30));
     }
 
     #[test]
