@@ -231,30 +231,32 @@ impl Drop for Checkpoints {
 }
 
 fn run(shared: &Shared) {
-    loop {
-        let Ok(journal) = shared.journal() else {
-            return;
-        };
-        let waited = shared
-            .wake
-            .wait_timeout_while(journal, CHECKPOINT_EVERY, |journal| {
-                !journal.closing && journal.pending.len() < CHECKPOINT_AT
-            });
-        match waited {
-            Ok((journal, _)) if journal.closing => return,
-            Ok(_) => {}
-            Err(_) => return,
-        }
+    while let Ok(true) = wait_for_work(shared) {
         if let Err(error) = shared.settle() {
             log::warn!("store: checkpoint failed, the log keeps the appends: {error}");
         }
     }
 }
 
+/// Waits until a checkpoint is due: false when the store is closing. The journal is
+/// unlocked again on return, as the checkpoint takes it.
+fn wait_for_work(shared: &Shared) -> Result<bool> {
+    let journal = shared.journal()?;
+    let (journal, _) = shared
+        .wake
+        .wait_timeout_while(journal, CHECKPOINT_EVERY, |journal| {
+            !journal.closing && journal.pending.len() < CHECKPOINT_AT
+        })
+        .map_err(poisoned)?;
+    Ok(!journal.closing)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
-    mutex
-        .lock()
-        .map_err(|_| StoreError::Unavailable("a store thread panicked mid-write".into()))
+    mutex.lock().map_err(poisoned)
+}
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Unavailable("a store thread panicked mid-write".into())
 }
 
 fn log_err(err: io::Error) -> StoreError {

@@ -275,3 +275,28 @@ fn entries_a_checkpoint_applied_are_not_applied_again() {
         .unwrap();
     assert_eq!(session.message_count, 5);
 }
+
+/// How many messages redb itself holds for `s1`, without carrying the log into it.
+fn in_redb(store: &Embedded) -> u64 {
+    let txn = store.shared().db.begin_read().unwrap();
+    let sessions = txn.open_table(SESSIONS).unwrap();
+    load(&sessions, "s1")
+        .unwrap()
+        .map_or(0, |record| record.msg_count)
+}
+
+#[test]
+fn the_background_checkpoint_carries_the_log_into_redb_and_appends_go_on() {
+    let dir = Dir::new("background");
+    let store = Embedded::open(&dir.0).unwrap();
+    for round in 0..2 {
+        let end = round * 3 + 3;
+        log_appends(store.shared(), round * 3..end);
+        // Bounded, never a timing assertion: a checkpoint is due within a second.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while in_redb(&store) != end as u64 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint came");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
