@@ -31,8 +31,7 @@ pub(super) fn append_batch(shared: &Shared, appends: &[Append]) -> Vec<Result<Se
     }
     // Numbers are never reused, not even those of a batch that failed to reach the disk.
     journal.next_lsn += logged.len() as u64;
-    let entries: Vec<Entry> = logged.iter().map(|(entry, _)| entry.clone()).collect();
-    if let Err(error) = journal.wal.write(&entries) {
+    if let Err(error) = journal.wal.write(logged.iter().map(|(entry, _)| entry)) {
         let error = StoreError::Unavailable(format!("append log: {error}"));
         return results
             .into_iter()

@@ -128,7 +128,7 @@ impl Wal {
     }
 
     /// Writes `entries` and waits until the disk has them: one write, one `fdatasync`.
-    pub(super) fn write(&mut self, entries: &[Entry]) -> io::Result<()> {
+    pub(super) fn write<'a>(&mut self, entries: impl Iterator<Item = &'a Entry>) -> io::Result<()> {
         if self.damaged {
             self.rotate()?;
         }
