@@ -31,10 +31,11 @@
 //! two store writes per message on the `store` lane (the user message, stored before
 //! `loading` and the first chunk, and the reply, stored when it ends), the `llm` lane
 //! thread that runs the model, the completion channel back to the loop, and three or
-//! four frames out instead of one. The embedded store (redb) fsyncs every commit; appends
-//! are group-committed (one batch in flight, the next one holding every append that
-//! arrived meanwhile), so under load the fsync is paid per batch, and what remains is
-//! the store's CPU per append. `--stores disk,shm` runs the whole table again on a
+//! four frames out instead of one. The embedded store writes appends to its log with
+//! one `fdatasync` per batch (one batch in flight, the next one holding every append
+//! that arrived meanwhile) and carries them into redb in a background checkpoint every
+//! second, so under load the sync is paid per batch and redb's commit per checkpoint;
+//! what remains is the store's CPU per append. `--stores disk,shm` runs the whole table again on a
 //! second server with DATA_DIR on /dev/shm (tmpfs, where fsync returns at once): the
 //! difference between the two `chat` rows is what the disk costs. `disk` is the system
 //! temp dir; its file system is printed with the conditions. `mongo` runs the table on a

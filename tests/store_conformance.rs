@@ -5,9 +5,9 @@ mod common;
 mod store_suite;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -143,8 +143,10 @@ fn append_until_killed() {
 
 const KILL_DIR: &str = "CHATBOX_TEST_KILL_DIR";
 
-#[test]
-fn acknowledged_writes_survive_kill_9() {
+/// Runs `append_until_killed` in a child process on a fresh directory and kills it with
+/// SIGKILL (no destructor, no last checkpoint, no clean close of the file) once it has
+/// acknowledged 31 appends; returns the directory and the last acknowledged number.
+fn appends_then_kill_9() -> (TempDir, u64) {
     let dir = TempDir::new();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["append_until_killed", "--exact", "--ignored", "--nocapture"])
@@ -164,11 +166,14 @@ fn acknowledged_writes_survive_kill_9() {
             }
         }
     }
-    child.kill().unwrap(); // SIGKILL: no destructor, no clean close of the file
+    child.kill().unwrap();
     child.wait().unwrap();
-    let acked = acked.expect("the child acknowledged appends");
+    (dir, acked.expect("the child acknowledged appends"))
+}
 
-    let store = Embedded::open(dir.path()).unwrap();
+/// Every acknowledged message is in the reopened store, in order.
+fn assert_all_acknowledged_stored(dir: &Path, acked: u64) {
+    let store = Embedded::open(dir).unwrap();
     let transcript = store.transcript("s1", None).unwrap().unwrap();
     let count = transcript.session.message_count;
     assert!(
@@ -180,6 +185,38 @@ fn acknowledged_writes_survive_kill_9() {
     for (n, message) in transcript.messages.iter().enumerate() {
         assert_eq!(message.content, format!("message {n}"));
     }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let (dir, acked) = appends_then_kill_9();
+    assert_all_acknowledged_stored(dir.path(), acked);
+}
+
+/// The append log's newest file in `dir`: appends go there until the next checkpoint.
+fn newest_log(dir: &Path) -> PathBuf {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("the store keeps an append log")
+}
+
+/// A crash mid-write leaves a record cut short at the log's end (it was never
+/// acknowledged); the replay stops there and keeps everything before it.
+#[test]
+fn a_torn_record_at_the_end_of_the_log_is_ignored_after_kill_9() {
+    let (dir, acked) = appends_then_kill_9();
+    let log = newest_log(dir.path());
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    // A length and CRC promising 4 KiB, then only the payload's first bytes.
+    file.write_all(&[0, 16, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 0, 0])
+        .unwrap();
+    drop(file);
+    assert_all_acknowledged_stored(dir.path(), acked);
+    assert!(!log.exists(), "the replayed log is deleted");
 }
 
 #[test]

@@ -1,66 +1,131 @@
-//! One append inside a write transaction: the owner, cap and byte-budget checks, the
-//! message row, and the session record's counters.
+//! Appends: the owner, cap and byte-budget checks against the session's latest record,
+//! then one log write and sync for the whole batch. redb gets them at the next
+//! checkpoint (`journal.rs`).
 
-use redb::ReadableTable;
+use redb::{ReadTransaction, ReadableDatabase};
 
+use super::journal::{Journal, Shared};
 use super::records::{encode, MessageRecord, SessionRecord};
-use super::{db_err, load, Tables};
+use super::tables::load;
+use super::wal::Entry;
+use super::{db_err, SESSIONS};
 use crate::store::{byte_budget, Append, Result, Sender, Session, StoreError};
 
-/// One append inside a write transaction. The outer `Result` is a storage failure that
-/// must abort the transaction; the inner one is this append's own refusal, which
-/// writes nothing.
-pub(super) fn append_in(tables: &mut Tables, append: &Append) -> Result<Result<Session>> {
-    let id = append.session_id;
-    let message = append.message;
-    let old = load(&tables.sessions, id)?;
-    let mut new = match &old {
-        Some(record) if record.uid != append.user_id => return Ok(Err(StoreError::NotOwner)),
-        Some(record) => record.clone(),
-        None => SessionRecord::new(append, message.at),
+/// Logs every append of `appends` that its session admits, with one sync; each
+/// succeeds or fails on its own, and none is answered before the sync.
+pub(super) fn append_batch(shared: &Shared, appends: &[Append]) -> Vec<Result<Session>> {
+    let mut journal = match shared.journal() {
+        Ok(journal) => journal,
+        Err(error) => return appends.iter().map(|_| Err(error.clone())).collect(),
     };
-    if new.msg_count >= append.max_messages as u64 {
-        return Ok(Err(StoreError::SessionFull));
-    }
-    let row = encode(&MessageRecord::from_message(message))?;
-    let held = match new.msg_bytes {
-        Some(bytes) => bytes,
-        None => stored_bytes(&tables.sessions, id, new.msg_count)?,
+    let mut staged = Staged {
+        journal: &journal,
+        shared,
+        reader: None,
+        logged: Vec::new(),
     };
-    let bytes = held.saturating_add(row.len() as u64);
-    if bytes > byte_budget(message.sender) {
-        return Ok(Err(StoreError::SessionFull));
+    let results: Vec<Result<Session>> = appends.iter().map(|a| staged.append(a)).collect();
+    let logged = staged.logged;
+    if logged.is_empty() {
+        return results;
     }
-    new.msg_bytes = Some(bytes);
-    tables
-        .sessions
-        .insert((id, new.msg_count), row.as_slice())
-        .map_err(db_err)?;
-    new.msg_count += 1;
-    new.last_activity = message.at;
-    new.modified_at = message.at;
-    if let (Sender::Ai, Some(resp_ms)) = (message.sender, message.resp_ms) {
-        // Saturating: a nonsense figure must not fail (or wrap) the append.
-        new.total_tokens = new.total_tokens.saturating_add(message.tokens.unwrap_or(0));
-        new.max_resp_ms = new.max_resp_ms.max(resp_ms);
-        new.resp_sum = new.resp_sum.saturating_add(resp_ms);
-        new.resp_count += 1;
+    // Numbers are never reused, not even those of a batch that failed to reach the disk.
+    journal.next_lsn += logged.len() as u64;
+    if let Err(error) = journal.wal.write(logged.iter().map(|(entry, _)| entry)) {
+        let error = StoreError::Unavailable(format!("append log: {error}"));
+        return results
+            .into_iter()
+            .map(|result| result.and(Err(error.clone())))
+            .collect();
     }
-    tables.put(id, old.as_ref(), &new)?;
-    Ok(Ok(new.into_session(id)))
+    journal.pending.add(logged);
+    shared.logged(&journal);
+    results
 }
 
-/// The bytes of a session's message rows, summed: the one-time count for a session
-/// stored before records kept `msgBytes`.
-fn stored_bytes(
-    sessions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
-    id: &str,
-    count: u64,
-) -> Result<u64> {
-    let mut bytes = 0_u64;
-    for row in sessions.range((id, 0)..(id, count)).map_err(db_err)? {
-        let (_, value) = row.map_err(db_err)?;
-        bytes = bytes.saturating_add(value.value().len() as u64);
+/// One batch on its way to the log.
+struct Staged<'a> {
+    journal: &'a Journal,
+    shared: &'a Shared,
+    /// A snapshot for the sessions neither the batch nor the log has, opened once.
+    reader: Option<ReadTransaction>,
+    logged: Vec<(Entry, SessionRecord)>,
+}
+
+impl Staged<'_> {
+    fn append(&mut self, append: &Append) -> Result<Session> {
+        let id = append.session_id;
+        let message = append.message;
+        let mut new = match self.latest(id)? {
+            Some(record) if record.uid != append.user_id => return Err(StoreError::NotOwner),
+            Some(record) => record,
+            None => SessionRecord::new(append, message.at),
+        };
+        if new.msg_count >= append.max_messages as u64 {
+            return Err(StoreError::SessionFull);
+        }
+        let row = encode(&MessageRecord::from_message(message))?;
+        let held = match new.msg_bytes {
+            Some(bytes) => bytes,
+            None => self.stored_bytes(id, new.msg_count)?,
+        };
+        let bytes = held.saturating_add(row.len() as u64);
+        if bytes > byte_budget(message.sender) {
+            return Err(StoreError::SessionFull);
+        }
+        let seq = new.msg_count;
+        new.msg_bytes = Some(bytes);
+        new.msg_count += 1;
+        new.last_activity = message.at;
+        new.modified_at = message.at;
+        if let (Sender::Ai, Some(resp_ms)) = (message.sender, message.resp_ms) {
+            // Saturating: a nonsense figure must not fail (or wrap) the append.
+            new.total_tokens = new.total_tokens.saturating_add(message.tokens.unwrap_or(0));
+            new.max_resp_ms = new.max_resp_ms.max(resp_ms);
+            new.resp_sum = new.resp_sum.saturating_add(resp_ms);
+            new.resp_count += 1;
+        }
+        let entry = Entry {
+            lsn: self.journal.next_lsn + self.logged.len() as u64,
+            session_id: id.to_owned(),
+            seq,
+            row,
+            record: encode(&new)?,
+        };
+        let session = new.clone().into_session(id);
+        self.logged.push((entry, new));
+        Ok(session)
     }
-    Ok(bytes)
+
+    /// The session's latest record: this batch's, else the log's, else redb's.
+    fn latest(&mut self, id: &str) -> Result<Option<SessionRecord>> {
+        let staged = self.logged.iter().rev().find(|(e, _)| e.session_id == id);
+        if let Some(record) = staged
+            .map(|(_, record)| record)
+            .or_else(|| self.journal.pending.latest(id))
+        {
+            return Ok(Some(record.clone()));
+        }
+        load(&self.reader()?.open_table(SESSIONS).map_err(db_err)?, id)
+    }
+
+    fn reader(&mut self) -> Result<&ReadTransaction> {
+        let reader = match self.reader.take() {
+            Some(reader) => reader,
+            None => self.shared.db.begin_read().map_err(db_err)?,
+        };
+        Ok(self.reader.insert(reader))
+    }
+
+    /// The bytes of a session's message rows, summed: the one-time count for a session
+    /// stored before records kept `msgBytes` (so all its rows are in redb).
+    fn stored_bytes(&mut self, id: &str, count: u64) -> Result<u64> {
+        let sessions = self.reader()?.open_table(SESSIONS).map_err(db_err)?;
+        let mut bytes = 0_u64;
+        for row in sessions.range((id, 0)..(id, count)).map_err(db_err)? {
+            let (_, value) = row.map_err(db_err)?;
+            bytes = bytes.saturating_add(value.value().len() as u64);
+        }
+        Ok(bytes)
+    }
 }

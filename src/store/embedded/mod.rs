@@ -1,9 +1,22 @@
-//! The embedded backend: one redb file, `DATA_DIR/chatbox.redb`.
+//! The embedded backend: one redb file, `DATA_DIR/chatbox.redb`, and the append log
+//! beside it (`DATA_DIR/wal-*.log`).
 //!
-//! Every write is one redb write transaction, committed with redb's default
-//! `Durability::Immediate` (fsync before `commit` returns), so a write that returned `Ok`
-//! survives `kill -9`. redb runs one writer at a time and readers on snapshots, which is
-//! what makes the read-check-write of `append` (owner, cap, byte budget) atomic across lane threads.
+//! **Appends** are checked against the session's latest record (owner, cap, byte budget)
+//! and written to the log, one write and one `fdatasync` per batch (`append.rs`,
+//! `wal.rs`); the batch is answered once the log is synced, so an acknowledged append
+//! survives `kill -9` and a power cut. Every second, or after 4,096 appends, a
+//! checkpoint carries what the log holds into redb in one transaction and deletes the
+//! log files it covered (`journal.rs`): the message rows, and each session's record and
+//! index entries once, however many of its appends the checkpoint holds. `open` replays
+//! the log after a crash; `meta` keeps the last entry redb holds, so nothing is applied
+//! twice, and a record cut short by the crash (or whose CRC does not match) ends the
+//! replay, as it was never acknowledged.
+//!
+//! **Everything else** (reads, the other writes) first carries the log into redb, so it
+//! sees every acknowledged append; a write then commits in that same transaction, with
+//! redb's `Durability::Immediate` (fsync before `commit` returns). redb runs one writer
+//! at a time and readers on snapshots; appends wait while a direct write commits, so
+//! none checks against a record that write is changing.
 //!
 //! Layout: a session's record and each of its messages are rows of their own, so an append
 //! writes one message row and rewrites only the small session record, never the
@@ -44,8 +57,8 @@
 //! are a few milliseconds, so that is kept rather than an index per filter and sort.
 //! The metrics of a time range are one range read of `admin_start`.
 //!
-//! **What the appends pay**: `lastActivity` and the message count change on every
-//! append, the tokens on every reply, and the start entry holds the summed fields, so
+//! **What the appends pay** (before the log; now per session per checkpoint):
+//! `lastActivity` and the message count change on every append, the tokens on every reply, and the start entry holds the summed fields, so
 //! an append to an existing session also rewrites its `admin_start` value and moves its
 //! `admin_activity` and `admin_messages` entries (and `admin_tokens` for a reply): a
 //! remove and an insert at another place in each of those B-trees, each a page copied
@@ -55,8 +68,11 @@
 //! store_append -- --dir /dev/shm` (tmpfs, so CPU rather than fsync), CPU per append
 //! before → after: 60 → 115 µs one append per commit, 23 → 40 µs ten per commit,
 //! 18 → 26 µs a hundred (the chat's group commit batches under load). On a disk the
-//! fsync per commit stays the larger cost. In exchange, `cargo bench --bench
-//! admin_queries` at 100,000 sessions answers every filtered page of 50 with a p99
+//! fsync per commit stays the larger cost. With the log (same bench, no LTO, a busy
+//! machine): 16, 13 and 14 µs on tmpfs; on this VM's disk a sync costs ~200 µs of
+//! CPU, so 228, 33 and 26 µs, and batching is what pays for it. In exchange for the
+//! indexes, `cargo bench --bench admin_queries` at 100,000 sessions answers every
+//! filtered page of 50 with a p99
 //! under 16 ms and a month's metrics under 30 ms. `latest_active` and `end_idle`
 //! still read records (a user's active sessions; every active session every few
 //! minutes), which the activity index could serve but need not.
@@ -69,14 +85,19 @@
 
 mod admin;
 mod append;
+mod journal;
+mod pending;
 mod records;
+mod tables;
+mod wal;
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{
-    Database, MultimapTable, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle, WriteTransaction,
+    Database, MultimapTableDefinition, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableHandle,
 };
 
 use super::{
@@ -84,9 +105,9 @@ use super::{
     StoreError, Transcript, Window,
 };
 
-use admin::AdminTables;
-use append::append_in;
-use records::{decode, encode, MessageRecord, SessionRecord};
+use journal::{Checkpoints, Shared};
+use records::{decode, MessageRecord, SessionRecord};
+use tables::{indexed, load, Tables};
 
 /// The file's name inside `DATA_DIR`.
 pub const FILE_NAME: &str = "chatbox.redb";
@@ -95,9 +116,12 @@ pub const FILE_NAME: &str = "chatbox.redb";
 /// changes its key or value type or its meaning; `open` refuses a file with another.
 /// (1 was the unversioned pre-release layout with `lastActivity`-keyed indexes, 2 kept
 /// messages in a table of their own, 3 had no admin tables: `open` builds them from the
-/// session records, once.)
-pub const FORMAT: u64 = 4;
-/// The one older layout `open` upgrades in place: 4 only adds tables to it.
+/// session records, once; 4 had no append log.)
+pub const FORMAT: u64 = 5;
+/// The older layouts `open` upgrades in place. 5 has the same tables as 4, but appends
+/// that may be in the log only (which a build of 4 would not see, so it refuses 5);
+/// 4 only added tables to 3.
+const FORMAT_WITHOUT_LOG: u64 = 4;
 const FORMAT_WITHOUT_ADMIN: u64 = 3;
 const FORMAT_KEY: &str = "format";
 
@@ -114,19 +138,22 @@ const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("active");
 const SHARES: TableDefinition<&str, &str> = TableDefinition::new("shares");
 
 pub struct Embedded {
-    db: Database,
+    checkpoints: Checkpoints,
 }
 
 impl Embedded {
     /// Opens `dir/chatbox.redb`, creating the directory, the file and its tables when
-    /// missing. Fails while another process (or another `Embedded`) has the file open.
+    /// missing, and replays the append log into it. Fails while another process (or
+    /// another `Embedded`) has the file open.
     pub fn open(dir: &Path) -> Result<Embedded> {
         let path = dir.join(FILE_NAME);
         let opened = std::fs::create_dir_all(dir)
             .map_err(|err| StoreError::Unavailable(err.to_string()))
             .and_then(|()| Database::create(&path).map_err(db_err))
-            .map(|db| Embedded { db })
-            .and_then(|store| store.prepare().map(|()| store));
+            .and_then(|db| prepare(&db).map(|()| db))
+            .and_then(|db| Shared::recover(db, dir))
+            .and_then(|shared| Checkpoints::start(Arc::new(shared)))
+            .map(|checkpoints| Embedded { checkpoints });
         let in_file = |detail| format!("{}: {detail}", path.display());
         opened.map_err(|err| match err {
             StoreError::Corrupt(detail) => StoreError::Corrupt(in_file(detail)),
@@ -135,93 +162,94 @@ impl Embedded {
         })
     }
 
-    /// Checks the file's layout version (stamping a new file with ours), then creates the
-    /// tables: readers open tables that must exist.
-    fn prepare(&self) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            let found = meta.get(FORMAT_KEY).map_err(db_err)?.map(|v| v.value());
-            match found {
-                Some(FORMAT) => {}
-                Some(FORMAT_WITHOUT_ADMIN) => {
-                    let indexed = admin::build(&txn)?;
-                    meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
-                    log::info!("store: admin indexes built for {indexed} sessions (layout 3 to 4)");
-                }
-                Some(other) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "table layout version {other}, but this build reads version {FORMAT}"
-                    )))
-                }
-                None => {
-                    // Only a new file may be stamped: one that already has tables and
-                    // no version predates versioning, and its indexes differ from ours.
-                    let old = txn
-                        .list_tables()
-                        .map_err(db_err)?
-                        .any(|t| t.name() != META.name())
-                        || txn.list_multimap_tables().map_err(db_err)?.next().is_some();
-                    if old {
-                        return Err(StoreError::Corrupt(format!(
-                            "no table layout version: written by a pre-release chatbox whose \
-                             layout this build ({FORMAT}) cannot read; move the file away"
-                        )));
-                    }
-                    meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
-                }
-            }
-        }
-        Tables::open(&txn)?;
-        txn.commit().map_err(db_err)?;
-        Ok(())
+    fn shared(&self) -> &Shared {
+        self.checkpoints.shared()
     }
 
-    /// Runs `change` in one write transaction and commits it; an error from `change`
-    /// drops the transaction, which rolls everything in it back.
-    fn write<T>(&self, change: impl FnOnce(&mut Tables) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        let out = change(&mut Tables::open(&txn)?)?;
-        txn.commit().map_err(db_err)?;
-        Ok(out)
+    /// A snapshot that holds every acknowledged append.
+    fn read(&self) -> Result<ReadTransaction> {
+        let shared = self.shared();
+        shared.settle()?;
+        shared.db.begin_read().map_err(db_err)
     }
+
+    fn write<T>(&self, change: impl FnOnce(&mut Tables) -> Result<T>) -> Result<T> {
+        self.shared().write(change)
+    }
+}
+
+/// Checks the file's layout version (stamping a new file with ours, upgrading an older
+/// one we can), then creates the tables: readers open tables that must exist.
+fn prepare(db: &Database) -> Result<()> {
+    let txn = db.begin_write().map_err(db_err)?;
+    {
+        let mut meta = txn.open_table(META).map_err(db_err)?;
+        let found = meta.get(FORMAT_KEY).map_err(db_err)?.map(|v| v.value());
+        match found {
+            Some(FORMAT) => {}
+            Some(FORMAT_WITHOUT_LOG) => {
+                meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
+                log::info!("store: layout 4 to 5 (appends go through the log)");
+            }
+            Some(FORMAT_WITHOUT_ADMIN) => {
+                let indexed = admin::build(&txn)?;
+                meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
+                log::info!("store: admin indexes built for {indexed} sessions (layout 3 to 5)");
+            }
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "table layout version {other}, but this build reads version {FORMAT}"
+                )))
+            }
+            None => {
+                // Only a new file may be stamped: one that already has tables and
+                // no version predates versioning, and its indexes differ from ours.
+                let old = txn
+                    .list_tables()
+                    .map_err(db_err)?
+                    .any(|t| t.name() != META.name())
+                    || txn.list_multimap_tables().map_err(db_err)?.next().is_some();
+                if old {
+                    return Err(StoreError::Corrupt(format!(
+                        "no table layout version: written by a pre-release chatbox whose \
+                         layout this build ({FORMAT}) cannot read; move the file away"
+                    )));
+                }
+                meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
+            }
+        }
+    }
+    Tables::open(&txn)?;
+    txn.commit().map_err(db_err)?;
+    Ok(())
 }
 
 impl Store for Embedded {
     fn append(&self, append: &Append) -> Result<Session> {
-        // A refused append returns its error from the closure: nothing to commit.
-        self.write(|tables| append_in(tables, append).and_then(|refusal| refusal))
+        let mut results = append::append_batch(self.shared(), std::slice::from_ref(append));
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the append went missing".into())))
     }
 
-    /// One transaction for the whole batch: one commit, one fsync. An append refused
-    /// for its own reasons (owner, cap) is checked before it writes anything, so it
-    /// fails alone; a storage error fails the batch, and nothing of it is committed.
+    /// One log write and one sync for the whole batch (see the header).
     fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
-        let outcome = self.write(|tables| {
-            appends
-                .iter()
-                .map(|append| append_in(tables, append))
-                .collect::<Result<Vec<_>>>()
-        });
-        match outcome {
-            Ok(results) => results,
-            Err(error) => appends.iter().map(|_| Err(error.clone())).collect(),
-        }
+        append::append_batch(self.shared(), appends)
     }
 
     fn session(&self, id: &str) -> Result<Option<Session>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.read()?;
         let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
         Ok(load(&sessions, id)?.map(|record| record.into_session(id)))
     }
 
     fn transcript_page(&self, id: &str, window: Window) -> Result<Option<Transcript>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.read()?;
         read_transcript(&txn, id, window)
     }
 
     fn latest_active(&self, user_id: &str) -> Result<Option<Session>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.read()?;
         let index = txn.open_multimap_table(USER_ACTIVE).map_err(db_err)?;
         let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
         // A user has a handful of active sessions: read them all and keep the latest.
@@ -241,7 +269,7 @@ impl Store for Embedded {
     }
 
     fn user_sessions(&self, user_id: &str, limit: usize) -> Result<Vec<Session>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.read()?;
         let index = txn.open_multimap_table(USER_START).map_err(db_err)?;
         let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -305,7 +333,7 @@ impl Store for Embedded {
     }
 
     fn shared(&self, token: &str, window: Window) -> Result<Option<Transcript>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.read()?;
         let shares = txn.open_table(SHARES).map_err(db_err)?;
         let Some(id) = shares.get(token).map_err(db_err)? else {
             return Ok(None);
@@ -332,141 +360,26 @@ impl Store for Embedded {
     }
 
     fn count_active(&self) -> Result<u64> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.read()?;
         let active = txn.open_table(ACTIVE).map_err(db_err)?;
         active.len().map_err(db_err)
     }
 
     fn admin_sessions(&self, query: &AdminQuery) -> Result<AdminPage> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.read()?;
         admin::admin_sessions(&txn, query)
     }
 
     fn session_metrics(&self, from: Millis, to: Millis) -> Result<Aggregate> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.read()?;
         admin::session_metrics(&txn, from, to)
     }
 
+    /// Whether redb answers; it does not wait for a checkpoint.
     fn ping(&self) -> Result<()> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.shared().db.begin_read().map_err(db_err)?;
         txn.open_table(SESSIONS).map_err(db_err)?;
         Ok(())
-    }
-}
-
-/// The tables of one write transaction.
-struct Tables<'txn> {
-    sessions: Table<'txn, (&'static str, u64), &'static [u8]>,
-    user_start: MultimapTable<'txn, (&'static str, Millis), &'static str>,
-    user_active: MultimapTable<'txn, &'static str, &'static str>,
-    active: Table<'txn, &'static str, ()>,
-    shares: Table<'txn, &'static str, &'static str>,
-    admin: AdminTables<'txn>,
-}
-
-impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>> {
-        Ok(Tables {
-            sessions: txn.open_table(SESSIONS).map_err(db_err)?,
-            user_start: txn.open_multimap_table(USER_START).map_err(db_err)?,
-            user_active: txn.open_multimap_table(USER_ACTIVE).map_err(db_err)?,
-            active: txn.open_table(ACTIVE).map_err(db_err)?,
-            shares: txn.open_table(SHARES).map_err(db_err)?,
-            admin: AdminTables::open(txn)?,
-        })
-    }
-
-    /// Applies `change` to an existing session; false when there is none.
-    /// Changes session `id` as of `at`: false when there is no such session.
-    fn update(
-        &mut self,
-        id: &str,
-        at: Millis,
-        change: impl FnOnce(&mut SessionRecord),
-    ) -> Result<bool> {
-        let Some(old) = load(&self.sessions, id)? else {
-            return Ok(false);
-        };
-        let mut new = old.clone();
-        change(&mut new);
-        new.modified_at = at;
-        self.put(id, Some(&old), &new)?;
-        Ok(true)
-    }
-
-    fn end(&mut self, id: &str, at: Millis) -> Result<bool> {
-        let Some(old) = load(&self.sessions, id)? else {
-            return Ok(false);
-        };
-        if old.end_ts.is_some() {
-            return Ok(false);
-        }
-        let mut new = old.clone();
-        new.end_ts = Some(at);
-        new.dur = Some((at.saturating_sub(new.ts) / 1000).max(0));
-        new.modified_at = at;
-        self.put(id, Some(&old), &new)?;
-        Ok(true)
-    }
-
-    /// Stores `new` as session `id` (previously `old`) and moves its index entries.
-    fn put(&mut self, id: &str, old: Option<&SessionRecord>, new: &SessionRecord) -> Result<()> {
-        let before = old.map(IndexKeys::of);
-        let after = IndexKeys::of(new);
-        let before = before.as_ref();
-        if before.map(|k| k.user_start) != Some(after.user_start) {
-            if let Some(k) = before {
-                self.user_start.remove(k.user_start, id).map_err(db_err)?;
-            }
-            self.user_start
-                .insert(after.user_start, id)
-                .map_err(db_err)?;
-        }
-        let (old_active, new_active) = (before.and_then(|k| k.active), after.active);
-        if old_active != new_active {
-            if let Some(user) = old_active {
-                self.user_active.remove(user, id).map_err(db_err)?;
-                self.active.remove(id).map_err(db_err)?;
-            }
-            if let Some(user) = new_active {
-                self.user_active.insert(user, id).map_err(db_err)?;
-                self.active.insert(id, ()).map_err(db_err)?;
-            }
-        }
-        let (old_share, new_share) = (before.and_then(|k| k.share), after.share);
-        if old_share != new_share {
-            if let Some(token) = old_share {
-                self.shares.remove(token).map_err(db_err)?;
-            }
-            if let Some(token) = new_share {
-                self.shares.insert(token, id).map_err(db_err)?;
-            }
-        }
-        self.admin.put(id, old, new)?;
-        let row = encode(new)?;
-        self.sessions
-            .insert((id, RECORD), row.as_slice())
-            .map_err(db_err)?;
-        Ok(())
-    }
-}
-
-/// Where one session appears in the index tables.
-struct IndexKeys<'a> {
-    user_start: (&'a str, Millis),
-    /// The owner while the session is active. Not `lastActivity`: then every append
-    /// would move the session's index entries (see the header).
-    active: Option<&'a str>,
-    share: Option<&'a str>,
-}
-
-impl IndexKeys<'_> {
-    fn of(record: &SessionRecord) -> IndexKeys<'_> {
-        IndexKeys {
-            user_start: (record.uid.as_str(), record.ts),
-            active: record.end_ts.is_none().then_some(record.uid.as_str()),
-            share: record.share_token.as_deref(),
-        }
     }
 }
 
@@ -490,25 +403,6 @@ fn read_transcript(txn: &ReadTransaction, id: &str, window: Window) -> Result<Op
         session: record.into_session(id),
         messages,
     }))
-}
-
-/// The record of a session an index entry points to: it must exist.
-fn indexed(
-    sessions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
-    id: &str,
-) -> Result<SessionRecord> {
-    load(sessions, id)?
-        .ok_or_else(|| StoreError::Corrupt(format!("an index names missing session {id}")))
-}
-
-fn load(
-    sessions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
-    id: &str,
-) -> Result<Option<SessionRecord>> {
-    match sessions.get((id, RECORD)).map_err(db_err)? {
-        Some(row) => decode(row.value(), id).map(Some),
-        None => Ok(None),
-    }
 }
 
 /// A file that redb cannot read, or tables of the wrong shape (written by something else),

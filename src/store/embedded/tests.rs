@@ -55,7 +55,7 @@ fn a_new_file_is_stamped_and_reopens() {
     let dir = Dir::new("stamp");
     drop(Embedded::open(&dir.0).unwrap());
     let store = Embedded::open(&dir.0).unwrap();
-    let txn = store.db.begin_read().unwrap();
+    let txn = store.shared().db.begin_read().unwrap();
     let meta = txn.open_table(META).unwrap();
     assert_eq!(meta.get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT);
 }
@@ -101,7 +101,7 @@ fn a_file_without_admin_indexes_gets_them_on_open() {
         }
         assert!(store.end("s1", 5_000).unwrap());
         // Back to the layout before the admin indexes.
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.shared().db.begin_write().unwrap();
         let admin: Vec<_> = txn
             .list_tables()
             .unwrap()
@@ -128,7 +128,175 @@ fn a_file_without_admin_indexes_gets_them_on_open() {
     assert_eq!(store.session_metrics(0, 10_000).unwrap().sessions, 3);
     drop(store);
     let reopened = Embedded::open(&dir.0).unwrap();
-    let txn = reopened.db.begin_read().unwrap();
+    let txn = reopened.shared().db.begin_read().unwrap();
     let meta = txn.open_table(META).unwrap();
     assert_eq!(meta.get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT);
+}
+
+#[test]
+fn a_layout_4_file_is_upgraded() {
+    let dir = Dir::new("layout4");
+    drop(Embedded::open(&dir.0).unwrap());
+    {
+        let db = Database::create(dir.0.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(FORMAT_KEY, FORMAT_WITHOUT_LOG)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Embedded::open(&dir.0).unwrap();
+    let txn = store.shared().db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert_eq!(meta.get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT);
+}
+
+fn user_message(n: usize) -> crate::store::Message {
+    let at = 1_000 * n as Millis;
+    crate::store::Message::new(
+        format!("m{n}"),
+        crate::store::Sender::User,
+        format!("text {n}"),
+        at,
+    )
+}
+
+/// Appends messages `range` to session `s1` through the log alone, as a server does
+/// between checkpoints; each returned, so each was acknowledged.
+fn log_appends(shared: &journal::Shared, range: std::ops::Range<usize>) {
+    for n in range {
+        let message = user_message(n);
+        let append = Append {
+            session_id: "s1",
+            user_id: "alice",
+            name: "",
+            model_id: "",
+            message: &message,
+            max_messages: 100,
+        };
+        let mut results = append::append_batch(shared, &[append]);
+        assert_eq!(results.pop().unwrap().unwrap().message_count, n as u64 + 1);
+    }
+}
+
+/// The store as a process killed with -9 leaves it: the log synced, redb behind it,
+/// no checkpoint thread and no last checkpoint.
+fn crashed_store(dir: &Path) -> journal::Shared {
+    let db = Database::create(dir.join(FILE_NAME)).unwrap();
+    prepare(&db).unwrap();
+    journal::Shared::recover(db, dir).unwrap()
+}
+
+fn newest_log(dir: &Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("a log file")
+}
+
+fn stored_texts(store: &Embedded) -> Vec<String> {
+    let transcript = store.transcript("s1", None).unwrap().unwrap();
+    assert_eq!(
+        transcript.session.message_count,
+        transcript.messages.len() as u64
+    );
+    transcript.messages.into_iter().map(|m| m.content).collect()
+}
+
+fn texts(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|n| format!("text {n}")).collect()
+}
+
+#[test]
+fn acknowledged_appends_are_replayed_from_the_log_and_a_torn_tail_is_ignored() {
+    let dir = Dir::new("replay");
+    let shared = crashed_store(&dir.0);
+    log_appends(&shared, 0..5);
+    drop(shared);
+    // A record the crash cut short: its length promises more than the file holds.
+    let log = newest_log(&dir.0);
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut file, &[200, 0, 0, 0, 1, 2, 3]).unwrap();
+    drop(file);
+
+    let store = Embedded::open(&dir.0).unwrap();
+    assert_eq!(stored_texts(&store), texts(0..5));
+    assert!(!log.exists(), "the replayed log is deleted");
+    let session = store.session("s1").unwrap().unwrap();
+    assert_eq!(session.last_activity, 4_000);
+}
+
+#[test]
+fn a_record_whose_crc_does_not_match_ends_the_replay() {
+    let dir = Dir::new("crc");
+    let shared = crashed_store(&dir.0);
+    log_appends(&shared, 0..3);
+    drop(shared);
+    let log = newest_log(&dir.0);
+    let mut bytes = std::fs::read(&log).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&log, bytes).unwrap();
+
+    let store = Embedded::open(&dir.0).unwrap();
+    assert_eq!(stored_texts(&store), texts(0..2));
+}
+
+#[test]
+fn entries_a_checkpoint_applied_are_not_applied_again() {
+    let dir = Dir::new("applied");
+    let shared = crashed_store(&dir.0);
+    log_appends(&shared, 0..3);
+    // A crash between a checkpoint's commit and its deleting the log: the old file
+    // comes back next to the new one.
+    let log = newest_log(&dir.0);
+    let copy = std::fs::read(&log).unwrap();
+    shared.settle().unwrap();
+    std::fs::write(&log, copy).unwrap();
+    log_appends(&shared, 3..4);
+    drop(shared);
+
+    let store = Embedded::open(&dir.0).unwrap();
+    assert_eq!(stored_texts(&store), texts(0..4));
+    let more = user_message(4);
+    let session = store
+        .append(&Append {
+            session_id: "s1",
+            user_id: "alice",
+            name: "",
+            model_id: "",
+            message: &more,
+            max_messages: 100,
+        })
+        .unwrap();
+    assert_eq!(session.message_count, 5);
+}
+
+/// How many messages redb itself holds for `s1`, without carrying the log into it.
+fn in_redb(store: &Embedded) -> u64 {
+    let txn = store.shared().db.begin_read().unwrap();
+    let sessions = txn.open_table(SESSIONS).unwrap();
+    load(&sessions, "s1")
+        .unwrap()
+        .map_or(0, |record| record.msg_count)
+}
+
+#[test]
+fn the_background_checkpoint_carries_the_log_into_redb_and_appends_go_on() {
+    let dir = Dir::new("background");
+    let store = Embedded::open(&dir.0).unwrap();
+    for round in 0..2 {
+        let end = round * 3 + 3;
+        log_appends(store.shared(), round * 3..end);
+        // Bounded, never a timing assertion: a checkpoint is due within a second.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while in_redb(&store) != end as u64 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint came");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }

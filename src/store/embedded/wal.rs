@@ -1,0 +1,348 @@
+//! The append log: where an append is made durable before it is acknowledged, so that
+//! the acknowledgement costs one sequential write and one `fdatasync` per batch rather
+//! than a redb commit (see the module header in `mod.rs`).
+//!
+//! Files are `wal-<generation>.log` in the store's directory, generations counting up.
+//! Appends go to the newest; a checkpoint moves on to a new file and, once redb holds
+//! everything the older ones carry, deletes them. A file is an 8-byte magic followed by
+//! records, each `[payload length u32][CRC-32 of the payload u32][payload]`, little
+//! endian; a payload is one [`Entry`]. A record cut short by a crash, or whose CRC does
+//! not match, ends the file: nothing after it was acknowledged, because a batch is
+//! acknowledged only once all of it is on the disk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"CBXWAL01";
+const PREFIX: &str = "wal-";
+const SUFFIX: &str = ".log";
+/// A payload longer than this is no record of ours: a reply is at most 1 MiB of text,
+/// and JSON escaping can at most sextuple it. Bounds what a damaged length makes us read.
+const PAYLOAD_MAX: usize = 16 * 1024 * 1024;
+
+/// One acknowledged append, as logged: the message row and the session record after it,
+/// both exactly as redb stores them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Entry {
+    /// Log sequence number, counting up across files; redb's `meta` keeps the last one
+    /// a checkpoint applied, so a replay skips what redb already holds.
+    pub(super) lsn: u64,
+    pub(super) session_id: String,
+    /// The message's position in its session.
+    pub(super) seq: u64,
+    pub(super) row: Vec<u8>,
+    pub(super) record: Vec<u8>,
+}
+
+impl Entry {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&self.lsn.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        for part in [self.session_id.as_bytes(), &self.row, &self.record] {
+            out.extend_from_slice(&len_u32(part.len()).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        let payload = &out[start + 8..];
+        let header = [
+            len_u32(payload.len()).to_le_bytes(),
+            crc32(payload).to_le_bytes(),
+        ];
+        out[start..start + 8].copy_from_slice(header.as_flattened());
+    }
+
+    fn decode(payload: &[u8]) -> Option<Entry> {
+        let mut reader = Reader(payload);
+        let lsn = reader.u64()?;
+        let seq = reader.u64()?;
+        let session_id = String::from_utf8(reader.part()?.to_vec()).ok()?;
+        let row = reader.part()?.to_vec();
+        let record = reader.part()?.to_vec();
+        reader.0.is_empty().then_some(Entry {
+            lsn,
+            session_id,
+            seq,
+            row,
+            record,
+        })
+    }
+}
+
+/// A part's length as the format stores it. Rows are bounded far below 4 GiB by the
+/// message limits, so saturating only matters for a bug, which the CRC then reports.
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn part(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+}
+
+/// The log file appends go to.
+pub(super) struct Wal {
+    dir: PathBuf,
+    file: File,
+    generation: u64,
+    /// The bytes of whole, synced batches in `file`.
+    len: u64,
+    /// Set when a write or sync failed: what the file holds past `len` is unknown, so
+    /// the next batch starts a new file rather than write behind it.
+    damaged: bool,
+    /// One buffer for every batch's records, kept to avoid an allocation per batch.
+    buffer: Vec<u8>,
+}
+
+impl Wal {
+    /// Starts generation `generation` in `dir` (a new, empty file).
+    pub(super) fn create(dir: &Path, generation: u64) -> io::Result<Wal> {
+        let file = new_file(dir, generation)?;
+        Ok(Wal {
+            dir: dir.to_owned(),
+            file,
+            generation,
+            len: MAGIC.len() as u64,
+            damaged: false,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Writes `entries` and waits until the disk has them: one write, one `fdatasync`.
+    pub(super) fn write<'a>(&mut self, entries: impl Iterator<Item = &'a Entry>) -> io::Result<()> {
+        if self.damaged {
+            self.rotate()?;
+        }
+        self.buffer.clear();
+        for entry in entries {
+            entry.encode_into(&mut self.buffer);
+        }
+        let written = self
+            .file
+            .write_all(&self.buffer)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => self.len += self.buffer.len() as u64,
+            Err(_) => {
+                // Best effort: a failed batch was not acknowledged, so a replay should
+                // not find it either. Whatever happens, the next batch goes elsewhere.
+                let _ = self.file.set_len(self.len);
+                self.damaged = true;
+            }
+        }
+        written
+    }
+
+    /// Moves on to the next generation's file; returns the generation it left, which
+    /// holds nothing appended after this call.
+    pub(super) fn rotate(&mut self) -> io::Result<u64> {
+        let next = self.generation + 1;
+        self.file = new_file(&self.dir, next)?;
+        self.len = MAGIC.len() as u64;
+        self.damaged = false;
+        Ok(std::mem::replace(&mut self.generation, next))
+    }
+}
+
+/// What the log files in a directory hold, oldest first.
+pub(super) struct Found {
+    pub(super) entries: Vec<Entry>,
+    /// The newest generation present (0 with no file).
+    pub(super) newest: u64,
+}
+
+/// Reads every log file in `dir`. A torn or damaged record ends its file; that is logged,
+/// not an error: it was never acknowledged.
+pub(super) fn read_all(dir: &Path) -> io::Result<Found> {
+    let mut found = Found {
+        entries: Vec::new(),
+        newest: 0,
+    };
+    for (generation, path) in files(dir)? {
+        let bytes = fs::read(&path)?;
+        let (entries, ignored) = parse(&bytes);
+        if ignored > 0 {
+            log::warn!(
+                "store: {}: the last {ignored} byte(s) are a record cut short or damaged \
+                 (never acknowledged); ignored",
+                path.display()
+            );
+        }
+        found.entries.extend(entries);
+        found.newest = generation;
+    }
+    Ok(found)
+}
+
+/// Deletes the log files of generations up to `through`: redb holds all they carry.
+pub(super) fn remove_through(dir: &Path, through: u64) -> io::Result<()> {
+    for (generation, path) in files(dir)? {
+        if generation <= through {
+            fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The records of one file, and how many bytes at its end were not a whole record.
+fn parse(bytes: &[u8]) -> (Vec<Entry>, usize) {
+    let Some(mut rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        // A file cut before its magic was created by a crash and never written to.
+        return (Vec::new(), bytes.len());
+    };
+    let mut entries = Vec::new();
+    loop {
+        let mut reader = Reader(rest);
+        let Some(record) = (|| {
+            let len = reader.u32()? as usize;
+            let crc = reader.u32()?;
+            let payload = reader.take(len).filter(|_| len <= PAYLOAD_MAX)?;
+            (crc32(payload) == crc).then(|| Entry::decode(payload))?
+        })() else {
+            return (entries, rest.len());
+        };
+        entries.push(record);
+        rest = reader.0;
+    }
+}
+
+/// The log files in `dir` with their generations, oldest first.
+fn files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let generation = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok());
+        if let Some(generation) = generation {
+            out.push((generation, entry.path()));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn new_file(dir: &Path, generation: u64) -> io::Result<File> {
+    let path = dir.join(format!("{PREFIX}{generation:020}{SUFFIX}"));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)?;
+    file.write_all(MAGIC)?;
+    file.sync_all()?;
+    // The new name must survive a power cut too, or the appends in it would.
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+/// CRC-32 (IEEE), table-driven: catches a torn or damaged record.
+fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(!0_u32, |crc, &byte| {
+        CRC_TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8)
+    })
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0_u32; 256];
+    let mut n = 0;
+    while n < 256 {
+        let mut crc = n as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[n] = crc;
+        n += 1;
+    }
+    table
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(lsn: u64) -> Entry {
+        Entry {
+            lsn,
+            session_id: format!("s{lsn}"),
+            seq: lsn * 2,
+            row: br#"{"content":"hello"}"#.to_vec(),
+            record: br#"{"uid":"alice"}"#.to_vec(),
+        }
+    }
+
+    fn file_of(entries: &[Entry]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        for entry in entries {
+            entry.encode_into(&mut bytes);
+        }
+        bytes
+    }
+
+    #[test]
+    fn crc_is_the_ieee_one() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn records_read_back() {
+        let entries = [entry(1), entry(2)];
+        assert_eq!(parse(&file_of(&entries)), (entries.to_vec(), 0));
+    }
+
+    #[test]
+    fn a_torn_tail_ends_the_file_at_every_cut() {
+        let whole = file_of(&[entry(1), entry(2)]);
+        let first_end = file_of(&[entry(1)]).len();
+        for cut in first_end..whole.len() {
+            let (entries, ignored) = parse(&whole[..cut]);
+            assert_eq!(entries, [entry(1)], "cut at {cut}");
+            assert_eq!(ignored, cut - first_end);
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_ends_the_file_at_its_record() {
+        let mut bytes = file_of(&[entry(1), entry(2), entry(3)]);
+        let second = file_of(&[entry(1)]).len();
+        let last = bytes.len() - 1;
+        bytes[second + 12] ^= 0x10;
+        let (entries, ignored) = parse(&bytes);
+        assert_eq!(entries, [entry(1)]);
+        assert_eq!(ignored, bytes.len() - second);
+        bytes[second + 12] ^= 0x10;
+        bytes[last] ^= 0x01;
+        assert_eq!(parse(&bytes).0, [entry(1), entry(2)]);
+    }
+
+    #[test]
+    fn a_file_without_its_magic_holds_nothing() {
+        assert_eq!(parse(b"CBX"), (Vec::new(), 3));
+    }
+}
