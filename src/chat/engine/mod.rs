@@ -15,7 +15,7 @@ mod sockets;
 mod writes;
 
 pub use news::News;
-use replies::{deliver, final_frame, replay};
+use replies::{deliver, replay, send_final};
 use writes::describe;
 
 use std::collections::{HashMap, VecDeque};

@@ -219,17 +219,8 @@ impl Chat {
             return;
         };
         if reply.seq() > 0 || outcome != Some("error") {
-            for &socket in &live.sockets {
-                let Some(state) = self.hub.get_mut(socket) else {
-                    continue;
-                };
-                let sent = match state.delivery.take() {
-                    Some(d) if d.message_id == reply.message_id => d.sent_seq,
-                    _ => 0,
-                };
-                let frame = final_frame(session_id, &reply, sent, outcome, false, now);
-                self.out.push(Effect::Send(socket, frame));
-            }
+            let (hub, out) = (&mut self.hub, &mut self.out);
+            send_final(&live.sockets, hub, out, session_id, &reply, outcome, now);
         }
         live.remember(Sender::Ai, reply.text.clone(), context);
         live.finished = Some(Finished {

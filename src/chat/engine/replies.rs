@@ -188,17 +188,15 @@ impl Chat {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        for &socket in &live.sockets {
-            let Some(state) = self.hub.get_mut(socket) else {
-                continue;
-            };
-            let sent = match state.delivery.take() {
-                Some(d) if d.message_id == reply.message_id => d.sent_seq,
-                _ => 0,
-            };
-            let frame = final_frame(session_id, &reply, sent, outcome, false, now);
-            self.out.push(Effect::Send(socket, frame));
-        }
+        send_final(
+            &live.sockets,
+            &mut self.hub,
+            &mut self.out,
+            session_id,
+            &reply,
+            outcome,
+            now,
+        );
         if !reply.text.is_empty() {
             let estimate = (reply.prompt_bytes + reply.text.len()) / 4;
             let tokens = tokens.unwrap_or(estimate as u64);
@@ -364,7 +362,7 @@ fn chunk_frame(
     reply_frame(session_id, reply, sent, false, extra, now)
 }
 
-pub(super) fn final_frame(
+fn final_frame(
     session_id: &str,
     reply: &Reply,
     sent: u64,
@@ -428,4 +426,27 @@ fn floor_char_boundary(text: &str, limit: usize) -> usize {
         .rev()
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(0)
+}
+
+/// The reply's final frame to each of `sockets`, with what that socket has not seen yet.
+pub(super) fn send_final(
+    sockets: &[SocketId],
+    hub: &mut Hub,
+    out: &mut Vec<Effect>,
+    session_id: &str,
+    reply: &Reply,
+    outcome: Option<&str>,
+    now: Now,
+) {
+    for &socket in sockets {
+        let Some(state) = hub.get_mut(socket) else {
+            continue;
+        };
+        let sent = match state.delivery.take() {
+            Some(d) if d.message_id == reply.message_id => d.sent_seq,
+            _ => 0,
+        };
+        let frame = final_frame(session_id, reply, sent, outcome, false, now);
+        out.push(Effect::Send(socket, frame));
+    }
 }

@@ -210,6 +210,18 @@ mod tests {
     use crate::net::http::Response;
     use crate::net::slab::Slab;
 
+    /// Reads until `done`: the peer's bytes may take a moment to show up on loopback.
+    fn read_until(conn: &mut Conn, scratch: &mut [u8], now: Instant, done: impl Fn(&Conn) -> bool) {
+        for _ in 0..100 {
+            conn.readable = true;
+            conn.fill(scratch, now, &Limits::TESTING).expect("read");
+            if done(conn) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn pair() -> (Conn, std::net::TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let client =
@@ -236,16 +248,7 @@ mod tests {
         let now = Instant::now();
         conn.mark_ready(true, true, false);
         let mut scratch = [0u8; 1024];
-        // The peer's bytes may take a moment to show up on loopback.
-        for _ in 0..100 {
-            conn.readable = true;
-            conn.fill(&mut scratch, now, &Limits::TESTING)
-                .expect("read");
-            if conn.inbuf.len() >= 38 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        read_until(&mut conn, &mut scratch, now, |conn| conn.inbuf.len() >= 38);
         let Parsed::Request(first) = conn.parse(now, |_| Ok(Body::Whole(0))) else {
             panic!("first request expected");
         };
@@ -274,17 +277,8 @@ mod tests {
         client.write_all(&body).expect("body");
         let now = Instant::now();
         let mut scratch = [0u8; 64 * 1024];
-        let mut fill = |conn: &mut Conn| {
-            for _ in 0..100 {
-                conn.readable = true;
-                conn.fill(&mut scratch, now, &Limits::TESTING)
-                    .expect("read");
-                if !conn.inbuf.is_empty() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        };
+        let mut fill =
+            |conn: &mut Conn| read_until(conn, &mut scratch, now, |conn| !conn.inbuf.is_empty());
         fill(&mut conn);
         let stream = |_: &_| Ok(Body::Stream(1 << 20));
         let Parsed::BodyStart(request) = conn.parse(now, stream) else {
@@ -372,15 +366,9 @@ mod tests {
             .expect("write");
         let now = Instant::now();
         let mut scratch = [0u8; 1024];
-        for _ in 0..100 {
-            conn.readable = true;
-            conn.fill(&mut scratch, now, &Limits::TESTING)
-                .expect("read");
-            if conn.inbuf.len() >= 3 && conn.inbuf.ends_with(b"abc") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        read_until(&mut conn, &mut scratch, now, |conn| {
+            conn.inbuf.len() >= 3 && conn.inbuf.ends_with(b"abc")
+        });
         let stream = |_: &_| Ok(Body::Stream(100));
         assert!(matches!(conn.parse(now, stream), Parsed::BodyStart(_)));
         assert!(matches!(conn.parse(now, stream), Parsed::Chunk(ref c, false) if c == b"abc"));
@@ -397,15 +385,7 @@ mod tests {
             .expect("write");
         let now = Instant::now();
         let mut scratch = [0u8; 1024];
-        for _ in 0..100 {
-            conn.readable = true;
-            conn.fill(&mut scratch, now, &Limits::TESTING)
-                .expect("read");
-            if !conn.inbuf.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        read_until(&mut conn, &mut scratch, now, |conn| !conn.inbuf.is_empty());
         assert!(matches!(
             conn.parse(now, |_| Ok(Body::Whole(5))),
             Parsed::TooLarge(false)
