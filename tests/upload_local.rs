@@ -7,7 +7,7 @@ mod common;
 
 use chatbox::upload::signed::Signer;
 use common::chat::bearer;
-use common::upload::{fetch, upload};
+use common::upload::{fetch, upload, uploaded};
 use common::Server;
 
 const PNG: &[u8] =
@@ -16,14 +16,7 @@ const PNG: &[u8] =
 #[test]
 fn round_trip_through_the_signed_link_and_the_owners_token() {
     let server = Server::start(&[]);
-    let answer = upload(&server, &bearer("alice"), "dot.png", PNG);
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    let json = answer.json();
+    let json = uploaded(&server, &bearer("alice"), "dot.png", PNG);
     let keys: Vec<&str> = json
         .as_object()
         .expect("object")

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::chat::bearer;
 use common::s3::{http_get, S3Server, SECRET_KEY};
-use common::upload::{fetch, upload};
+use common::upload::{fetch, upload, uploaded};
 use common::Server;
 
 const PNG: &[u8] =
@@ -26,14 +26,7 @@ fn chatbox_on(s3: &S3Server, secret: &str) -> Server {
 fn round_trip_through_a_presigned_url() {
     let s3 = S3Server::start();
     let server = chatbox_on(&s3, SECRET_KEY);
-    let answer = upload(&server, &bearer("alice"), "dot.png", PNG);
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    let json = answer.json();
+    let json = uploaded(&server, &bearer("alice"), "dot.png", PNG);
     assert_eq!(json["content_type"], "image/png");
     let file_id = json["file_id"].as_str().expect("file_id").to_owned();
     let file_url = json["file_url"].as_str().expect("file_url").to_owned();
@@ -80,14 +73,8 @@ fn a_large_file_goes_up_in_parts() {
         .cycle()
         .take(12 << 20)
         .collect();
-    let answer = upload(&server, &bearer("carol"), "big.txt", &content);
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    let file_url = answer.json()["file_url"].as_str().expect("url").to_owned();
+    let json = uploaded(&server, &bearer("carol"), "big.txt", &content);
+    let file_url = json["file_url"].as_str().expect("url").to_owned();
     let fetched = http_get(&file_url);
     assert_eq!(fetched.status, 200);
     assert!(

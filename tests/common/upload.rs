@@ -66,3 +66,11 @@ pub fn peak_rss(pid: u32) -> u64 {
         .expect("a number");
     kib * 1024
 }
+
+/// An upload that must succeed: its JSON answer (the body is shown when it did not).
+pub fn uploaded(server: &Server, auth: &str, filename: &str, content: &[u8]) -> serde_json::Value {
+    let answer = upload(server, auth, filename, content);
+    let body = String::from_utf8_lossy(&answer.body);
+    assert_eq!(answer.status, 200, "{body}");
+    answer.json()
+}
