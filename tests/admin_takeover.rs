@@ -7,26 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::chat::{admin_bearer, bearer, stored_messages, Client};
-use common::llm_mock::{LlmMock, Script, Wire};
+use common::llm_mock::{provider_env, LlmMock, Script, Wire};
 use common::{Server, TempDir};
 use serde_json::{json, Value};
 
-fn env(mock: &LlmMock) -> Vec<(String, String)> {
-    [
-        ("ID", "gpt"),
-        ("NAME", "gpt"),
-        ("TYPE", "openai"),
-        ("ENDPOINT", mock.endpoint().as_str()),
-        ("MODEL", "upstream-model"),
-        ("API_KEY", "sk-test-key"),
-    ]
-    .iter()
-    .map(|(k, v)| (format!("LLM_PROVIDER_1_{k}"), v.to_string()))
-    .collect()
-}
-
 fn start(mock: &LlmMock, data: TempDir) -> Server {
-    let env = env(mock);
+    let env = provider_env(1, "gpt", "openai", &mock.endpoint());
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Server::start_in(common::binary(), data, &pairs)
 }

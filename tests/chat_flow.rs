@@ -6,24 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::chat::{bearer, stored_messages, Client};
-use common::llm_mock::{LlmMock, Script, Wire};
+use common::llm_mock::{provider_env, LlmMock, Script, Wire};
 use common::{Server, JWT_SECRET};
 use serde_json::{json, Value};
-
-/// `LLM_PROVIDER_<n>_*` for a mock (n counts from 1).
-fn provider_env(n: usize, id: &str, kind: &str, endpoint: &str) -> Vec<(String, String)> {
-    [
-        ("ID", id),
-        ("NAME", id),
-        ("TYPE", kind),
-        ("ENDPOINT", endpoint),
-        ("MODEL", "upstream-model"),
-        ("API_KEY", "sk-test-key"),
-    ]
-    .iter()
-    .map(|(k, v)| (format!("LLM_PROVIDER_{n}_{k}"), v.to_string()))
-    .collect()
-}
 
 fn start(env: Vec<(String, String)>) -> Server {
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::chat::{Client, Reply};
-use common::llm_mock::{LlmMock, Script, Wire};
+use common::llm_mock::{provider_env, LlmMock, Script, Wire};
 use common::pods::{pod, Cluster};
 use serde_json::json;
 
@@ -50,20 +50,6 @@ fn assert_one_end(reply: &Reply) {
     assert_eq!(ends, 1, "{:?}", reply.frames);
 }
 
-fn slow_model(mock: &LlmMock) -> Vec<(String, String)> {
-    [
-        ("ID", "gpt"),
-        ("NAME", "gpt"),
-        ("TYPE", "openai"),
-        ("ENDPOINT", mock.endpoint().as_str()),
-        ("MODEL", "upstream-model"),
-        ("API_KEY", "sk-test-key"),
-    ]
-    .iter()
-    .map(|(k, v)| (format!("LLM_PROVIDER_1_{k}"), v.to_string()))
-    .collect()
-}
-
 #[test]
 fn stop_on_the_other_pod_stops_the_reply_where_it_streams_and_a_waiting_message_follows() {
     let cluster = Cluster::start(0);
@@ -76,7 +62,7 @@ fn stop_on_the_other_pod_stops_the_reply_where_it_streams_and_a_waiting_message_
             Script::stream(&["Second answer"], Some(5)),
         ],
     );
-    let env = slow_model(&mock);
+    let env = provider_env(1, "gpt", "openai", &mock.endpoint());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let first = pod(&cluster.mongo, &cluster.redis, &env);
     let second = pod(&cluster.mongo, &cluster.redis, &env);

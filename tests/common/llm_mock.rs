@@ -605,3 +605,18 @@ impl Rendered {
         }
     }
 }
+
+/// `LLM_PROVIDER_<n>_*` for a mock (n counts from 1).
+pub fn provider_env(n: usize, id: &str, kind: &str, endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("ID", id),
+        ("NAME", id),
+        ("TYPE", kind),
+        ("ENDPOINT", endpoint),
+        ("MODEL", "upstream-model"),
+        ("API_KEY", "sk-test-key"),
+    ]
+    .iter()
+    .map(|(k, v)| (format!("LLM_PROVIDER_{n}_{k}"), v.to_string()))
+    .collect()
+}
