@@ -155,7 +155,12 @@ impl Server {
             Some(url) => {
                 let completions = completions.clone();
                 let deliver = move |inbound| completions.send(Done::Bus(inbound)).is_ok();
-                let bus = Bus::start(url, Arc::clone(&metrics), deliver);
+                let bus = Bus::start(
+                    url,
+                    config.chat.reconnect_timeout,
+                    Arc::clone(&metrics),
+                    deliver,
+                );
                 Some(bus.map_err(StartError::Bus)?)
             }
             None => None,

@@ -328,7 +328,7 @@ impl Harness {
                     assert!(self.user_of(socket).is_some(), "effect for a closed socket")
                 }
                 // No takeover events are sent, so no answers come.
-                Effect::Cancel(_) | Effect::Timer(_) | Effect::Answer(..) => {}
+                Effect::Cancel(_) | Effect::Timer(_) | Effect::Answer(..) | Effect::Lease { .. } => {}
             }
         }
         self.check_bounds();

@@ -60,6 +60,7 @@ impl App {
                 Effect::Timer(at) => {
                     self.wake_at = Some(self.wake_at.map_or(at, |current| current.min(at)))
                 }
+                Effect::Lease { session_id, take } => self.lease(&session_id, take),
             }
         }
     }

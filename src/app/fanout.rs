@@ -12,8 +12,8 @@
 
 use super::socket::conn_of;
 use super::App;
-use crate::bus::{Inbound, Topic};
-use crate::chat::engine::{Audience, Event, News};
+use crate::bus::{Inbound, Lease, Topic};
+use crate::chat::engine::{Audience, Event, LeaseAnswer, News};
 use crate::chat::socket::SocketId;
 use crate::http::health::Check;
 use crate::net::handler::Ctx;
@@ -47,6 +47,28 @@ impl App {
                 }
                 None => log::warn!("redis: news this version cannot read; ignored"),
             },
+            Inbound::Replay {
+                session_id,
+                entries,
+            } => {
+                // An entry this version cannot read is one it would not have mirrored.
+                let entries = entries.iter().filter_map(|e| News::from_json(e)).collect();
+                self.chat_event(
+                    Event::Replayed {
+                        session_id,
+                        entries,
+                    },
+                    ctx,
+                );
+            }
+            Inbound::Lease { session_id, answer } => {
+                let answer = match answer {
+                    Lease::Granted => LeaseAnswer::Granted,
+                    Lease::Held => LeaseAnswer::Held,
+                    Lease::Unavailable => LeaseAnswer::Unavailable,
+                };
+                self.chat_event(Event::Leased { session_id, answer }, ctx);
+            }
             Inbound::Link(side, up) => {
                 let Some(bus) = &mut self.bus else {
                     return;
@@ -71,14 +93,35 @@ impl App {
         }
     }
 
+    /// Takes or releases a session's lease; the core asks only when there is a bus.
+    pub(super) fn lease(&self, session_id: &str, take: bool) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        if take {
+            bus.take_lease(session_id);
+        } else {
+            bus.release_lease(session_id);
+        }
+    }
+
     /// Publishes what changed in the sessions this pod shares.
     pub(super) fn tell_other_pods(&mut self) {
         let Some(bus) = &self.bus else {
             return;
         };
         for news in self.chat.take_news() {
-            let topic = Topic::Session(news.session_id().to_owned());
-            bus.publish_news(&topic, &news.to_json());
+            let session_id = news.session_id();
+            // The reply streaming here also goes to its stream, for resumes elsewhere.
+            match news {
+                News::ReplyStarted { .. } => {
+                    bus.publish_reply_news(session_id, &news.to_json(), true)
+                }
+                News::ReplyChunk { .. } | News::ReplyEnded { .. } => {
+                    bus.publish_reply_news(session_id, &news.to_json(), false)
+                }
+                _ => bus.publish_news(&Topic::Session(session_id.to_owned()), &news.to_json()),
+            }
         }
     }
 

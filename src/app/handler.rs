@@ -160,6 +160,9 @@ impl Handler for App {
                 match effect {
                     Effect::Spawn(job) => self.executor.submit(&self.lanes, job),
                     Effect::Cancel(id) => self.executor.cancel(id),
+                    // Released now rather than left to expire: another pod may answer
+                    // the session at once.
+                    Effect::Lease { session_id, take } => self.lease(&session_id, take),
                     _ => {}
                 }
             }

@@ -156,6 +156,7 @@ impl App {
         let mut chat = Chat::new(settings, now);
         if bus.is_some() {
             chat.share_sessions();
+            chat.lease_replies();
         }
         App {
             prefix: config.server.path_prefix.clone(),

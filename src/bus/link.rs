@@ -42,6 +42,12 @@ impl Backoff {
         wait
     }
 
+    /// Whether no attempt failed since the last success: the first failure of an
+    /// outage is the one worth a log line.
+    pub fn fresh(&self) -> bool {
+        self.next == BACKOFF_FIRST
+    }
+
     pub fn reset(&mut self) {
         self.next = BACKOFF_FIRST;
     }

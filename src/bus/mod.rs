@@ -5,12 +5,15 @@
 //! (`publisher.rs`), fed through a bounded queue the loop never waits on, and the
 //! subscriber (`subscriber.rs`), which hands what other pods published to the loop
 //! through the callback given at start (the completion channel and its waker).
-//! Connecting and the back-off are in `link.rs`, channel names and the envelope in
-//! `topic.rs`. The bus knows nothing of the chat: the application maps its audiences
+//! A third thread (`lease.rs`) takes, renews and releases the session leases that keep
+//! one reply at a time per session across pods. Connecting and the back-off are in
+//! `link.rs`, channel names and the envelope in `topic.rs`. The bus knows nothing of the chat: the application maps its audiences
 //! to [`Topic`]s.
 
+mod lease;
 mod link;
 mod publisher;
+mod replay;
 mod subscriber;
 mod topic;
 
@@ -18,10 +21,14 @@ use std::fmt;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use crate::ids;
 use crate::metrics::Metrics;
+pub use lease::Lease;
+use lease::{Ask, Leaser};
 use publisher::{Outgoing, Publisher};
+use replay::Record;
 use subscriber::{Subscriber, Wanted};
 use topic::Carried;
 pub use topic::Topic;
@@ -29,6 +36,9 @@ pub use topic::Topic;
 /// Frames waiting for the publisher. Past this the loop drops frames for other pods
 /// (counted) rather than wait: Redis is slow or gone.
 const QUEUE: usize = 4096;
+/// Lease requests waiting for their thread; past this a reply starts without one
+/// (counted), as when Redis is gone.
+const LEASE_QUEUE: usize = 1024;
 
 /// What the subscriber hands to the loop.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +47,14 @@ pub enum Inbound {
     Frame { topic: Topic, frame: String },
     /// News another pod published about a topic this pod subscribes to.
     News { topic: Topic, news: String },
+    /// The reply stream of a session this pod just subscribed to: the news it holds,
+    /// oldest first (empty when none), before anything the channel brings after.
+    Replay {
+        session_id: String,
+        entries: Vec<String>,
+    },
+    /// The answer to [`Bus::take_lease`] for a session.
+    Lease { session_id: String, answer: Lease },
     /// One of the connections came up (`true`) or lost Redis (`false`); see
     /// [`Bus::link`].
     Link(Side, bool),
@@ -79,8 +97,13 @@ impl std::error::Error for BusError {}
 pub struct Bus {
     pod: String,
     outgoing: SyncSender<Outgoing>,
+    leases: SyncSender<Ask>,
+    /// Answers a lease request the thread could not take, straight to the loop.
+    report: Report,
     wanted: Arc<Wanted>,
     metrics: Arc<Metrics>,
+    /// How long a reply stream outlives its last entry (`RECONNECT_TIMEOUT`).
+    replay_ttl_ms: u64,
     /// Which connections are up, publisher then subscriber.
     up: [bool; 2],
 }
@@ -90,6 +113,7 @@ impl Bus {
     /// `deliver` runs on the subscriber thread and returns false once the loop is gone.
     pub fn start(
         url: &str,
+        replay_ttl: Duration,
         metrics: Arc<Metrics>,
         deliver: impl Fn(Inbound) -> bool + Send + Sync + 'static,
     ) -> Result<Bus, BusError> {
@@ -113,12 +137,24 @@ impl Bus {
             .name("redis-pub".into())
             .spawn(move || publisher.run())
             .map_err(BusError::Thread)?;
+        let (leases, queue) = sync_channel(LEASE_QUEUE);
+        let leaser = Leaser {
+            client: client.clone(),
+            pod: pod.clone(),
+            queue,
+            metrics: Arc::clone(&metrics),
+            report: Arc::clone(&report),
+        };
+        thread::Builder::new()
+            .name("redis-lease".into())
+            .spawn(move || leaser.run())
+            .map_err(BusError::Thread)?;
         let subscriber = Subscriber {
             client,
             wanted: Arc::clone(&wanted),
             pod: pod.clone(),
             metrics: Arc::clone(&metrics),
-            deliver: report,
+            deliver: Arc::clone(&report),
         };
         thread::Builder::new()
             .name("redis-sub".into())
@@ -128,8 +164,11 @@ impl Bus {
         Ok(Bus {
             pod,
             outgoing,
+            leases,
+            report,
             wanted,
             metrics,
+            replay_ttl_ms: u64::try_from(replay_ttl.as_millis()).unwrap_or(u64::MAX),
             up: [false; 2],
         })
     }
@@ -154,10 +193,29 @@ impl Bus {
         self.send(topic, Carried::News, news);
     }
 
+    /// Hands news of the reply streaming here for `session_id` to the publisher, and
+    /// to the session's reply stream with it (`fresh`: the reply starts, the previous
+    /// one's entries go).
+    pub fn publish_reply_news(&self, session_id: &str, news: &str, fresh: bool) {
+        let record = Record {
+            key: replay::key(session_id),
+            fresh,
+            entry: news.to_owned(),
+            ttl_ms: self.replay_ttl_ms,
+        };
+        let topic = Topic::Session(session_id.to_owned());
+        self.enqueue(&topic, Carried::News, news, Some(record));
+    }
+
     fn send(&self, topic: &Topic, carried: Carried, text: &str) {
+        self.enqueue(topic, carried, text, None);
+    }
+
+    fn enqueue(&self, topic: &Topic, carried: Carried, text: &str, record: Option<Record>) {
         let outgoing = Outgoing {
             channel: topic.channel(),
             payload: topic::envelope(&self.pod, carried, text),
+            record,
         };
         match self.outgoing.try_send(outgoing) {
             Ok(()) => {}
@@ -165,6 +223,29 @@ impl Bus {
                 self.metrics.redis.dropped.inc();
             }
         }
+    }
+
+    /// Asks for the session's lease before a reply starts here; the answer comes back
+    /// as [`Inbound::Lease`], never at once. A full queue answers `Unavailable`.
+    pub fn take_lease(&self, session_id: &str) {
+        if self
+            .leases
+            .try_send(Ask::Take(session_id.to_owned()))
+            .is_err()
+        {
+            self.metrics.redis.unleased.inc();
+            let answer = Lease::Unavailable;
+            (self.report)(Inbound::Lease {
+                session_id: session_id.to_owned(),
+                answer,
+            });
+        }
+    }
+
+    /// The reply ended: the lease is released (if this pod still holds it). Lost with a
+    /// full queue, it expires by itself.
+    pub fn release_lease(&self, session_id: &str) {
+        let _ = self.leases.try_send(Ask::Release(session_id.to_owned()));
     }
 
     /// This pod now holds (`true`) or no longer holds sockets of `topic`: its channel is

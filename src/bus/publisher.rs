@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::link::{self, Backoff};
+use super::replay::Record;
 use super::{Inbound, Side};
 use crate::metrics::Metrics;
 
@@ -18,6 +19,9 @@ const BATCH_MAX: usize = 64;
 pub struct Outgoing {
     pub channel: String,
     pub payload: Vec<u8>,
+    /// Also appended to a reply stream, in the same round trip and before the
+    /// publish (`replay.rs`).
+    pub record: Option<Record>,
 }
 
 pub struct Publisher {
@@ -76,6 +80,9 @@ impl Publisher {
             };
             let mut pipe = redis::pipe();
             for frame in &batch {
+                if let Some(record) = &frame.record {
+                    record.append_to(&mut pipe);
+                }
                 pipe.cmd("PUBLISH")
                     .arg(&frame.channel)
                     .arg(&frame.payload)

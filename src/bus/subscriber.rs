@@ -1,7 +1,9 @@
 //! The subscriber thread: one connection in pub/sub mode, subscribed to the channels this
 //! pod's sockets need (kept in [`Wanted`] by the loop), each frame from another pod
 //! handed to the loop. A lost connection is reported, then made again after the
-//! back-off, and every wanted channel subscribed anew.
+//! back-off, and every wanted channel subscribed anew. A session's channel newly
+//! subscribed to is followed by its reply stream (`replay.rs`), read once Redis
+//! confirmed the subscription and handed over before anything the channel brings.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,6 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::link::{self, Backoff};
+use super::replay::Reader;
 use super::topic::{open_envelope, Carried, Topic};
 use super::{Inbound, Side};
 use crate::metrics::Metrics;
@@ -76,11 +79,14 @@ impl Subscriber {
     /// Runs until the loop is gone.
     pub fn run(self) {
         let mut backoff = Backoff::default();
+        let mut reader = Reader::new(self.client.clone());
         // Reported once per outage: the first failure, then the recovery.
         let mut up = None;
         loop {
             let ended = match link::connect(&self.client) {
-                Ok(mut connection) => self.serve(&mut connection, &mut backoff, &mut up),
+                Ok(mut connection) => {
+                    self.serve(&mut connection, &mut reader, &mut backoff, &mut up)
+                }
                 Err(error) => Ended::Lost(error),
             };
             let Ended::Lost(error) = ended else {
@@ -105,6 +111,7 @@ impl Subscriber {
     fn serve(
         &self,
         connection: &mut redis::Connection,
+        reader: &mut Reader,
         backoff: &mut Backoff,
         up: &mut Option<bool>,
     ) -> Ended {
@@ -131,8 +138,19 @@ impl Subscriber {
         loop {
             let changes = self.wanted.take_changes();
             if !changes.is_empty() {
-                if let Err(error) = apply(&mut pubsub, &mut subscribed, changes) {
-                    return Ended::Lost(error);
+                let fresh = match apply(&mut pubsub, &mut subscribed, changes) {
+                    Ok(fresh) => fresh,
+                    Err(error) => return Ended::Lost(error),
+                };
+                // Read after subscribing: see `replay.rs`.
+                for session_id in fresh {
+                    let entries = reader.read(&session_id);
+                    if !(self.deliver)(Inbound::Replay {
+                        session_id,
+                        entries,
+                    }) {
+                        return Ended::LoopGone;
+                    }
                 }
             }
             let message = match pubsub.get_message() {
@@ -162,18 +180,23 @@ impl Subscriber {
     }
 }
 
-/// Subscribes and unsubscribes as `changes` say. A subscription's answer may take longer
-/// than a poll: the changes get the full command timeout, and the poll's comes back after.
+/// Subscribes and unsubscribes as `changes` say; returns the sessions newly subscribed
+/// to. A subscription's answer may take longer than a poll: the changes get the full
+/// command timeout, and the poll's comes back after.
 fn apply(
     pubsub: &mut redis::PubSub<'_>,
     subscribed: &mut HashSet<String>,
     changes: HashMap<String, bool>,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<Vec<String>> {
     pubsub.set_read_timeout(Some(link::IO_TIMEOUT))?;
+    let mut fresh = Vec::new();
     for (channel, on) in changes {
         match (on, subscribed.contains(&channel)) {
             (true, false) => {
                 pubsub.subscribe(&channel)?;
+                if let Some(Topic::Session(id)) = Topic::from_channel(&channel) {
+                    fresh.push(id);
+                }
                 subscribed.insert(channel);
             }
             (false, true) => {
@@ -183,5 +206,6 @@ fn apply(
             _ => {}
         }
     }
-    pubsub.set_read_timeout(Some(POLL))
+    pubsub.set_read_timeout(Some(POLL))?;
+    Ok(fresh)
 }

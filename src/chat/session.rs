@@ -63,6 +63,15 @@ pub struct Finished {
     pub at: Instant,
 }
 
+/// Where a session's turn stands with its lease (`engine/lease.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leasing {
+    /// Asked for; the answer comes as `Event::Leased`.
+    Asked,
+    /// Refused; asked again at this time unless a mirrored reply's end comes first.
+    RetryAt(Instant),
+}
+
 pub struct Live {
     pub id: String,
     pub owner: String,
@@ -81,6 +90,8 @@ pub struct Live {
     /// A user message (from this socket) was stored while a reply was streaming:
     /// answer it next.
     pub turn_waiting: Option<SocketId>,
+    /// The session's lease, while a turn waits for it (several processes only).
+    pub leasing: Option<Leasing>,
     /// Ended: frames naming it start a fresh session instead.
     pub ended: bool,
     pub writes: VecDeque<Write>,
@@ -109,6 +120,7 @@ impl Live {
             reply: None,
             finished: None,
             turn_waiting: None,
+            leasing: None,
             ended: false,
             writes: VecDeque::new(),
             writing: None,
@@ -157,6 +169,7 @@ impl Live {
             && self.writing.is_none()
             && self.writes.is_empty()
             && self.parked.is_none()
+            && self.leasing.is_none()
     }
 }
 

@@ -20,6 +20,8 @@ pub struct RedisMetrics {
     pub received: Counter,
     /// Frames for other pods dropped: the publisher's queue was full or Redis was down.
     pub dropped: Counter,
+    /// Replies started without the session lease: Redis could not be asked.
+    pub unleased: Counter,
 }
 
 impl RedisMetrics {
@@ -55,6 +57,11 @@ impl RedisMetrics {
                 "chatbox_redis_dropped_total",
                 "Frames for other pods dropped (publisher queue full or Redis down).",
                 &self.dropped,
+            ),
+            (
+                "chatbox_redis_unleased_replies_total",
+                "Replies started without the session lease because Redis could not be asked.",
+                &self.unleased,
             ),
         ] {
             out.family(name, Kind::Counter, help);

@@ -78,6 +78,7 @@ impl Chat {
             self.release(&id);
         }
         self.drop_silent_mirrors(now);
+        self.lease_due(now);
         self.retry_parked(now);
         self.escalate(now);
         let stream_timeout = self.settings.stream_timeout;
@@ -96,6 +97,7 @@ impl Chat {
             })
             .chain([self.next_sweep, self.next_cleanup])
             .chain(self.help_deadline())
+            .chain(self.lease_deadline())
             .min()
             .unwrap_or(self.next_sweep);
         self.out.push(Effect::Timer(next));

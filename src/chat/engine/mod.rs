@@ -8,12 +8,15 @@ mod admin;
 mod files;
 mod frames;
 mod help;
+mod lease;
 mod lifecycle;
 mod news;
 mod replies;
+mod resume;
 mod sockets;
 mod writes;
 
+pub use lease::LeaseAnswer;
 pub use news::News;
 use replies::{deliver, replay, send_final};
 use writes::describe;
@@ -97,6 +100,17 @@ pub enum Event<'a> {
     Shutdown,
     /// Another process changed a session this one may hold (see [`News`]).
     News(News),
+    /// What the reply stream of a session held when this process began to hold it:
+    /// the news of another process's reply, oldest first (`engine/resume.rs`).
+    Replayed {
+        session_id: String,
+        entries: Vec<News>,
+    },
+    /// The answer to [`Effect::Lease`] taking a session's lease.
+    Leased {
+        session_id: String,
+        answer: LeaseAnswer,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +132,12 @@ pub enum Effect {
     Cancel(JobId),
     /// Deliver [`Event::Tick`] at this time.
     Timer(Instant),
+    /// Take (answered with [`Event::Leased`]) or release the session's lease: one
+    /// reply at a time per session across processes (`engine/lease.rs`).
+    Lease {
+        session_id: String,
+        take: bool,
+    },
 }
 
 /// Who a [`Effect::Broadcast`] is for. Named, not listed: the sockets are resolved
@@ -212,6 +232,8 @@ pub struct Chat {
     shared: bool,
     /// What changed in shared sessions, until [`Chat::take_news`] collects it.
     news: Vec<News>,
+    /// Whether replies start only under the session's lease ([`Chat::lease_replies`]).
+    leased: bool,
 }
 
 impl Chat {
@@ -231,6 +253,7 @@ impl Chat {
             listening: Vec::new(),
             shared: false,
             news: Vec::new(),
+            leased: false,
         }
     }
 
@@ -307,6 +330,11 @@ impl Chat {
             Event::Tick => self.tick(now),
             Event::Shutdown => self.shutdown(now),
             Event::News(news) => self.heard(news, now),
+            Event::Leased { session_id, answer } => self.leased(&session_id, answer, now),
+            Event::Replayed {
+                session_id,
+                entries,
+            } => self.replayed(&session_id, entries, now),
         }
         std::mem::take(&mut self.out)
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::*;
 
 /// A reply streaming in another process has no socket of this one behind it.
-const NOBODY: SocketId = SocketId(u64::MAX);
+pub(super) const NOBODY: SocketId = SocketId(u64::MAX);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "news", rename_all = "snake_case")]
@@ -33,10 +33,14 @@ pub enum News {
         message_id: String,
         model_id: String,
     },
+    /// `seq`: the chunk's number on the origin (0 from a version that did not send it):
+    /// a pod that read the reply stream hears again the chunks the stream held.
     ReplyChunk {
         session_id: String,
         message_id: String,
         text: String,
+        #[serde(default)]
+        seq: u64,
     },
     /// `outcome`: `stopped` or `error`, as on the reply's final frame.
     ReplyEnded {
@@ -112,7 +116,9 @@ impl Chat {
         });
     }
 
+    /// The news that a reply of this process ended; its lease goes back with it.
     pub(super) fn tell_ended(&mut self, session_id: &str, reply: &Reply, outcome: Option<&str>) {
+        self.end_lease(session_id);
         if self.shared {
             self.news.push(News::ReplyEnded {
                 session_id: session_id.to_owned(),
@@ -167,11 +173,17 @@ impl Chat {
                 live.reply = Some(Box::new(reply));
             }
             News::ReplyChunk {
-                message_id, text, ..
+                message_id,
+                text,
+                seq,
+                ..
             } => {
                 let Some(reply) = live.reply.as_mut().filter(|r| mirrors(r, &message_id)) else {
                     return;
                 };
+                if seq != 0 && seq <= reply.seq() {
+                    return;
+                }
                 reply.push(&text);
                 reply.mirror = Some(now.at);
                 for &socket in &live.sockets {
@@ -186,11 +198,7 @@ impl Chat {
                 let Some(reply) = live.reply.take_if(|r| mirrors(r, &message_id)) else {
                     return;
                 };
-                let outcome = match outcome.as_deref() {
-                    Some("stopped") => Some("stopped"),
-                    Some(_) => Some("error"),
-                    None => None,
-                };
+                let outcome = outcome_of(outcome.as_deref());
                 self.mirror_ended(&session_id, reply, outcome, now);
             }
             News::Stop { message_id, .. } => {
@@ -236,6 +244,7 @@ impl Chat {
     /// message is answered here.
     pub(super) fn drop_silent_mirrors(&mut self, now: Now) {
         let limit = self.settings.stream_timeout;
+        let mut silenced = Vec::new();
         for live in self.sessions.values_mut() {
             let silent = live
                 .reply
@@ -248,8 +257,22 @@ impl Chat {
                     live.id
                 );
                 live.reply = None;
+                silenced.push(live.id.clone());
             }
         }
+        // A message that waited for it is answered here now.
+        for session_id in silenced {
+            self.next_turn(&session_id, now);
+        }
+    }
+}
+
+/// A reply's end as news tells it, as its final frame says it.
+pub(super) fn outcome_of(told: Option<&str>) -> Option<&'static str> {
+    match told {
+        Some("stopped") => Some("stopped"),
+        Some(_) => Some("error"),
+        None => None,
     }
 }
 
@@ -267,6 +290,7 @@ mod tests {
             session_id: "s".into(),
             message_id: "m".into(),
             text: "two\nlines \"quoted\"".into(),
+            seq: 3,
         };
         assert_eq!(News::from_json(&news.to_json()), Some(news));
         assert_eq!(News::from_json("{\"news\":\"unknown\"}"), None);

@@ -66,6 +66,7 @@ impl Chat {
                     session_id: session_id.to_owned(),
                     message_id: reply.message_id.clone(),
                     text: fits.to_owned(),
+                    seq: reply.seq(),
                 });
             }
             for &socket in &live.sockets {
@@ -167,7 +168,7 @@ impl Chat {
             return;
         };
         match live.turn_waiting.take() {
-            Some(origin) if live.reply.is_none() => self.start_reply(session_id, origin, now),
+            Some(origin) if live.reply.is_none() => self.begin_turn(session_id, origin, now),
             waiting => live.turn_waiting = waiting,
         }
         self.evict_if_idle(session_id);

@@ -109,6 +109,13 @@ impl Chat {
             .to_json();
         self.out.push(Effect::Send(socket, status));
         replay(&mut self.hub, &mut self.out, socket, live, &resume, now);
+        // Nothing here to resume from yet: the reply stream may have it
+        // (`engine/resume.rs`), and the socket keeps where it left off until then.
+        if self.shared && live.reply.is_none() && live.finished.is_none() {
+            if let Some(state) = self.hub.get_mut(socket) {
+                state.resume = resume;
+            }
+        }
     }
 
     pub(super) fn bind_fresh(&mut self, socket: SocketId, now: Now) -> Option<String> {

@@ -247,7 +247,7 @@ impl Chat {
         if live.reply.is_some() {
             live.turn_waiting = Some(socket);
         } else {
-            self.start_reply(session_id, socket, now);
+            self.begin_turn(session_id, socket, now);
         }
     }
 

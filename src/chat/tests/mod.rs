@@ -8,6 +8,7 @@ mod connect;
 mod docs;
 mod files;
 mod help;
+mod lease;
 mod lifecycle;
 mod messages;
 mod property;
