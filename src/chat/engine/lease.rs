@@ -152,6 +152,14 @@ impl Chat {
             .min()
     }
 
+    /// A mirror began here: the tick looks at it once it could have gone silent (and
+    /// from then on at the deadlines `lease_deadline` gives).
+    pub(super) fn watch_mirror(&mut self, now: Now) {
+        if self.leased {
+            self.out.push(Effect::Timer(now.at + PROBE_AFTER));
+        }
+    }
+
     /// A reply of this process ended: its lease goes back.
     pub(super) fn end_lease(&mut self, session_id: &str) {
         if self.leased {

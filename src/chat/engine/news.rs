@@ -171,6 +171,7 @@ impl Chat {
                 reply.mirror = Some(now.at);
                 live.finished = None;
                 live.reply = Some(Box::new(reply));
+                self.watch_mirror(now);
             }
             News::ReplyChunk {
                 message_id,

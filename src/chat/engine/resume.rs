@@ -15,7 +15,8 @@ impl Chat {
         };
         // Only a session with no reply of its own yet: one that started here meanwhile
         // is this process's (under the lease), and newer.
-        if live.reply.is_none() && live.finished.is_none() {
+        let rebuilt = live.reply.is_none() && live.finished.is_none();
+        if rebuilt {
             match rebuild(entries, now) {
                 Some(Told::Streaming(reply)) => live.reply = Some(reply),
                 Some(Told::Ended(reply, outcome)) => {
@@ -34,6 +35,9 @@ impl Chat {
             };
             let resume = std::mem::take(&mut state.resume);
             replay(&mut self.hub, &mut self.out, socket, live, &resume, now);
+        }
+        if rebuilt && live.reply.is_some() {
+            self.watch_mirror(now);
         }
     }
 }
