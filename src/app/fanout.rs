@@ -64,6 +64,7 @@ impl App {
             Inbound::Lease { session_id, answer } => {
                 let answer = match answer {
                     Lease::Granted => LeaseAnswer::Granted,
+                    Lease::Freed => LeaseAnswer::Freed,
                     Lease::Held => LeaseAnswer::Held,
                     Lease::Unavailable => LeaseAnswer::Unavailable,
                 };

@@ -31,22 +31,28 @@ const RENEW_EVERY: Duration = Duration::from_millis(TTL_MS / 3);
 const KEY: &str = "chatbox:lease:";
 
 /// Takes the lease when it is free, keeps it (a new TTL) when this pod holds it already;
-/// 1 then, 0 when another pod holds it. One script serves taking and renewing, so that
-/// a renewal after Redis lost the key (restarted empty) takes it again.
+/// 1 then, 2 when it was released rather than lapsed, 0 when another pod holds it. One
+/// script serves taking and renewing, so that a renewal after Redis lost the key
+/// (restarted empty) takes it again.
 const TAKE: &str = "local v = redis.call('GET', KEYS[1]) \
      if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
-     if v then return 0 end \
-     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
-/// Deletes the lease only if this pod still holds it: one that lapsed and was taken by
-/// another pod is theirs.
+     if v and v ~= '-' then return 0 end \
+     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+     if v then return 2 end return 1";
+/// Marks the lease released (`-`, for a TTL) only if this pod still holds it: one that
+/// lapsed and was taken by another pod is theirs. The mark tells a pod that mirrored
+/// the reply and missed its end that it ended, rather than its pod dying.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-     return redis.call('DEL', KEYS[1]) end return 0";
+     redis.call('SET', KEYS[1], '-', 'PX', ARGV[2]) return 1 end return 0";
 
 /// The answer to a request for a session's lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lease {
     /// This pod holds it (renewed by the thread until released).
     Granted,
+    /// Granted, and the pod before had released it (its reply ended) rather than let
+    /// it lapse.
+    Freed,
     /// Another pod holds it: its reply streams there.
     Held,
     /// Redis could not be asked: proceed as a single pod (counted).
@@ -98,12 +104,16 @@ impl Leaser {
             let wait = next.saturating_duration_since(Instant::now());
             match self.queue.recv_timeout(wait) {
                 Ok(Ask::Take(session_id)) => {
-                    let answer = match self.take(&mut link, &session_id) {
-                        Some(true) => {
+                    let answer = match self.call(&mut link, TAKE, &session_id) {
+                        Some(0) => Lease::Held,
+                        Some(taken) => {
                             held.insert(session_id.clone());
-                            Lease::Granted
+                            if taken == 2 {
+                                Lease::Freed
+                            } else {
+                                Lease::Granted
+                            }
                         }
-                        Some(false) => Lease::Held,
                         None => {
                             self.metrics.redis.unleased.inc();
                             Lease::Unavailable
@@ -129,15 +139,10 @@ impl Leaser {
         }
     }
 
-    /// Whether this pod holds the lease now; `None` when Redis could not say.
-    fn take(&self, link: &mut Link, session_id: &str) -> Option<bool> {
-        self.call(link, TAKE, session_id).map(|taken| taken == 1)
-    }
-
     /// Keeps a held lease; false once another pod took it (it lapsed meanwhile). A
     /// renewal Redis could not answer keeps it: the next one may.
     fn renew(&self, link: &mut Link, session_id: &str) -> bool {
-        let kept = self.take(link, session_id) != Some(false);
+        let kept = self.call(link, TAKE, session_id) != Some(0);
         if !kept {
             log::warn!("session {session_id}: its lease lapsed and another pod took it");
         }

@@ -26,7 +26,11 @@ const PROBE_AFTER: Duration = Duration::from_secs(2);
 /// The answer to [`Effect::Lease`] with `take`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaseAnswer {
+    /// Free (or lapsed): this process holds it now.
     Granted,
+    /// This process holds it now, and the one before released it: that one's reply
+    /// ended (the news of its end may have been lost).
+    Freed,
     /// Another process holds it.
     Held,
     /// Nobody could say: go ahead as a single process.
@@ -57,9 +61,10 @@ impl Chat {
     }
 
     pub(super) fn leased(&mut self, session_id: &str, answer: LeaseAnswer, now: Now) {
+        let holds = matches!(answer, LeaseAnswer::Granted | LeaseAnswer::Freed);
         let Some(live) = self.sessions.get_mut(session_id) else {
             // Left memory meanwhile (ended): nothing will stream under it.
-            if answer == LeaseAnswer::Granted {
+            if holds {
                 self.ask_lease(session_id, false);
             }
             return;
@@ -68,31 +73,38 @@ impl Chat {
             return;
         }
         live.leasing = None;
-        let mirror = live.reply.as_ref().and_then(|r| r.mirror);
         // A mirror still heard from streams without the lease (its process went ahead
         // while Redis was away for it): left to end there.
-        let silent = mirror.is_some_and(|heard| heard + PROBE_AFTER <= now.at);
+        let heard = live.reply.as_ref().and_then(|r| r.mirror);
+        let silent = heard.is_some_and(|heard| heard + PROBE_AFTER <= now.at);
+        if silent && answer == LeaseAnswer::Freed {
+            // Its process released the lease: the reply ended there, and its end did
+            // not reach this process. Stored there; nothing to do here but forget it.
+            log::warn!("session {session_id}: the reply mirrored here ended unheard; dropped");
+            live.reply = None;
+        }
+        let mirror = live.reply.is_some() && heard.is_some();
         let free = live.reply.is_none();
-        match (answer, live.turn_waiting) {
-            (LeaseAnswer::Granted, _) if silent => self.adopt(session_id, now),
-            (LeaseAnswer::Granted | LeaseAnswer::Unavailable, Some(origin)) if free => {
+        match (holds, answer, live.turn_waiting) {
+            (true, _, _) if mirror && silent => self.adopt(session_id, now),
+            (true, _, Some(origin)) | (false, LeaseAnswer::Unavailable, Some(origin)) if free => {
                 live.turn_waiting = None;
                 self.start_reply(session_id, origin, now);
             }
             // The turn is gone (an admin took over, the session ended) or a reply
             // streams here already: not needed.
-            (LeaseAnswer::Granted, _) => self.ask_lease(session_id, false),
-            (LeaseAnswer::Unavailable, _) => {}
-            // The mirror's process lives; asked again while the mirror stays silent.
-            (LeaseAnswer::Held, _) if mirror.is_some() => {
+            (true, _, _) => self.ask_lease(session_id, false),
+            // Asked again while the mirror stays silent: its process lives (held), or
+            // Redis cannot say (unavailable) yet.
+            (false, _, _) if mirror => {
                 live.leasing = Some(Leasing::RetryAt(now.at + PROBE_AFTER));
                 self.out.push(Effect::Timer(now.at + PROBE_AFTER));
             }
-            (LeaseAnswer::Held, Some(_)) if free => {
+            (false, LeaseAnswer::Held, Some(_)) if free => {
                 live.leasing = Some(Leasing::RetryAt(now.at + RETRY));
                 self.out.push(Effect::Timer(now.at + RETRY));
             }
-            (LeaseAnswer::Held, _) => {}
+            (false, _, _) => {}
         }
         self.evict_if_idle(session_id);
     }

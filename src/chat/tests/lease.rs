@@ -41,6 +41,30 @@ fn hold(h: &mut Harness, resume: Resume) -> SocketId {
     socket
 }
 
+/// A leased core whose socket's session `s1` mirrors reply `r1` of another process,
+/// "Once " so far.
+fn mirroring() -> (Harness, SocketId) {
+    let mut h = leased();
+    let socket = hold(&mut h, Resume::default());
+    let news = [
+        News::ReplyStarted {
+            session_id: "s1".into(),
+            message_id: "r1".into(),
+            model_id: "gpt".into(),
+        },
+        News::ReplyChunk {
+            session_id: "s1".into(),
+            message_id: "r1".into(),
+            text: "Once ".into(),
+            seq: 1,
+        },
+    ];
+    for news in news {
+        h.event(Event::News(news));
+    }
+    (h, socket)
+}
+
 fn answer(h: &mut Harness, session: &str, answer: LeaseAnswer) -> Out {
     h.event(Event::Leased {
         session_id: session.to_owned(),
@@ -96,25 +120,8 @@ fn without_redis_the_reply_starts_as_on_one_pod() {
 
 #[test]
 fn a_mirror_whose_process_lets_the_lease_lapse_is_stored_stopped_here() {
-    let mut h = leased();
-    let socket = hold(&mut h, Resume::default());
+    let (mut h, socket) = mirroring();
     let session = "s1".to_owned();
-    let news = [
-        News::ReplyStarted {
-            session_id: session.clone(),
-            message_id: "r1".into(),
-            model_id: "gpt".into(),
-        },
-        News::ReplyChunk {
-            session_id: session.clone(),
-            message_id: "r1".into(),
-            text: "Once ".into(),
-            seq: 1,
-        },
-    ];
-    for news in news {
-        h.event(Event::News(news));
-    }
     // Alive: the lease is held, asked again while the mirror stays silent.
     h.advance(Duration::from_secs(2));
     let out = h.event(Event::Tick);
@@ -140,6 +147,23 @@ fn a_mirror_whose_process_lets_the_lease_lapse_is_stored_stopped_here() {
             .any(|n| matches!(n, News::ReplyEnded { outcome: Some(o), .. } if o == "stopped")),
         "{told:?}"
     );
+}
+
+#[test]
+fn a_mirror_whose_process_released_the_lease_ended_there_and_is_only_forgotten() {
+    let (mut h, socket) = mirroring();
+    h.advance(Duration::from_secs(2));
+    let out = h.event(Event::Tick);
+    assert!(lease(&out, "s1", true), "{out:?}");
+    let out = answer(&mut h, "s1", LeaseAnswer::Freed);
+    assert!(
+        appends(&out).is_empty(),
+        "stored where it streamed: {out:?}"
+    );
+    assert!(out.frames(socket).is_empty(), "{out:?}");
+    assert!(lease(&out, "s1", false), "not needed here: {out:?}");
+    // The session's next message is answered here.
+    say_leased(&mut h, socket, "s1", "and then?");
 }
 
 #[test]
