@@ -64,32 +64,54 @@ impl Reader {
     }
 
     /// The session's stream, oldest entry first; empty when there is none or Redis
-    /// could not say.
+    /// could not say. A connection idle since before a Redis restart fails its first
+    /// command: one failure is tried again on a fresh one.
     pub fn read(&mut self, session_id: &str) -> Vec<String> {
-        if self.connection.is_none() {
-            self.connection = link::connect(&self.client).ok();
-        }
-        let Some(connection) = self.connection.as_mut() else {
-            return Vec::new();
-        };
-        let entries = redis::cmd("XRANGE")
-            .arg(key(session_id))
-            .arg("-")
-            .arg("+")
-            .query::<Vec<(String, Vec<String>)>>(connection);
-        match entries {
-            Ok(entries) => entries
-                .into_iter()
-                .filter_map(|(_, fields)| match fields.as_slice() {
-                    [field, entry] if field == FIELD => Some(entry.clone()),
-                    _ => None,
-                })
-                .collect(),
-            Err(error) => {
-                log::warn!("redis: reading session {session_id}'s reply stream failed ({error})");
-                self.connection = None;
-                Vec::new()
+        for _ in 0..2 {
+            if self.connection.is_none() {
+                self.connection = link::connect(&self.client).ok();
+            }
+            let Some(connection) = self.connection.as_mut() else {
+                return Vec::new();
+            };
+            let entries = redis::cmd("XRANGE")
+                .arg(key(session_id))
+                .arg("-")
+                .arg("+")
+                .query::<Vec<(String, Vec<String>)>>(connection);
+            match entries {
+                Ok(entries) => return entries.into_iter().filter_map(entry).collect(),
+                Err(error) => {
+                    log::warn!(
+                        "redis: reading session {session_id}'s reply stream failed ({error})"
+                    );
+                    self.connection = None;
+                }
             }
         }
+        Vec::new()
+    }
+}
+
+/// The news an entry holds; `None` for one that is not ours.
+fn entry((_, fields): (String, Vec<String>)) -> Option<String> {
+    match <[String; 2]>::try_from(fields) {
+        Ok([field, news]) if field == FIELD => Some(news),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_entries_of_one_news_field_are_read() {
+        let of =
+            |fields: &[&str]| entry(("1-0".into(), fields.iter().map(|f| f.to_string()).collect()));
+        assert_eq!(of(&["n", "{}"]), Some("{}".to_owned()));
+        assert_eq!(of(&["x", "{}"]), None);
+        assert_eq!(of(&["n", "{}", "n", "{}"]), None);
+        assert_eq!(key("s1"), "chatbox:reply:s1");
     }
 }
