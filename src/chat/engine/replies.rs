@@ -10,6 +10,8 @@ impl Chat {
         let id = self.job_id();
         let Ok(message_id) = ids::random_id() else {
             self.error(origin, Some(session_id), code::SERVICE_ERROR, BUSY, now);
+            // Taken for this reply, which will not stream.
+            self.end_lease(session_id);
             return;
         };
         let Some(live) = self.sessions.get_mut(session_id) else {
