@@ -37,7 +37,7 @@ use crate::chat::protocol::ModelInfo;
 use crate::chat::ratelimit::RateLimiter;
 use crate::config::{Cidr, Config};
 use crate::http::cors::Cors;
-use crate::http::health::{Check, Readiness};
+use crate::http::health::{Check, Healthz, Readiness};
 use crate::http::web::Web;
 use crate::llm::Catalog;
 use crate::metrics::Metrics;
@@ -67,6 +67,7 @@ pub struct App {
     max_sockets_per_user: usize,
     verifier: Verifier,
     readiness: Readiness,
+    healthz: Healthz,
     store_probe: StoreProbe,
     lanes: Lanes,
     chat: Chat,
@@ -166,6 +167,7 @@ impl App {
             max_sockets_per_user: config.access.max_connections_per_user,
             verifier: Verifier::new(config.auth.jwt_secret.expose(), config.auth.require_exp),
             readiness,
+            healthz: Healthz::default(),
             store_probe,
             lanes,
             chat,

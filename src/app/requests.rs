@@ -13,7 +13,6 @@ use crate::auth::{self, Identity};
 use crate::chat::ratelimit::retry_after_ms;
 use crate::http::cors::{Cors, Verdict};
 use crate::http::error;
-use crate::http::health;
 use crate::http::metrics::{public_scrape, scrape};
 use crate::http::router::Route;
 use crate::metrics::process::Process;
@@ -81,7 +80,7 @@ impl App {
     ) -> Reply {
         let origin = waiting.origin.clone();
         let response = match route {
-            Route::Healthz => health::healthz(ctx.unix),
+            Route::Healthz => self.healthz.respond(ctx.unix),
             Route::Readyz => self.readiness.respond(ctx.draining, ctx.unix),
             Route::Metrics => match conn.listener {
                 ListenerKind::Internal => {

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use tungstenite::Message;
+use tungstenite::{Bytes, Message, Utf8Bytes};
 
 use super::conn::ConnInfo;
 use super::http::{Request, RequestHead, Response};
@@ -165,12 +165,14 @@ impl Ctx {
     }
 
     /// Queues a text frame on a WebSocket (dropped if the socket is gone or closing).
-    pub fn send_text(&mut self, conn: ConnId, text: String) {
-        self.effects.push(Effect::Send(conn, Message::text(text)));
+    pub fn send_text(&mut self, conn: ConnId, text: impl Into<Utf8Bytes>) {
+        self.effects
+            .push(Effect::Send(conn, Message::Text(text.into())));
     }
 
-    pub fn send_binary(&mut self, conn: ConnId, data: Vec<u8>) {
-        self.effects.push(Effect::Send(conn, Message::binary(data)));
+    pub fn send_binary(&mut self, conn: ConnId, data: impl Into<Bytes>) {
+        self.effects
+            .push(Effect::Send(conn, Message::Binary(data.into())));
     }
 
     /// Starts a WebSocket's close handshake after what is already queued on it.

@@ -3,8 +3,6 @@
 //! whatever bytes have arrived and answers "not yet" until a whole head is there.
 //! Routing and JSON live in `crate::http`; this module knows only the protocol.
 
-use std::fmt::Write as _;
-
 /// Larger heads are refused with 431 (spec/http.md: header over 8 KiB total).
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// More headers than this is 431; also the size of the on-stack header array.
@@ -311,32 +309,53 @@ pub fn write_response(
     keep_alive: bool,
     date: &str,
 ) {
-    let mut head = String::with_capacity(256);
-    // Writing into a String cannot fail.
-    let _ = write!(
-        head,
-        "HTTP/1.1 {} {}\r\nDate: {}\r\n",
-        response.status,
-        reason(response.status),
-        date
-    );
+    // Straight into the output queue, piece by piece: no intermediate head and no
+    // formatting machinery on a path every keep-alive request and probe takes.
+    out.reserve(256 + response.body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, usize::from(response.status));
+    out.push(b' ');
+    out.extend_from_slice(reason(response.status).as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in &response.headers {
-        let _ = write!(head, "{name}: {value}\r\n");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     // 1xx, 204 and 304 never carry a body or its length.
     if !matches!(response.status, 100..=199 | 204 | 304) {
-        let _ = write!(head, "Content-Length: {}\r\n", response.body.len());
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, response.body.len());
+        out.extend_from_slice(b"\r\n");
     }
-    head.push_str(SECURITY_HEADERS);
-    head.push_str(if keep_alive {
-        "Connection: keep-alive\r\n\r\n"
+    out.extend_from_slice(SECURITY_HEADERS.as_bytes());
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
     } else {
-        "Connection: close\r\n\r\n"
+        b"Connection: close\r\n\r\n"
     });
-    out.extend_from_slice(head.as_bytes());
     if !head_only {
         out.extend_from_slice(&response.body);
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // A digit: n % 10 < 10 fits in a u8.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -467,5 +486,39 @@ mod tests {
         assert!(text.contains("Content-Length: 2\r\n"));
         assert!(text.contains("X-Frame-Options: DENY\r\n"));
         assert!(text.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn writes_every_header_in_order_then_the_body() {
+        let response = Response::new(404, "application/json", vec![b'x'; 1234])
+            .with_header("Retry-After", "5");
+        let mut out = b"earlier".to_vec();
+        write_response(
+            &mut out,
+            &response,
+            false,
+            true,
+            "Mon, 07 Dec 2026 05:00:00 GMT",
+        );
+        let expected = format!(
+            "earlierHTTP/1.1 404 Not Found\r\nDate: Mon, 07 Dec 2026 05:00:00 GMT\r\n\
+             Content-Type: application/json\r\nRetry-After: 5\r\nContent-Length: 1234\r\n\
+             X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\
+             Referrer-Policy: strict-origin-when-cross-origin\r\n\
+             Connection: keep-alive\r\n\r\n{}",
+            "x".repeat(1234)
+        );
+        assert_eq!(String::from_utf8(out).expect("ascii"), expected);
+
+        let mut out = Vec::new();
+        write_response(&mut out, &Response::empty(204), false, true, "D");
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.starts_with("HTTP/1.1 204 No Content\r\n"));
+        assert!(!text.contains("Content-Length"), "204 carries no length");
+        let mut out = Vec::new();
+        write_response(&mut out, &Response::empty(200), false, true, "D");
+        assert!(String::from_utf8(out)
+            .expect("ascii")
+            .contains("Content-Length: 0\r\n"));
     }
 }

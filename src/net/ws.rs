@@ -11,8 +11,9 @@ use std::io::{self, Read, Write};
 
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
-use tungstenite::{Error, Message};
+use tungstenite::{Bytes, Error, Message, Utf8Bytes};
 
+use super::frame::{self, Head};
 use super::http::{Method, RequestHead, Response};
 
 /// tungstenite reads the input buffer in chunks of this size. Small, because it is
@@ -137,9 +138,13 @@ impl<'a> Wire<'a> {
         }
     }
 
-    /// How much of the input tungstenite has taken.
+    /// How much of the input has been taken.
     pub fn consumed(&self) -> usize {
         self.consumed
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        &self.input[self.consumed..]
     }
 }
 
@@ -167,11 +172,12 @@ impl Write for Wire<'_> {
     }
 }
 
-/// A complete data message from the peer.
+/// A complete data message from the peer, in the buffer tungstenite read it into: an
+/// echo sends that same buffer back, with no copy of the payload on the way.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
-    Text(String),
-    Binary(Vec<u8>),
+    Text(Utf8Bytes),
+    Binary(Bytes),
 }
 
 /// What reading the input produced.
@@ -190,11 +196,22 @@ pub enum Event {
 }
 
 /// One WebSocket's protocol state.
+///
+/// Plain frames are decoded by `net::frame`, the rest by tungstenite. tungstenite is
+/// only ever given the frame it is reading, never bytes past its end, so at a frame
+/// boundary it holds no input and either reader can take the next frame.
 pub struct Socket {
     ctx: WebSocketContext,
     /// Set once the socket finished or failed: tungstenite's state after an error is not
     /// meant to be read from again (found by fuzzing: it can yield further messages).
     ended: bool,
+    /// Bytes of the frame tungstenite is reading that it has not been given yet; 0 at a
+    /// frame boundary.
+    frame_left: u64,
+    /// tungstenite holds the first fragments of a message: every frame goes to it until
+    /// the last one, so that it reports what breaks the sequence.
+    fragmented: bool,
+    max_message_size: usize,
 }
 
 impl Socket {
@@ -202,6 +219,9 @@ impl Socket {
         Socket {
             ctx: WebSocketContext::new(Role::Server, Some(config(max_message_size))),
             ended: false,
+            frame_left: 0,
+            fragmented: false,
+            max_message_size,
         }
     }
 
@@ -216,9 +236,57 @@ impl Socket {
     }
 
     fn read_event(&mut self, wire: &mut Wire<'_>) -> Event {
+        loop {
+            // Once a close frame went either way, tungstenite takes everything: it
+            // answers the close and ends the socket, even when no input is left.
+            if !self.ctx.can_write() {
+                return self.tungstenite_event(wire);
+            }
+            if self.frame_left == 0 {
+                let Some(head) = Head::peek(wire.rest()) else {
+                    return Event::NeedInput;
+                };
+                // While open, nothing is pending inside tungstenite: a pong is written
+                // as soon as it is queued.
+                if !self.fragmented {
+                    let decoded = frame::decode(&head, wire.rest(), self.max_message_size);
+                    if let Some((message, used)) = decoded {
+                        wire.consumed += used;
+                        return Event::Message(message);
+                    }
+                }
+                self.frame_left = head.frame_len();
+                if head.opens_fragments() {
+                    self.fragmented = true;
+                } else if head.closes_fragments() {
+                    self.fragmented = false;
+                }
+            }
+            let given = wire
+                .rest()
+                .len()
+                .min(usize::try_from(self.frame_left).unwrap_or(usize::MAX));
+            let mut frame = Wire {
+                input: &wire.input[..wire.consumed + given],
+                consumed: wire.consumed,
+                output: &mut *wire.output,
+            };
+            let event = self.tungstenite_event(&mut frame);
+            let taken = frame.consumed - wire.consumed;
+            wire.consumed = frame.consumed;
+            self.frame_left -= taken as u64;
+            // tungstenite used up a frame that makes no message on its own (a fragment):
+            // the next frame may already be here.
+            if event != Event::NeedInput || self.frame_left > 0 || wire.rest().is_empty() {
+                return event;
+            }
+        }
+    }
+
+    fn tungstenite_event(&mut self, wire: &mut Wire<'_>) -> Event {
         match self.ctx.read(wire) {
-            Ok(Message::Text(text)) => Event::Message(Incoming::Text(text.as_str().to_owned())),
-            Ok(Message::Binary(data)) => Event::Message(Incoming::Binary(data.to_vec())),
+            Ok(Message::Text(text)) => Event::Message(Incoming::Text(text)),
+            Ok(Message::Binary(data)) => Event::Message(Incoming::Binary(data)),
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => {
                 // A ping's pong and a close's reply are queued by tungstenite; pushing them
                 // out now keeps them in order with whatever we send next.
@@ -236,6 +304,11 @@ impl Socket {
     }
 
     pub fn send(&mut self, wire: &mut Wire<'_>, message: Message) -> bool {
+        // Open, tungstenite has nothing of its own queued (see `read_event`), so a data
+        // frame may go straight to the output.
+        if self.ctx.can_write() && frame::encode(wire.output, &message) {
+            return true;
+        }
         self.ctx.write(wire, message).is_ok()
     }
 
@@ -305,9 +378,13 @@ mod tests {
         let mut frame = vec![0x80 | opcode];
         match payload.len() {
             n if n < 126 => frame.push(0x80 | n as u8),
-            n => {
+            n if n <= 0xffff => {
                 frame.push(0x80 | 126);
                 frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
             }
         }
         frame.extend_from_slice(&mask);
@@ -315,45 +392,98 @@ mod tests {
         frame
     }
 
-    fn events(socket: &mut Socket, input: &[u8], out: &mut Vec<u8>) -> Vec<Event> {
-        let mut wire = Wire::new(input, out);
+    /// Feeds `input` as a connection does: appended to what is still unread in
+    /// `pending`, which keeps what the socket did not take.
+    fn feed(
+        socket: &mut Socket,
+        pending: &mut Vec<u8>,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Vec<Event> {
+        pending.extend_from_slice(input);
+        let mut wire = Wire::new(pending, out);
         let mut seen = Vec::new();
         loop {
             match socket.next_event(&mut wire) {
-                Event::NeedInput => return seen,
+                Event::NeedInput => break,
                 event @ (Event::Finished | Event::Failed(_)) => {
                     seen.push(event);
-                    return seen;
+                    break;
                 }
                 event => seen.push(event),
             }
         }
+        let used = wire.consumed();
+        pending.drain(..used);
+        seen
+    }
+
+    fn events(socket: &mut Socket, input: &[u8], out: &mut Vec<u8>) -> Vec<Event> {
+        feed(socket, &mut Vec::new(), input, out)
     }
 
     #[test]
     fn reads_messages_across_partial_input() {
-        let mut socket = Socket::new(1024);
-        let frame = client_frame(0x1, b"hello");
-        let mut out = Vec::new();
-        assert_eq!(events(&mut socket, &frame[..3], &mut out), vec![]);
-        // tungstenite keeps the partial frame; feed the rest.
-        assert_eq!(
-            events(&mut socket, &frame[3..], &mut out),
-            vec![Event::Message(Incoming::Text("hello".into()))]
-        );
+        let frame = client_frame(0x1, &[b'h'; 300]);
+        // Cut everywhere: in the header, in the payload, and not at all.
+        for cut in 0..=frame.len() {
+            let mut socket = Socket::new(1024);
+            let (mut pending, mut out) = (Vec::new(), Vec::new());
+            let mut seen = feed(&mut socket, &mut pending, &frame[..cut], &mut out);
+            seen.extend(feed(&mut socket, &mut pending, &frame[cut..], &mut out));
+            let text = Incoming::Text("h".repeat(300).into());
+            assert_eq!(seen, vec![Event::Message(text)], "cut at {cut}");
+            assert!(pending.is_empty());
+        }
     }
 
     #[test]
-    fn oversize_frame_fails_with_1009_before_its_payload() {
-        let mut socket = Socket::new(100);
-        let frame = client_frame(0x2, &[0u8; 200]);
+    fn fragments_pings_and_plain_frames_keep_their_order() {
+        let mut socket = Socket::new(1 << 20);
+        let (mut pending, mut out) = (Vec::new(), Vec::new());
+        let mut input = client_frame(0x1, b"one");
+        input.extend(fragment(0x1, false, b"tw"));
+        input.extend(client_frame(0x9, b"p"));
+        input.extend(fragment(0x0, true, b"o"));
+        input.extend(client_frame(0x2, &[7u8; 70_000]));
+        input.extend(client_frame(0x1, b"three"));
+        // In pieces of every size the socket may be read in.
+        let mut seen = Vec::new();
+        for piece in input.chunks(1000) {
+            seen.extend(feed(&mut socket, &mut pending, piece, &mut out));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                Event::Message(Incoming::Text("one".into())),
+                Event::Control,
+                Event::Message(Incoming::Text("two".into())),
+                Event::Message(Incoming::Binary(vec![7u8; 70_000].into())),
+                Event::Message(Incoming::Text("three".into())),
+            ]
+        );
+        assert_eq!(&out[..3], &[0x8a, 0x01, b'p'], "the ping was answered");
+    }
+
+    #[test]
+    fn a_plain_frame_inside_a_fragmented_message_fails_it() {
+        let mut socket = Socket::new(1024);
+        let mut input = fragment(0x1, false, b"a");
+        input.extend(client_frame(0x1, b"b"));
         let mut out = Vec::new();
         assert_eq!(
-            events(&mut socket, &frame[..8], &mut out),
-            vec![Event::Failed(code::TOO_BIG)]
+            events(&mut socket, &input, &mut out),
+            vec![Event::Failed(code::PROTOCOL)]
         );
-        // The close frame (opcode 8) carries 1009.
-        assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xf1]);
+    }
+
+    /// A masked client frame with FIN as given.
+    fn fragment(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut frame = client_frame(opcode, payload);
+        if !fin {
+            frame[0] &= 0x7f;
+        }
+        frame
     }
 
     #[test]

@@ -430,8 +430,10 @@ impl Conn {
             {
                 Next::Close
             }
-            // A WebSocket peer that vanished without a close frame.
-            Phase::Ws(_) if self.peer_closed && self.inbuf.is_empty() => Next::Close,
+            // A WebSocket peer that vanished without a close frame. Input is read up to
+            // the last frame boundary: a rest can only be part of a header that will
+            // never be whole.
+            Phase::Ws(_) if self.peer_closed => Next::Close,
             Phase::Http(_) | Phase::Ws(_) => Next::Keep,
         };
         if next == Next::Keep && self.can_read(limits) {

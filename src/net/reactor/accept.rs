@@ -51,7 +51,6 @@ impl<H: Handler> Reactor<H> {
                         self.refuse(stream, why);
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
                     let accepted_at = self.clock.now;
                     let inserted = self.slab.insert_with(|id| {
                         Box::new(Conn::new(

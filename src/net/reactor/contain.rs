@@ -168,6 +168,36 @@ mod tests {
         }
     }
 
+    /// TCP_NODELAY is set on the listener only (Linux passes it to accepted sockets):
+    /// without it, small frames would wait for Nagle behind an unacknowledged one.
+    #[test]
+    fn accepted_sockets_send_without_nagle() {
+        let mut test = TestLoop::new(Fragile::new(false), 8);
+        let addr = test.public;
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (opened, open) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let client = connect(addr);
+            let _ = opened.send(());
+            let _ = hold.recv();
+            drop(client);
+        });
+        let _ = open.recv();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut events = mio::Events::with_capacity(8);
+        while test.reactor.slab.is_empty() && Instant::now() < deadline {
+            test.reactor.turn(&mut events).expect("poll");
+        }
+        let accepted: Vec<bool> = test
+            .reactor
+            .slab
+            .iter_mut()
+            .map(|(_, conn)| conn.socket_mut().nodelay().expect("getsockopt"))
+            .collect();
+        assert_eq!(accepted, [true]);
+        drop(release);
+    }
+
     #[test]
     fn a_request_that_panics_gets_500_and_the_loop_serves_on() {
         let mut test = TestLoop::new(Fragile::new(false), 8);

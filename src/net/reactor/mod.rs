@@ -31,7 +31,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 pub use self::drain::Exit;
 use self::drain::Lifecycle;
 use super::conn::{Conn, Limits};
-use super::handler::{Ctx, Handler};
+use super::handler::{Ctx, Effect, Handler};
 use super::lanes::CompletionQueue;
 use super::per_ip::PerIp;
 use super::reject::RejectPen;
@@ -129,6 +129,9 @@ pub struct Reactor<H: Handler> {
     pending: VecDeque<ConnId>,
     completions: CompletionQueue<H::Completion>,
     done: Vec<H::Completion>,
+    /// Lent to every `Ctx` and given back by `apply`, so that a call into the handler
+    /// (one per WebSocket message) allocates no list for what it asks.
+    effects: Vec<Effect>,
     handler: H,
     scratch: Vec<u8>,
     settings: Settings,
@@ -172,6 +175,9 @@ impl<H: Handler> Reactor<H> {
             .zip([PUBLIC_LISTENER, INTERNAL_LISTENER])
         {
             if let Some(listener) = listener {
+                // Linux hands TCP_NODELAY down to every accepted socket: set once here, it
+                // saves a `setsockopt` per connection (a connect storm is thousands).
+                socket2::SockRef::from(&*listener).set_tcp_nodelay(true)?;
                 poll.registry()
                     .register(listener, token, Interest::READABLE)?;
             }
@@ -191,6 +197,7 @@ impl<H: Handler> Reactor<H> {
             pending: VecDeque::new(),
             completions,
             done: Vec::new(),
+            effects: Vec::new(),
             handler,
             scratch: vec![0; SCRATCH_BYTES],
             settings,
@@ -309,14 +316,14 @@ impl<H: Handler> Reactor<H> {
         .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
-    fn ctx(&self) -> Ctx {
+    fn ctx(&mut self) -> Ctx {
         Ctx {
             now: self.clock.now,
             unix: self.clock.unix,
             draining: self.lifecycle.is_draining(),
             slots_used: self.slab.len(),
             slots_total: self.slab.capacity(),
-            effects: Vec::new(),
+            effects: std::mem::take(&mut self.effects),
         }
     }
 

@@ -15,6 +15,9 @@ use crate::net::handler::{Ctx, Effect, Flow, Handler, Reply};
 use crate::net::slab::ConnId;
 use crate::net::ws::Event;
 
+/// The largest list of effects kept for the next call into the handler.
+const SPARE_EFFECTS: usize = 64;
+
 /// What carrying out an effect needs from the loop, borrowed apart from the slab.
 struct Turn<'a> {
     now: Instant,
@@ -154,12 +157,17 @@ impl<H: Handler> Reactor<H> {
                         // Answers to this socket go out before its next frame is read: if
                         // that frame is bad, its close frame must follow them, not drop them.
                         // The rest waits for `apply`, in the order asked.
-                        for effect in std::mem::take(&mut ctx.effects) {
+                        let mut asked = std::mem::take(&mut ctx.effects);
+                        for effect in asked.drain(..) {
                             if matches!(&effect, Effect::Send(to, _) if *to == id) {
                                 carry_out(conn, effect, &turn);
                             } else {
                                 ctx.effects.push(effect);
                             }
+                        }
+                        // Nothing waits: the emptied list (and its allocation) goes back.
+                        if ctx.effects.is_empty() {
+                            ctx.effects = asked;
                         }
                     }
                     Event::Control => {}
@@ -231,6 +239,7 @@ impl<H: Handler> Reactor<H> {
             clock,
             settings,
             metrics,
+            effects: spare,
             ..
         } = self;
         let turn = Turn {
@@ -240,7 +249,8 @@ impl<H: Handler> Reactor<H> {
             keep_alive_allowed,
             metrics,
         };
-        for effect in ctx.effects {
+        let mut effects = ctx.effects;
+        for effect in effects.drain(..) {
             let id = effect.conn();
             // An effect for a connection that is gone (or whose slot was reused) is dropped.
             let Some(conn) = slab.get_mut(id) else {
@@ -250,6 +260,10 @@ impl<H: Handler> Reactor<H> {
             if Some(id) != current && conn.enqueue() {
                 pending.push_back(id);
             }
+        }
+        // A broadcast's list is not kept: one to every socket would pin its size.
+        if effects.capacity() <= SPARE_EFFECTS {
+            *spare = effects;
         }
     }
 
