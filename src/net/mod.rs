@@ -1,6 +1,7 @@
 //! The reactor: sockets, protocols and timing; nothing about chat.
 
 pub mod conn;
+mod frame_scan;
 pub mod handler;
 pub mod http;
 pub mod lanes;

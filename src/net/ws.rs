@@ -13,6 +13,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error, Message};
 
+use super::frame_scan::FrameScan;
 use super::http::{Method, RequestHead, Response};
 
 /// tungstenite reads the input buffer in chunks of this size. Small, because it is
@@ -191,7 +192,13 @@ pub enum Event {
 
 /// One WebSocket's protocol state.
 pub struct Socket {
-    ctx: WebSocketContext,
+    /// tungstenite's state, only while it holds something: part of a frame, part of a
+    /// fragmented message, or a close handshake. An idle socket holds none, so that it
+    /// costs no read buffer (`READ_CHUNK`) and no context (issue 18).
+    ctx: Option<Box<WebSocketContext>>,
+    /// Frame boundaries in what `ctx` was given: when it may be dropped.
+    scan: FrameScan,
+    max_message_size: usize,
     /// Set once the socket finished or failed: tungstenite's state after an error is not
     /// meant to be read from again (found by fuzzing: it can yield further messages).
     ended: bool,
@@ -200,7 +207,9 @@ pub struct Socket {
 impl Socket {
     pub fn new(max_message_size: usize) -> Socket {
         Socket {
-            ctx: WebSocketContext::new(Role::Server, Some(config(max_message_size))),
+            ctx: None,
+            scan: FrameScan::default(),
+            max_message_size,
             ended: false,
         }
     }
@@ -210,19 +219,67 @@ impl Socket {
         if self.ended {
             return Event::Finished;
         }
+        let before = wire.consumed();
         let event = self.read_event(wire);
+        self.scan.feed(&wire.input[before..wire.consumed()]);
         self.ended = matches!(event, Event::Finished | Event::Failed(_));
+        if event == Event::NeedInput {
+            self.release_if_idle();
+        }
         event
     }
 
+    /// Whether tungstenite's state is held (anything but an idle, open socket).
+    #[cfg(test)]
+    pub fn holds_state(&self) -> bool {
+        self.ctx.is_some()
+    }
+
+    /// Drops tungstenite's state when a fresh context would be the same: every byte it
+    /// was given formed complete frames, it has answered them all, and it is open.
+    fn release_if_idle(&mut self) {
+        let open = self
+            .ctx
+            .as_ref()
+            .is_some_and(|ctx| ctx.can_read() && ctx.can_write());
+        if open && self.scan.at_rest() {
+            self.ctx = None;
+        }
+    }
+
+    /// The context to read with, made afresh for a socket that was idle.
+    fn reading(&mut self) -> &mut WebSocketContext {
+        let max_message_size = self.max_message_size;
+        self.ctx.get_or_insert_with(|| {
+            Box::new(WebSocketContext::new(
+                Role::Server,
+                Some(config(max_message_size)),
+            ))
+        })
+    }
+
+    /// Runs `write` on the socket's context or, on an idle socket, on a context that
+    /// only frames the output: one without a read buffer, dropped afterwards (sending
+    /// leaves nothing behind in tungstenite: its output goes straight to the wire).
+    fn writing<T>(&mut self, write: impl FnOnce(&mut WebSocketContext) -> T) -> T {
+        match &mut self.ctx {
+            Some(ctx) => write(ctx),
+            None => {
+                let config = config(self.max_message_size).read_buffer_size(0);
+                write(&mut WebSocketContext::new(Role::Server, Some(config)))
+            }
+        }
+    }
+
     fn read_event(&mut self, wire: &mut Wire<'_>) -> Event {
-        match self.ctx.read(wire) {
+        let ctx = self.reading();
+        match ctx.read(wire) {
             Ok(Message::Text(text)) => Event::Message(Incoming::Text(text.as_str().to_owned())),
             Ok(Message::Binary(data)) => Event::Message(Incoming::Binary(data.to_vec())),
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => {
                 // A ping's pong and a close's reply are queued by tungstenite; pushing them
                 // out now keeps them in order with whatever we send next.
-                let _ = self.ctx.flush(wire);
+                let _ = ctx.flush(wire);
                 Event::Control
             }
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Event::NeedInput,
@@ -236,7 +293,7 @@ impl Socket {
     }
 
     pub fn send(&mut self, wire: &mut Wire<'_>, message: Message) -> bool {
-        self.ctx.write(wire, message).is_ok()
+        self.writing(|ctx| ctx.write(wire, message).is_ok())
     }
 
     /// Starts (or continues) the close handshake; the close frame goes out once.
@@ -245,12 +302,13 @@ impl Socket {
             code: CloseCode::from(code),
             reason: reason.to_owned().into(),
         };
-        let _ = self.ctx.close(wire, Some(frame));
+        // The context is kept: it now holds the close handshake's state.
+        let _ = self.reading().close(wire, Some(frame));
     }
 
     /// Whether data may still be sent (no close frame sent or received yet).
     pub fn is_open(&self) -> bool {
-        self.ctx.can_write()
+        self.ctx.as_ref().is_none_or(|ctx| ctx.can_write())
     }
 }
 
