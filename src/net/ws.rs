@@ -402,6 +402,38 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_socket_holds_no_tungstenite_state_until_a_frame_is_in_progress() {
+        let mut socket = Socket::new(1024);
+        let mut out = Vec::new();
+        assert!(!socket.holds_state(), "nothing before any input");
+        let frame = client_frame(0x1, b"hello");
+        let seen = events(&mut socket, &frame, &mut out);
+        assert_eq!(seen, vec![Event::Message(Incoming::Text("hello".into()))]);
+        assert!(!socket.holds_state(), "released once the frame is handled");
+
+        assert_eq!(events(&mut socket, &frame[..3], &mut out), vec![]);
+        assert!(socket.holds_state(), "kept while a frame is half read");
+        let seen = events(&mut socket, &frame[3..], &mut out);
+        assert_eq!(seen, vec![Event::Message(Incoming::Text("hello".into()))]);
+        assert!(!socket.holds_state());
+
+        // A fragmented message: its first part stays with tungstenite until the last.
+        let mut first = client_frame(0x1, b"hel");
+        first[0] &= 0x7f;
+        assert_eq!(events(&mut socket, &first, &mut out), vec![]);
+        assert!(socket.holds_state(), "kept between fragments");
+        let seen = events(&mut socket, &client_frame(0x0, b"lo"), &mut out);
+        assert_eq!(seen, vec![Event::Message(Incoming::Text("hello".into()))]);
+        assert!(!socket.holds_state());
+
+        // Sending on an idle socket frames the message without keeping any state.
+        out.clear();
+        assert!(socket.send(&mut Wire::new(&[], &mut out), Message::text("hi")));
+        assert_eq!(out, [0x81, 0x02, b'h', b'i']);
+        assert!(!socket.holds_state());
+    }
+
+    #[test]
     fn oversize_frame_fails_with_1009_before_its_payload() {
         let mut socket = Socket::new(100);
         let frame = client_frame(0x2, &[0u8; 200]);
