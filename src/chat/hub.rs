@@ -43,7 +43,9 @@ pub struct SocketState {
 
 #[derive(Default)]
 pub struct Hub {
-    sockets: HashMap<SocketId, SocketState>,
+    /// Boxed: the map's spare slots (up to half of them) then cost a pointer each, not
+    /// a whole state (issue 18).
+    sockets: HashMap<SocketId, Box<SocketState>>,
     by_user: HashMap<String, Vec<SocketId>>,
     admins: Vec<SocketId>,
 }
@@ -66,22 +68,20 @@ impl Hub {
             .entry(user.id.clone())
             .or_default()
             .push(socket);
-        self.sockets.insert(
-            socket,
-            SocketState {
-                user,
-                session: None,
-                held: None,
-                delivery: None,
-                resume,
-                alias: None,
-                frames_seen: 0,
-            },
-        );
+        let state = SocketState {
+            user,
+            session: None,
+            held: None,
+            delivery: None,
+            resume,
+            alias: None,
+            frames_seen: 0,
+        };
+        self.sockets.insert(socket, Box::new(state));
     }
 
     /// Forgets a socket; unknown ids are ignored.
-    pub fn disconnect(&mut self, socket: SocketId) -> Option<SocketState> {
+    pub fn disconnect(&mut self, socket: SocketId) -> Option<Box<SocketState>> {
         let state = self.sockets.remove(&socket)?;
         if state.user.admin {
             self.admins.retain(|&s| s != socket);
@@ -110,11 +110,11 @@ impl Hub {
     }
 
     pub fn get(&self, socket: SocketId) -> Option<&SocketState> {
-        self.sockets.get(&socket)
+        self.sockets.get(&socket).map(Box::as_ref)
     }
 
     pub fn get_mut(&mut self, socket: SocketId) -> Option<&mut SocketState> {
-        self.sockets.get_mut(&socket)
+        self.sockets.get_mut(&socket).map(Box::as_mut)
     }
 }
 

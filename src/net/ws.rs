@@ -201,7 +201,10 @@ pub enum Event {
 /// only ever given the frame it is reading, never bytes past its end, so at a frame
 /// boundary it holds no input and either reader can take the next frame.
 pub struct Socket {
-    ctx: WebSocketContext,
+    /// tungstenite's state, only while it holds something: part of a frame, part of a
+    /// fragmented message, or a close handshake. An idle socket holds none, so that it
+    /// costs no read buffer (`READ_CHUNK`) and no context (issue 18).
+    ctx: Option<Box<WebSocketContext>>,
     /// Set once the socket finished or failed: tungstenite's state after an error is not
     /// meant to be read from again (found by fuzzing: it can yield further messages).
     ended: bool,
@@ -217,7 +220,7 @@ pub struct Socket {
 impl Socket {
     pub fn new(max_message_size: usize) -> Socket {
         Socket {
-            ctx: WebSocketContext::new(Role::Server, Some(config(max_message_size))),
+            ctx: None,
             ended: false,
             frame_left: 0,
             fragmented: false,
@@ -232,14 +235,60 @@ impl Socket {
         }
         let event = self.read_event(wire);
         self.ended = matches!(event, Event::Finished | Event::Failed(_));
+        if event == Event::NeedInput {
+            self.release_if_idle();
+        }
         event
+    }
+
+    /// Whether tungstenite's state is held (anything but an idle, open socket).
+    #[cfg(test)]
+    pub fn holds_state(&self) -> bool {
+        self.ctx.is_some()
+    }
+
+    /// Drops tungstenite's state when a fresh context would be the same: it was given
+    /// whole frames only (at a frame boundary, no fragmented message open), it has
+    /// answered them all, and it is open.
+    fn release_if_idle(&mut self) {
+        let open = self
+            .ctx
+            .as_ref()
+            .is_some_and(|ctx| ctx.can_read() && ctx.can_write());
+        if open && self.frame_left == 0 && !self.fragmented {
+            self.ctx = None;
+        }
+    }
+
+    /// The context to read with, made afresh for a socket that was idle.
+    fn reading(&mut self) -> &mut WebSocketContext {
+        let max_message_size = self.max_message_size;
+        self.ctx.get_or_insert_with(|| {
+            Box::new(WebSocketContext::new(
+                Role::Server,
+                Some(config(max_message_size)),
+            ))
+        })
+    }
+
+    /// Runs `write` on the socket's context or, on an idle socket, on a context that
+    /// only frames the output: one without a read buffer, dropped afterwards (sending
+    /// leaves nothing behind in tungstenite: its output goes straight to the wire).
+    fn writing<T>(&mut self, write: impl FnOnce(&mut WebSocketContext) -> T) -> T {
+        match &mut self.ctx {
+            Some(ctx) => write(ctx),
+            None => {
+                let config = config(self.max_message_size).read_buffer_size(0);
+                write(&mut WebSocketContext::new(Role::Server, Some(config)))
+            }
+        }
     }
 
     fn read_event(&mut self, wire: &mut Wire<'_>) -> Event {
         loop {
             // Once a close frame went either way, tungstenite takes everything: it
             // answers the close and ends the socket, even when no input is left.
-            if !self.ctx.can_write() {
+            if !self.is_open() {
                 return self.tungstenite_event(wire);
             }
             if self.frame_left == 0 {
@@ -284,13 +333,14 @@ impl Socket {
     }
 
     fn tungstenite_event(&mut self, wire: &mut Wire<'_>) -> Event {
-        match self.ctx.read(wire) {
+        let ctx = self.reading();
+        match ctx.read(wire) {
             Ok(Message::Text(text)) => Event::Message(Incoming::Text(text)),
             Ok(Message::Binary(data)) => Event::Message(Incoming::Binary(data)),
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => {
                 // A ping's pong and a close's reply are queued by tungstenite; pushing them
                 // out now keeps them in order with whatever we send next.
-                let _ = self.ctx.flush(wire);
+                let _ = ctx.flush(wire);
                 Event::Control
             }
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Event::NeedInput,
@@ -306,10 +356,10 @@ impl Socket {
     pub fn send(&mut self, wire: &mut Wire<'_>, message: Message) -> bool {
         // Open, tungstenite has nothing of its own queued (see `read_event`), so a data
         // frame may go straight to the output.
-        if self.ctx.can_write() && frame::encode(wire.output, &message) {
+        if self.is_open() && frame::encode(wire.output, &message) {
             return true;
         }
-        self.ctx.write(wire, message).is_ok()
+        self.writing(|ctx| ctx.write(wire, message).is_ok())
     }
 
     /// Starts (or continues) the close handshake; the close frame goes out once.
@@ -318,12 +368,13 @@ impl Socket {
             code: CloseCode::from(code),
             reason: reason.to_owned().into(),
         };
-        let _ = self.ctx.close(wire, Some(frame));
+        // The context is kept: it now holds the close handshake's state.
+        let _ = self.reading().close(wire, Some(frame));
     }
 
     /// Whether data may still be sent (no close frame sent or received yet).
     pub fn is_open(&self) -> bool {
-        self.ctx.can_write()
+        self.ctx.as_ref().is_none_or(|ctx| ctx.can_write())
     }
 }
 
@@ -435,6 +486,51 @@ mod tests {
             assert_eq!(seen, vec![Event::Message(text)], "cut at {cut}");
             assert!(pending.is_empty());
         }
+    }
+
+    #[test]
+    fn an_idle_socket_holds_no_tungstenite_state_until_a_frame_is_in_progress() {
+        let mut socket = Socket::new(1024);
+        let (mut pending, mut out) = (Vec::new(), Vec::new());
+        assert!(!socket.holds_state(), "nothing before any input");
+        let frame = client_frame(0x1, b"hello");
+        let hello = || vec![Event::Message(Incoming::Text("hello".into()))];
+        assert_eq!(feed(&mut socket, &mut pending, &frame, &mut out), hello());
+        assert!(
+            !socket.holds_state(),
+            "a whole frame never reaches tungstenite"
+        );
+
+        // A header cut short waits in the connection's input, not in tungstenite.
+        assert_eq!(
+            feed(&mut socket, &mut pending, &frame[..3], &mut out),
+            vec![]
+        );
+        assert!(!socket.holds_state());
+        assert_eq!(
+            feed(&mut socket, &mut pending, &frame[3..8], &mut out),
+            vec![]
+        );
+        assert!(socket.holds_state(), "kept while a payload is half read");
+        assert_eq!(
+            feed(&mut socket, &mut pending, &frame[8..], &mut out),
+            hello()
+        );
+        assert!(!socket.holds_state(), "released once the frame is handled");
+
+        // A fragmented message: its first part stays with tungstenite until the last.
+        let first = fragment(0x1, false, b"hel");
+        assert_eq!(feed(&mut socket, &mut pending, &first, &mut out), vec![]);
+        assert!(socket.holds_state(), "kept between fragments");
+        let last = fragment(0x0, true, b"lo");
+        assert_eq!(feed(&mut socket, &mut pending, &last, &mut out), hello());
+        assert!(!socket.holds_state());
+
+        // Sending on an idle socket frames the message without keeping any state.
+        out.clear();
+        assert!(socket.send(&mut Wire::new(&[], &mut out), Message::text("hi")));
+        assert_eq!(out, [0x81, 0x02, b'h', b'i']);
+        assert!(!socket.holds_state());
     }
 
     #[test]

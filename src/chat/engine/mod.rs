@@ -213,7 +213,9 @@ enum Target {
 pub struct Chat {
     settings: Settings,
     hub: Hub,
-    sessions: HashMap<String, Live>,
+    /// Boxed: a `Live` is large, most are idle, and a map's spare slots (up to half of
+    /// them) would each cost a whole one (issue 18).
+    sessions: HashMap<String, Box<Live>>,
     next_job: JobId,
     /// User messages per user.
     limiter: RateLimiter,
@@ -342,7 +344,7 @@ impl Chat {
     /// Puts a session in memory unless it is there already.
     fn hold(&mut self, id: &str, live: impl FnOnce() -> Live) {
         if !self.sessions.contains_key(id) {
-            self.sessions.insert(id.to_owned(), live());
+            self.sessions.insert(id.to_owned(), Box::new(live()));
             self.listening
                 .push((Audience::Session(id.to_owned()), true));
         }

@@ -100,13 +100,11 @@ const READ_BUDGET: usize = 16;
 /// Pipelined input is parsed as it comes, but no more than this much is buffered ahead.
 const READ_AHEAD: usize = 64 * 1024;
 
-/// Buffers larger than this are released once empty, so a burst does not pin memory on
-/// an idle connection.
-const KEEP_CAPACITY: usize = 4 * 1024;
-
 enum Phase {
     Http(HttpState),
-    Ws(Box<WsState>),
+    /// Inline: with tungstenite's state held apart and only while busy (`ws::Socket`),
+    /// this is no larger than `Http`, and a socket costs one allocation fewer.
+    Ws(WsState),
     /// Flushing the last response; after it, our FIN, then reading until the peer's.
     Closing {
         linger_until: Option<Instant>,
@@ -380,19 +378,18 @@ impl Conn {
             }
         }
         if self.out_pos == self.out.len() {
+            // An idle connection holds no buffers (issue 18: thousands of idle sockets
+            // each pinning a few hundred bytes); the allocator's free lists hand the
+            // memory to the next connection that needs it.
             self.out_pos = 0;
-            if self.out.capacity() > KEEP_CAPACITY {
-                self.out = Vec::new();
-            } else {
-                self.out.clear();
-            }
+            self.out = Vec::new();
         } else if self.out_pos > self.out.len() / 2 {
             // A peer that keeps up only partly: reclaim the written half so the queue
             // is bounded by what is unsent, not by everything ever sent.
             self.out.drain(..self.out_pos);
             self.out_pos = 0;
         }
-        if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_CAPACITY {
+        if self.inbuf.is_empty() {
             self.inbuf = Vec::new();
         }
         Ok(())

@@ -34,13 +34,13 @@ impl Conn {
         self.out.extend_from_slice(&ws::switching_protocols(accept));
         self.last_progress = now;
         self.ws_opened = Some(now);
-        self.phase = Phase::Ws(Box::new(WsState {
+        self.phase = Phase::Ws(WsState {
             socket: ws::Socket::new(limits.max_message_size),
             last_heard: now,
             next_ping: now + limits.ping_period,
             expires_at,
             close_started: None,
-        }));
+        });
         true
     }
 
