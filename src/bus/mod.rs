@@ -6,10 +6,13 @@
 //! subscriber (`subscriber.rs`), which hands what other pods published to the loop
 //! through the callback given at start (the completion channel and its waker).
 //! Connecting and the back-off are in `link.rs`, channel names and the envelope in
-//! `topic.rs`. The bus knows nothing of the chat: the application maps its audiences
-//! to [`Topic`]s.
+//! `topic.rs`, the other pods' socket counts in `presence.rs`, the takeover claims
+//! (run on the store lane) in `claim.rs`. The bus knows nothing of the chat: the
+//! application maps its audiences to [`Topic`]s.
 
+mod claim;
 mod link;
+mod presence;
 mod publisher;
 mod subscriber;
 mod topic;
@@ -21,6 +24,8 @@ use std::thread;
 
 use crate::ids;
 use crate::metrics::Metrics;
+pub use claim::{Claim, Claims};
+pub use presence::{Heard, Presence};
 use publisher::{Outgoing, Publisher};
 use subscriber::{Subscriber, Wanted};
 use topic::Carried;
@@ -83,6 +88,8 @@ pub struct Bus {
     metrics: Arc<Metrics>,
     /// Which connections are up, publisher then subscriber.
     up: [bool; 2],
+    presence: Presence,
+    claims: Arc<Claims>,
 }
 
 impl Bus {
@@ -113,6 +120,7 @@ impl Bus {
             .name("redis-pub".into())
             .spawn(move || publisher.run())
             .map_err(BusError::Thread)?;
+        let claims = Arc::new(Claims::new(client.clone()));
         let subscriber = Subscriber {
             client,
             wanted: Arc::clone(&wanted),
@@ -131,6 +139,8 @@ impl Bus {
             wanted,
             metrics,
             up: [false; 2],
+            presence: Presence::default(),
+            claims,
         })
     }
 
@@ -138,9 +148,19 @@ impl Bus {
     /// cross pods both ways (`chatbox_redis_up`).
     pub fn link(&mut self, side: Side, up: bool) -> bool {
         self.up[side as usize] = up;
-        let both = self.up.iter().all(|&up| up);
+        let both = self.is_up();
         self.metrics.redis.set_up(both);
         both
+    }
+
+    /// The takeover claims, for the store lane.
+    pub fn claims(&self) -> Arc<Claims> {
+        Arc::clone(&self.claims)
+    }
+
+    /// Whether both connections are up: what other pods publish reaches this one.
+    pub fn is_up(&self) -> bool {
+        self.up.iter().all(|&up| up)
     }
 
     /// Hands a frame to the publisher for the other pods' sockets of `topic`; never

@@ -20,6 +20,8 @@ pub struct RedisMetrics {
     pub received: Counter,
     /// Frames for other pods dropped: the publisher's queue was full or Redis was down.
     pub dropped: Counter,
+    /// WebSocket admissions that counted this pod's sockets only, Redis being away.
+    pub local_admissions: Counter,
 }
 
 impl RedisMetrics {
@@ -55,6 +57,11 @@ impl RedisMetrics {
                 "chatbox_redis_dropped_total",
                 "Frames for other pods dropped (publisher queue full or Redis down).",
                 &self.dropped,
+            ),
+            (
+                "chatbox_redis_local_admissions_total",
+                "WebSocket admissions that counted the user's sockets on this pod only, Redis being away.",
+                &self.local_admissions,
             ),
         ] {
             out.family(name, Kind::Counter, help);
