@@ -81,11 +81,13 @@ fn two_admins_on_two_pods_cannot_both_take_a_session_over() {
     let cluster = Cluster::start(2);
     let (one, two) = (&cluster.pods[0], &cluster.pods[1]);
     for round in 0..3 {
-        // Both pods hold the session: each would decide from its own memory.
-        let mut laptop = Client::connect(one, "ann", "");
-        laptop.ask(&format!("Hello {round}"));
+        // Both pods hold the session: each would decide from its own memory. A user
+        // per round, whose socket does not resume the last round's assisted session.
+        let user = format!("ann{round}");
+        let mut laptop = Client::connect(one, &user, "");
+        laptop.ask("Hello");
         let id = laptop.session_id.clone();
-        let _phone = Client::connect(two, "ann", &format!("session_id={id}"));
+        let _phone = Client::connect(two, &user, &format!("session_id={id}"));
         cluster
             .redis
             .wait_subscribers(&format!("chatbox:s:{id}"), 2);
