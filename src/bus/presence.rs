@@ -92,9 +92,11 @@ impl Presence {
     }
 
     /// Redis is away: what was heard ages without news, and the limit falls back to
-    /// this pod's own count until the pods have spoken again.
+    /// this pod's own count until the pods have spoken again. No heartbeat until then
+    /// either: it would only be dropped; the link's return sends a snapshot.
     pub fn forget(&mut self) {
         self.pods.clear();
+        self.next_heartbeat = None;
     }
 
     /// When this pod's next snapshot is due.
