@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use order::{Ended, Ending};
 
 use super::lanes::{Done, Lanes};
+use crate::bus::Claims;
 use crate::chat::jobs::{
     AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Notice, Outcome, StoreOp, StoreReply,
     Work,
@@ -50,6 +51,8 @@ const APPENDS_WAITING_MAX: usize = 8192;
 
 pub struct Executor {
     store: Arc<dyn Store>,
+    /// `REDIS_URL`: takeovers are claimed cluster-wide on the store lane.
+    claims: Option<Arc<Claims>>,
     catalog: Arc<Catalog>,
     stream_timeout: Duration,
     notifier: Arc<Notifier>,
@@ -70,6 +73,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(
         store: Arc<dyn Store>,
+        claims: Option<Arc<Claims>>,
         catalog: Arc<Catalog>,
         stream_timeout: Duration,
         notifier: Arc<Notifier>,
@@ -77,6 +81,7 @@ impl Executor {
     ) -> Executor {
         Executor {
             store,
+            claims,
             catalog,
             stream_timeout,
             notifier,
@@ -104,11 +109,12 @@ impl Executor {
                     return self.queue_append(lanes, id, op, ending);
                 }
                 let store = Arc::clone(&self.store);
+                let claims = self.claims.clone();
                 lanes
                     .store
                     .try_submit(
                         move |ctx| {
-                            let result = store_op::run(&op, store.as_ref());
+                            let result = store_op::run(&op, store.as_ref(), claims.as_deref());
                             let _ = ctx.complete(Done::Job(id, Outcome::Store(result)));
                             drop(ending);
                         },
@@ -122,6 +128,7 @@ impl Executor {
                 self.flush_appends(lanes);
                 let after = self.store_jobs.get(&job).cloned();
                 let store = Arc::clone(&self.store);
+                let claims = self.claims.clone();
                 lanes
                     .store
                     .try_submit(
@@ -129,7 +136,8 @@ impl Executor {
                             if let Some(after) = after {
                                 after.wait();
                             }
-                            let result = store_op::run_in_order(&ops, store.as_ref());
+                            let claims = claims.as_deref();
+                            let result = store_op::run_in_order(&ops, store.as_ref(), claims);
                             let _ = ctx.complete(Done::Job(id, Outcome::Store(result)));
                         },
                         lost,

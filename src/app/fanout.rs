@@ -39,7 +39,15 @@ impl App {
     /// the link, shown in `/readyz` without deciding it.
     pub(super) fn bus_brought(&mut self, inbound: Inbound, ctx: &mut Ctx) {
         match inbound {
-            Inbound::Frame { topic, frame } => self.deliver(&audience_of(topic), &frame, None, ctx),
+            Inbound::Frame {
+                topic: Topic::Sockets,
+                frame,
+            } => self.sockets_heard(&frame, ctx.now),
+            Inbound::Frame { topic, frame } => {
+                if let Some(to) = audience_of(topic) {
+                    self.deliver(&to, &frame, None, ctx);
+                }
+            }
             Inbound::News { news, .. } => match News::from_json(&news) {
                 Some(news) => {
                     log::debug!("redis: {} for session {}", news.kind(), news.session_id());
@@ -74,11 +82,13 @@ impl App {
                 let Some(bus) = &mut self.bus else {
                     return;
                 };
-                let check = match bus.link(side, up) {
+                let both = bus.link(side, up);
+                let check = match both {
                     true => Check::ready(),
                     false => Check::not_ready(UNREACHABLE),
                 };
                 self.readiness.set("redis", check.advisory());
+                self.presence_link(both, ctx.now);
             }
         }
     }
@@ -143,10 +153,12 @@ fn topic_of(audience: &Audience) -> Topic {
     }
 }
 
-fn audience_of(topic: Topic) -> Audience {
+/// `None` for the socket counts, which are for the pod, not for sockets.
+fn audience_of(topic: Topic) -> Option<Audience> {
     match topic {
-        Topic::Session(id) => Audience::Session(id),
-        Topic::User(id) => Audience::User(id),
-        Topic::Admins => Audience::Admins,
+        Topic::Session(id) => Some(Audience::Session(id)),
+        Topic::User(id) => Some(Audience::User(id)),
+        Topic::Admins => Some(Audience::Admins),
+        Topic::Sockets => None,
     }
 }

@@ -81,7 +81,8 @@ impl Handler for App {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        [self.wake_at, self.store_probe.due()]
+        let heartbeat = self.bus.as_ref().and_then(|b| b.presence().heartbeat_due());
+        [self.wake_at, self.store_probe.due(), heartbeat]
             .into_iter()
             .flatten()
             .min()
@@ -89,6 +90,7 @@ impl Handler for App {
 
     fn tick(&mut self, ctx: &mut Ctx) {
         self.store_probe.run(&self.lanes, &self.store, ctx.now);
+        self.presence_tick(ctx.now);
         if self.wake_at.is_some_and(|at| at <= ctx.now) {
             self.wake_at = None;
             self.public_limiter.cleanup(ctx.now);

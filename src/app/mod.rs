@@ -7,7 +7,8 @@
 //! `chat_routes.rs` serves the chat's HTTP routes, `admin_routes.rs` the admin API's
 //! reads, `takeover_routes.rs` the admins' takeover, `websocket.rs` admits sockets and
 //! turns their frames into chat events, `chat.rs` carries out the chat core's effects,
-//! `fanout.rs` delivers the frames addressed to an audience, `upload_routes.rs` streams
+//! `fanout.rs` delivers the frames addressed to an audience, `presence.rs` counts a
+//! user's sockets across pods, `upload_routes.rs` streams
 //! uploads to the io lane and serves the stored files, and `executor/` runs its jobs on
 //! the lanes (`lanes.rs`).
 
@@ -19,6 +20,7 @@ mod fanout;
 mod handler;
 mod lanes;
 mod measure;
+mod presence;
 mod probe;
 mod requests;
 mod socket;
@@ -31,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::Verifier;
-use crate::bus::Bus;
+use crate::bus::{Bus, Topic};
 use crate::chat::engine::{Chat, Settings};
 use crate::chat::protocol::ModelInfo;
 use crate::chat::ratelimit::RateLimiter;
@@ -155,9 +157,10 @@ impl App {
             files_path: format!("{}/files/", config.server.path_prefix),
         };
         let mut chat = Chat::new(settings, now);
-        if bus.is_some() {
+        if let Some(bus) = &bus {
             chat.share_sessions();
             chat.lease_replies();
+            bus.listen(&Topic::Sockets, true);
         }
         App {
             prefix: config.server.path_prefix.clone(),
@@ -173,6 +176,7 @@ impl App {
             chat,
             executor: Executor::new(
                 Arc::clone(&store),
+                bus.as_ref().map(Bus::claims),
                 Arc::new(catalog),
                 config.llm.stream_timeout,
                 Arc::new(notifier),

@@ -2,10 +2,10 @@
 //! limit), and the socket events of an open one. This is where a frame becomes a chat
 //! event; echo sockets (`CHATBOX_ECHO`) never reach the chat core.
 
-use super::socket::{conn_of, socket_of};
+use super::socket::socket_of;
 use super::App;
 use crate::auth::Identity;
-use crate::chat::engine::Event;
+use crate::chat::engine::{Audience, Event};
 use crate::chat::hub::{Resume, User};
 use crate::chat::protocol::{code, Kind, Outbound};
 use crate::http::router::Route;
@@ -30,7 +30,8 @@ pub(super) enum Upgrading {
 
 impl App {
     /// Checks a WebSocket request in the spec's order; the per-user limit counts only
-    /// sockets that were actually opened, so a refused upgrade never uses it up.
+    /// sockets that were actually opened, so a refused upgrade never uses it up, and
+    /// with Redis those open on the other pods too (`presence.rs`).
     pub(super) fn admit_socket(
         &mut self,
         head: &RequestHead,
@@ -50,14 +51,15 @@ impl App {
             });
         }
         let identity = upgrade::authenticate(head, &self.verifier, ctx.unix)?;
-        let open = self.chat.sockets_of(&identity.user_id);
-        if open.len() >= self.max_sockets_per_user {
+        let open = self.chat.sockets_of(&identity.user_id).len()
+            + self.sockets_elsewhere(&identity.user_id, ctx.now);
+        if open >= self.max_sockets_per_user {
             let notice = Outbound::system(Kind::Notification, time::unix_millis_now())
                 .with_content("Connection limit reached: a new connection was refused")
                 .to_json();
-            for &socket in open {
-                ctx.send_text(conn_of(socket), notice.clone());
-            }
+            // Every socket of the user hears it, on whichever pod it is.
+            let to = Audience::User(identity.user_id.clone());
+            self.fan_out(&to, notice, None, ctx);
             self.metrics.blocked(Limiter::Connection);
             return Err(upgrade::too_many_sockets());
         }
@@ -96,6 +98,7 @@ impl App {
                 session_id,
                 resume,
             } => {
+                let counted = self.bus.is_some().then(|| user.id.clone());
                 let event = Event::Connected {
                     socket: socket_of(conn.id),
                     user,
@@ -103,6 +106,9 @@ impl App {
                     resume,
                 };
                 self.chat_event(event, ctx);
+                if let Some(user_id) = counted {
+                    self.sockets_changed(&user_id);
+                }
             }
         }
     }
@@ -141,7 +147,11 @@ impl App {
     pub(super) fn socket_closed(&mut self, conn: ConnId, ctx: &mut Ctx) {
         if !self.echo_sockets.remove(&conn) {
             let socket = socket_of(conn);
+            let counted = self.counted_user(socket);
             self.chat_event(Event::Closed { socket }, ctx);
+            if let Some(user_id) = counted {
+                self.sockets_changed(&user_id);
+            }
         }
     }
 

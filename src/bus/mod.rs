@@ -7,11 +7,14 @@
 //! through the callback given at start (the completion channel and its waker).
 //! A third thread (`lease.rs`) takes, renews and releases the session leases that keep
 //! one reply at a time per session across pods. Connecting and the back-off are in
-//! `link.rs`, channel names and the envelope in `topic.rs`. The bus knows nothing of the chat: the application maps its audiences
-//! to [`Topic`]s.
+//! `link.rs`, channel names and the envelope in `topic.rs`, the other pods' socket
+//! counts in `presence.rs`, the takeover claims (run on the store lane) in `claim.rs`.
+//! The bus knows nothing of the chat: the application maps its audiences to [`Topic`]s.
 
+mod claim;
 mod lease;
 mod link;
+mod presence;
 mod publisher;
 mod replay;
 mod subscriber;
@@ -25,8 +28,10 @@ use std::time::Duration;
 
 use crate::ids;
 use crate::metrics::Metrics;
+pub use claim::{Claim, Claims};
 pub use lease::Lease;
 use lease::{Ask, Leaser};
+pub use presence::{Heard, Presence};
 use publisher::{Outgoing, Publisher};
 use replay::Record;
 use subscriber::{Subscriber, Wanted};
@@ -106,6 +111,8 @@ pub struct Bus {
     replay_ttl_ms: u64,
     /// Which connections are up, publisher then subscriber.
     up: [bool; 2],
+    presence: Presence,
+    claims: Arc<Claims>,
 }
 
 impl Bus {
@@ -149,6 +156,7 @@ impl Bus {
             .name("redis-lease".into())
             .spawn(move || leaser.run())
             .map_err(BusError::Thread)?;
+        let claims = Arc::new(Claims::new(client.clone()));
         let subscriber = Subscriber {
             client,
             wanted: Arc::clone(&wanted),
@@ -170,6 +178,8 @@ impl Bus {
             metrics,
             replay_ttl_ms: u64::try_from(replay_ttl.as_millis()).unwrap_or(u64::MAX),
             up: [false; 2],
+            presence: Presence::default(),
+            claims,
         })
     }
 
@@ -177,9 +187,19 @@ impl Bus {
     /// cross pods both ways (`chatbox_redis_up`).
     pub fn link(&mut self, side: Side, up: bool) -> bool {
         self.up[side as usize] = up;
-        let both = self.up.iter().all(|&up| up);
+        let both = self.is_up();
         self.metrics.redis.set_up(both);
         both
+    }
+
+    /// The takeover claims, for the store lane.
+    pub fn claims(&self) -> Arc<Claims> {
+        Arc::clone(&self.claims)
+    }
+
+    /// Whether both connections are up: what other pods publish reaches this one.
+    pub fn is_up(&self) -> bool {
+        self.up.iter().all(|&up| up)
     }
 
     /// Hands a frame to the publisher for the other pods' sockets of `topic`; never

@@ -8,11 +8,14 @@ pub enum Topic {
     Session(String),
     User(String),
     Admins,
+    /// Every pod's open sockets per user (`presence.rs`), heard by every pod.
+    Sockets,
 }
 
 const SESSION: &str = "chatbox:s:";
 const USER: &str = "chatbox:u:";
 const ADMINS: &str = "chatbox:admins";
+const SOCKETS: &str = "chatbox:sockets";
 
 impl Topic {
     pub fn channel(&self) -> String {
@@ -20,12 +23,16 @@ impl Topic {
             Topic::Session(id) => format!("{SESSION}{id}"),
             Topic::User(id) => format!("{USER}{id}"),
             Topic::Admins => ADMINS.to_owned(),
+            Topic::Sockets => SOCKETS.to_owned(),
         }
     }
 
     pub fn from_channel(channel: &str) -> Option<Topic> {
         if channel == ADMINS {
             return Some(Topic::Admins);
+        }
+        if channel == SOCKETS {
+            return Some(Topic::Sockets);
         }
         if let Some(id) = channel.strip_prefix(SESSION) {
             return Some(Topic::Session(id.to_owned()));
@@ -86,6 +93,7 @@ mod tests {
             Topic::Session("a1".into()),
             Topic::User("u:with:colons".into()),
             Topic::Admins,
+            Topic::Sockets,
         ] {
             assert_eq!(Topic::from_channel(&topic.channel()), Some(topic));
         }

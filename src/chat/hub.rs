@@ -55,6 +55,13 @@ impl Hub {
         self.by_user.get(user_id).map_or(&[], Vec::as_slice)
     }
 
+    /// Each user with a socket here, and how many.
+    pub fn socket_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.by_user
+            .iter()
+            .map(|(user, sockets)| (user.as_str(), sockets.len()))
+    }
+
     /// Every socket whose token made it an admin.
     pub fn admins(&self) -> &[SocketId] {
         &self.admins

@@ -121,6 +121,9 @@ pub enum StoreReply {
     Appended(u64),
     Updated(bool),
     Ended(Vec<String>),
+    /// A takeover not stored: another admin claimed the session moments ago, on
+    /// another process (`bus/claim.rs`).
+    Held(AssistingAdmin),
 }
 
 /// What the domain does with a job's outcome: the part of its state that waits for it.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{self, Identity, Verifier};
 use crate::net::http::{RequestHead, Response};
-use crate::net::ws;
+use crate::net::upgrade;
 
 /// A socket admitted: the handshake answer and when the token runs out.
 pub struct Admitted {
@@ -30,7 +30,7 @@ pub fn handshake(
     head: &RequestHead,
     allowed_origins: Option<&[String]>,
 ) -> Result<String, Response> {
-    let accept = ws::accept_key(head).map_err(ws::HandshakeError::response)?;
+    let accept = upgrade::accept_key(head).map_err(upgrade::HandshakeError::response)?;
     if let Some(allowed) = allowed_origins {
         let origin = head
             .header("origin")

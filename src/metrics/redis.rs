@@ -22,6 +22,8 @@ pub struct RedisMetrics {
     pub dropped: Counter,
     /// Replies started without the session lease: Redis could not be asked.
     pub unleased: Counter,
+    /// WebSocket admissions that counted this pod's sockets only, Redis being away.
+    pub local_admissions: Counter,
 }
 
 impl RedisMetrics {
@@ -62,6 +64,11 @@ impl RedisMetrics {
                 "chatbox_redis_unleased_replies_total",
                 "Replies started without the session lease because Redis could not be asked.",
                 &self.unleased,
+            ),
+            (
+                "chatbox_redis_local_admissions_total",
+                "WebSocket admissions that counted the user's sockets on this pod only, Redis being away.",
+                &self.local_admissions,
             ),
         ] {
             out.family(name, Kind::Counter, help);

@@ -12,4 +12,5 @@ pub mod reject;
 pub mod signals;
 pub mod slab;
 pub mod timers;
+pub mod upgrade;
 pub mod ws;

@@ -18,9 +18,14 @@ pub struct Cluster {
 impl Cluster {
     /// `count` pods, each ready (MongoDB answered) and connected to Redis.
     pub fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, &[])
+    }
+
+    /// The same, each pod with `env` on top of the shared servers' settings.
+    pub fn start_with(count: usize, env: &[(&str, &str)]) -> Cluster {
         let mongo = MongoServer::start();
         let redis = RedisServer::start();
-        let pods: Vec<Server> = (0..count).map(|_| pod(&mongo, &redis, &[])).collect();
+        let pods: Vec<Server> = (0..count).map(|_| pod(&mongo, &redis, env)).collect();
         for pod in &pods {
             redis_check_becomes(pod, "ready");
         }

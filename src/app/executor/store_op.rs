@@ -1,10 +1,16 @@
 //! What a chat store operation does, on the `store` lane: the one place that turns the
 //! domain's descriptions of store work into calls on the [`Store`].
 
+use crate::bus::{Claim, Claims};
 use crate::chat::jobs::{StoreOp, StoreReply};
-use crate::store::{Store, StoreError};
+use crate::store::{AssistingAdmin, Store, StoreError};
 
-pub fn run(op: &StoreOp, store: &dyn Store) -> Result<StoreReply, StoreError> {
+/// `claims`: with `REDIS_URL`, a takeover is claimed cluster-wide before it is stored.
+pub fn run(
+    op: &StoreOp,
+    store: &dyn Store,
+    claims: Option<&Claims>,
+) -> Result<StoreReply, StoreError> {
     match op {
         StoreOp::Resolve {
             user_id,
@@ -47,9 +53,22 @@ pub fn run(op: &StoreOp, store: &dyn Store) -> Result<StoreReply, StoreError> {
             session_id,
             admin,
             at,
-        } => store
-            .set_assist(session_id, admin.as_ref(), *at)
-            .map(StoreReply::Updated),
+        } => {
+            match (claims, admin) {
+                (Some(claims), Some(admin)) => {
+                    if let Claim::Held { id, name } =
+                        claims.claim(session_id, &admin.id, &admin.name)
+                    {
+                        return Ok(StoreReply::Held(AssistingAdmin { id, name }));
+                    }
+                }
+                (Some(claims), None) => claims.release(session_id),
+                (None, _) => {}
+            }
+            store
+                .set_assist(session_id, admin.as_ref(), *at)
+                .map(StoreReply::Updated)
+        }
         StoreOp::SetHelpRequested { session_id, at } => store
             .set_help_requested(session_id, *at)
             .map(StoreReply::Updated),
@@ -65,10 +84,14 @@ pub fn run(op: &StoreOp, store: &dyn Store) -> Result<StoreReply, StoreError> {
 /// Runs writes one after the other, each whatever became of the one before (as the loop
 /// runs a session's writes): the first failure, else the last answer (nothing to run
 /// updated nothing). Failures are logged here: nobody is left to act on them.
-pub fn run_in_order(ops: &[StoreOp], store: &dyn Store) -> Result<StoreReply, StoreError> {
+pub fn run_in_order(
+    ops: &[StoreOp],
+    store: &dyn Store,
+    claims: Option<&Claims>,
+) -> Result<StoreReply, StoreError> {
     let mut outcome = Ok(StoreReply::Updated(false));
     for op in ops {
-        let result = run(op, store);
+        let result = run(op, store, claims);
         if let Err(error) = &result {
             log::warn!("shutdown: a store write handed over failed: {error}");
         }

@@ -102,6 +102,7 @@ impl Chat {
         } = &takeover;
         let refused = match result {
             Ok(StoreReply::Updated(true)) => None,
+            Ok(StoreReply::Held(holder)) => Some(Answer::Held(holder.name)),
             // Only a stored session can be taken over: one not written yet has no id
             // an admin could have found.
             Ok(_) => Some(Answer::NotFound),

@@ -5,10 +5,21 @@ use super::*;
 impl Chat {
     /// Tells every socket of an ended session, and closes them: a client starts a new
     /// session by reconnecting. Called only for sessions the store has just ended, so
-    /// each is counted once.
+    /// each is counted once; the other processes holding it hear of it.
     pub(super) fn end_session(&mut self, session_id: &str, now: Now) {
         self.tally.sessions_ended += 1;
         self.stop(session_id, now);
+        if self.shared {
+            self.news.push(News::Ended {
+                session_id: session_id.to_owned(),
+            });
+        }
+        self.close_ended(session_id, now);
+    }
+
+    /// The sockets' side of a session ended here or in another process: each gets the
+    /// final status and is closed, and the session leaves memory once idle.
+    pub(super) fn close_ended(&mut self, session_id: &str, now: Now) {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };

@@ -263,6 +263,16 @@ impl Chat {
         self.hub.sockets_of(user_id)
     }
 
+    /// Each user with a socket here, and how many (for the other pods' limit).
+    pub fn socket_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.hub.socket_counts()
+    }
+
+    /// Whose socket it is.
+    pub fn user_of(&self, socket: SocketId) -> Option<&str> {
+        self.hub.get(socket).map(|state| state.user.id.as_str())
+    }
+
     /// The sockets of `to` connected here: the fan-out resolves a broadcast with it.
     pub fn audience(&self, to: &Audience) -> Vec<SocketId> {
         match to {

@@ -53,6 +53,9 @@ pub enum News {
         session_id: String,
         message_id: String,
     },
+    /// The store ended the session (its user, an admin, or the idle sweep, on any
+    /// process): every holder tells its sockets and closes them.
+    Ended { session_id: String },
 }
 
 impl News {
@@ -63,7 +66,8 @@ impl News {
             | News::ReplyStarted { session_id, .. }
             | News::ReplyChunk { session_id, .. }
             | News::ReplyEnded { session_id, .. }
-            | News::Stop { session_id, .. } => session_id,
+            | News::Stop { session_id, .. }
+            | News::Ended { session_id } => session_id,
         }
     }
 
@@ -76,6 +80,7 @@ impl News {
             News::ReplyChunk { .. } => "reply_chunk",
             News::ReplyEnded { .. } => "reply_ended",
             News::Stop { .. } => "stop",
+            News::Ended { .. } => "ended",
         }
     }
 
@@ -135,6 +140,17 @@ impl Chat {
         let Some(live) = self.sessions.get_mut(&session_id) else {
             return;
         };
+        if let News::Ended { .. } = news {
+            // The process that ended it stopped a reply streaming there, and told the
+            // one streaming elsewhere to stop (`stop` before this news): a mirror here
+            // ends with the session, a reply streaming here stops and is stored.
+            if live.reply.as_ref().is_some_and(|r| r.mirror.is_some()) {
+                live.reply = None;
+            }
+            self.stop(&session_id, now);
+            self.close_ended(&session_id, now);
+            return;
+        }
         match news {
             News::Assist {
                 admin_id,
@@ -202,6 +218,7 @@ impl Chat {
                 let outcome = outcome_of(outcome.as_deref());
                 self.mirror_ended(&session_id, reply, outcome, now);
             }
+            News::Ended { .. } => {}
             News::Stop { message_id, .. } => {
                 let streams_here = live
                     .reply

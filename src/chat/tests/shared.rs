@@ -128,3 +128,35 @@ fn an_admin_assisting_elsewhere_keeps_the_assistant_quiet_here_until_it_leaves()
     here.event(Event::News(join(None)));
     here.say(socket, &session, "anyone?");
 }
+
+#[test]
+fn a_session_ended_in_one_core_is_closed_in_the_others_and_counted_once() {
+    let mut here = shared();
+    let (_laptop, session) = here.fresh("ann");
+    let mut there = shared();
+    let phone = hold(&mut there, "ann", &session);
+    there.chat.take_news();
+
+    here.event(Event::SessionEnded {
+        session_id: session.clone(),
+    });
+    let news = here.chat.take_news();
+    assert!(news.contains(&News::Ended {
+        session_id: session.clone()
+    }));
+    let mut closed = false;
+    for news in news {
+        let out = there.event(Event::News(news));
+        for frame in out.frames(phone) {
+            assert_eq!(frame["type"], "connection_status");
+            assert_eq!(meta(&frame, "ended"), Some("true"));
+        }
+        closed |= out.has(&Effect::Close(phone, 1000, "Session ended"));
+    }
+    assert!(closed, "the phone is closed where it is");
+    assert_eq!(
+        there.chat.take_tally().sessions_ended,
+        0,
+        "counted where it ended"
+    );
+}

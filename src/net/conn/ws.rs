@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::{Conn, Limits, Phase, WsState};
+use crate::net::upgrade;
 use crate::net::ws::{self, Wire};
 
 /// The fate of a message queued on a WebSocket.
@@ -31,7 +32,8 @@ impl Conn {
         if !matches!(&self.phase, Phase::Http(s) if s.awaiting.is_some()) {
             return false;
         }
-        self.out.extend_from_slice(&ws::switching_protocols(accept));
+        self.out
+            .extend_from_slice(&upgrade::switching_protocols(accept));
         self.last_progress = now;
         self.ws_opened = Some(now);
         self.phase = Phase::Ws(WsState {

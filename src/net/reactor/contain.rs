@@ -90,7 +90,8 @@ mod tests {
     use crate::net::http::{Request, RequestHead, Response};
     use crate::net::reactor::testing::{connect, get, TestLoop};
     use crate::net::slab::ConnId;
-    use crate::net::ws::{self, Incoming};
+    use crate::net::upgrade;
+    use crate::net::ws::Incoming;
 
     /// A handler with bugs on purpose: `/panic`, the frame `boom`, every tick when
     /// `ticks_panic`, and every completion that says `true` panic.
@@ -123,7 +124,7 @@ mod tests {
             match request.head.path.as_str() {
                 "/panic" => panic!("deliberate test panic: request"),
                 "/ws" => Reply::Upgrade {
-                    accept: ws::accept_key(&request.head).expect("a handshake"),
+                    accept: upgrade::accept_key(&request.head).expect("a handshake"),
                     expires_at: None,
                 },
                 _ => Reply::Now(Response::new(200, "text/plain", "ok")),
