@@ -1,13 +1,9 @@
-//! Outbound frames written as JSON by hand, byte for byte what serde_json writes for
-//! [`Outbound`]'s derived `Serialize` (the tests hold the two side by side). Every
-//! exchange sends four frames of a dozen strings each; through serde_json every key and
-//! value went through its escaper, a third of the loop thread's instructions per
-//! exchange (callgrind). Keys are constants here, and a value is copied as it is
-//! unless it holds one of the characters JSON escapes.
-
-use serde::Serialize;
+//! Outbound frames written as JSON by hand ([`crate::json`]), byte for byte what
+//! serde_json writes for [`Outbound`]'s derived `Serialize` (the tests hold the two side
+//! by side). Every exchange sends four frames of a dozen strings each.
 
 use super::Outbound;
+use crate::json::{key, serialized, string};
 
 impl Outbound<'_> {
     pub fn to_json(&self) -> String {
@@ -21,68 +17,42 @@ impl Outbound<'_> {
             ("file_url", self.file_url),
             ("model_id", self.model_id),
         ];
-        for (key, value) in texts {
+        for (name, value) in texts {
             if let Some(value) = value {
-                key_of(&mut out, key);
+                key(&mut out, name);
                 string(&mut out, value);
             }
         }
         if let Some(models) = self.models {
-            key_of(&mut out, "models");
+            key(&mut out, "models");
             serialized(&mut out, models);
         }
         if let Some(user_id) = self.user_id {
-            key_of(&mut out, "user_id");
+            key(&mut out, "user_id");
             string(&mut out, user_id);
         }
-        key_of(&mut out, "timestamp");
+        key(&mut out, "timestamp");
         string(&mut out, &self.timestamp);
-        key_of(&mut out, "sender");
+        key(&mut out, "sender");
         string(&mut out, self.sender);
         if !self.metadata.is_empty() {
-            key_of(&mut out, "metadata");
+            key(&mut out, "metadata");
             let mut separator = '{';
-            for (key, value) in &self.metadata {
+            for (name, value) in &self.metadata {
                 out.push(separator);
                 separator = ',';
-                string(&mut out, key);
+                string(&mut out, name);
                 out.push(':');
                 string(&mut out, value);
             }
             out.push('}');
         }
         if let Some(error) = &self.error {
-            key_of(&mut out, "error");
+            key(&mut out, "error");
             serialized(&mut out, error);
         }
         out.push('}');
         out
-    }
-}
-
-fn key_of(out: &mut String, key: &str) {
-    out.push_str(",\"");
-    out.push_str(key);
-    out.push_str("\":");
-}
-
-/// A JSON string: copied between quotes when nothing in it needs escaping (serde_json
-/// escapes only `"`, `\` and control characters), else serde_json's own escaping.
-fn string(out: &mut String, value: &str) {
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(value);
-        out.push('"');
-    } else {
-        serialized(out, value);
-    }
-}
-
-/// The rare parts (models, error bodies, strings to escape) as serde_json writes them.
-fn serialized<T: Serialize + ?Sized>(out: &mut String, value: &T) {
-    // Strings, maps, numbers and booleans only: serialisation cannot fail.
-    if let Ok(json) = serde_json::to_string(value) {
-        out.push_str(&json);
     }
 }
 
