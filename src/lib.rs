@@ -16,6 +16,7 @@ pub mod config;
 pub mod crypto;
 pub mod http;
 pub mod ids;
+pub mod json;
 pub mod llm;
 pub mod metrics;
 pub mod net;

@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 use crate::store::{Millis, Sender};
 use crate::time;
 
+mod encode;
+
 /// `error.code` values of the error frame (spec/websocket.md §Error frame).
 pub mod code {
     pub const INVALID_FORMAT: &str = "INVALID_FORMAT";
@@ -259,7 +261,9 @@ pub struct ErrorBody {
     pub retry_after: Option<u64>,
 }
 
-/// A server → client frame, built with the `with_*` methods.
+/// A server → client frame, built with the `with_*` methods and written by
+/// [`Outbound::to_json`] (`encode.rs`); the derived `Serialize` is the shape that
+/// writer is tested against.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Outbound<'a> {
     #[serde(rename = "type")]
@@ -366,11 +370,6 @@ impl<'a> Outbound<'a> {
             error.retry_after = Some(millis);
         }
         self
-    }
-
-    pub fn to_json(&self) -> String {
-        // Strings, maps and options only: serialisation cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
     }
 }
 

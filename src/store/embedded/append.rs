@@ -90,7 +90,7 @@ impl Staged<'_> {
             session_id: id.to_owned(),
             seq,
             row,
-            record: encode(&new)?,
+            record: new.to_json(),
         };
         let session = new.clone().into_session(id);
         self.logged.push((entry, new));

@@ -4,7 +4,7 @@
 use redb::{MultimapTable, ReadableTable, Table, WriteTransaction};
 
 use super::admin::AdminTables;
-use super::records::{decode, encode, SessionRecord};
+use super::records::{decode, SessionRecord};
 use super::{db_err, ACTIVE, RECORD, SESSIONS, SHARES, USER_ACTIVE, USER_START};
 use crate::store::{Millis, Result, StoreError};
 
@@ -102,7 +102,7 @@ impl<'txn> Tables<'txn> {
             }
         }
         self.admin.put(id, old, new)?;
-        let row = encode(new)?;
+        let row = new.to_json();
         self.sessions
             .insert((id, RECORD), row.as_slice())
             .map_err(db_err)?;
