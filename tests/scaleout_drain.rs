@@ -13,13 +13,11 @@ use common::pods::{pod, Cluster};
 #[test]
 fn a_reply_stopped_by_one_pods_drain_ends_stored_and_whole_on_the_other_pod() {
     let cluster = Cluster::start(0);
-    let words: Vec<String> = (0..40).map(|i| format!("w{i} ")).collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let mock = LlmMock::start(
         Wire::OpenAi,
         vec![
             Script::stream(&["Hi"], Some(5)),
-            Script::slow(&words, Duration::from_millis(100)),
+            Script::slow_words(40, Duration::from_millis(100)),
         ],
     );
     let endpoint = mock.endpoint();

@@ -17,13 +17,11 @@ use serde_json::Value;
 
 /// Two pods sharing a mock whose second reply streams a word every 100 ms for 20 s.
 fn setup(cluster: &Cluster, extra: &[(&str, &str)]) -> (LlmMock, Server, Server) {
-    let words: Vec<String> = (0..200).map(|i| format!("w{i} ")).collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let mock = LlmMock::start(
         Wire::OpenAi,
         vec![
             Script::stream(&["Hi"], Some(5)),
-            Script::slow(&words, Duration::from_millis(100)),
+            Script::slow_words(200, Duration::from_millis(100)),
         ],
     );
     let env = provider_env(1, "gpt", "openai", &mock.endpoint());

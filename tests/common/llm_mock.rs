@@ -76,6 +76,16 @@ impl Script {
         }
     }
 
+    /// `count` words `w0 `, `w1 `, … each `delay` apart: a reply long enough to be
+    /// interrupted, whose text shows which words arrived.
+    pub fn slow_words(count: usize, delay: Duration) -> Script {
+        Script::Stream {
+            chunks: (0..count).map(|i| format!("w{i} ")).collect(),
+            delay,
+            usage: None,
+        }
+    }
+
     pub fn stall(chunks: &[&str]) -> Script {
         Script::Stall {
             chunks: strings(chunks),

@@ -274,15 +274,7 @@ mod tests {
     fn session_records_are_written_as_serde_json_writes_them() {
         let message = Message {
             id: None,
-            content: String::new(),
-            at: 5,
-            sender: Sender::User,
-            file_id: None,
-            file_url: None,
-            meta: BTreeMap::new(),
-            model: None,
-            tokens: None,
-            resp_ms: None,
+            ..Message::new("", Sender::User, "", 5)
         };
         let append = Append {
             session_id: "s",
