@@ -80,7 +80,7 @@ use support::mongo::MongoUnderTest;
 use support::report::{grouped, print_open_failures, quantile_us, row, run_cells, RUN_COLUMNS};
 use support::system::{
     cpu_count, fs_type, parse_url, print_conditions, reexec_if_needed, server_under_test, CpuMeter,
-    Launch, JWT_SECRET,
+    Launch, CLIENT_CPU, JWT_SECRET,
 };
 
 /// An echo socket whose message waits this long at the end of a row counts as stalled.
@@ -428,7 +428,10 @@ fn print_summary(rows: &[Compared], load: Load) {
 fn main() {
     let args = parse_args();
     let max_conns = args.conns.iter().copied().max().unwrap_or(0).max(args.idle);
-    reexec_if_needed(cpu_count() >= 2, max_conns as u64 + 256);
+    reexec_if_needed(
+        (cpu_count() >= 2).then_some(CLIENT_CPU),
+        max_conns as u64 + 256,
+    );
     let mut compared = Vec::new();
     for &store in &args.stores {
         compared.extend(run_store(&args, store));

@@ -43,6 +43,7 @@ use support::report::{
 };
 use support::system::{
     cpu_count, parse_url, print_conditions, reexec_if_needed, server_under_test, CpuMeter, Launch,
+    CLIENT_CPU,
 };
 
 /// Connects in flight in the parallel handshake row.
@@ -173,7 +174,10 @@ fn main() {
     let max_conns = args.conns.iter().copied().max().unwrap_or(0);
     let peak_conns = args.idle.max(max_conns).max(HANDSHAKE_PARALLEL);
     let own_server = args.url.is_none();
-    reexec_if_needed(own_server && cpu_count() >= 2, peak_conns as u64 + 256);
+    reexec_if_needed(
+        (own_server && cpu_count() >= 2).then_some(CLIENT_CPU),
+        peak_conns as u64 + 256,
+    );
 
     // Dropping `_server` at the end (or on a panic) kills a server we started.
     let max_connections = peak_conns + 1000;

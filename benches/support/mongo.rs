@@ -6,8 +6,10 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+use super::system::{on_cpu, CLIENT_CPU};
 
 pub struct MongoUnderTest {
     child: Child,
@@ -25,7 +27,9 @@ impl MongoUnderTest {
         std::fs::create_dir_all(&dir).expect("the MongoDB data directory");
         let python = std::env::var("CHATBOX_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mongo-test-server");
-        let child = Command::new(&python)
+        // On the client's CPU, where the pinned benches ran it anyway by inheritance: a
+        // bench that runs elsewhere (scaleout) keeps this CPU-hungry Python off its own.
+        let child = on_cpu(CLIENT_CPU, &python)
             .arg(script)
             .arg("--db")
             .arg(dir.join("mongo.db"))

@@ -38,22 +38,26 @@ pub fn nofile_target(fds_needed: u64) -> u64 {
     NOFILE.min(hard)
 }
 
-/// Re-executes this bench under `prlimit` (and `taskset -c 1` when it will start the server
-/// itself on CPU 0), once. No new dependency, and nothing else inherits the limit.
-pub fn reexec_if_needed(pin: bool, fds_needed: u64) {
+/// Where a bench's own threads run when it starts the server itself: the other CPU.
+pub const CLIENT_CPU: usize = 1;
+pub const SERVER_CPU: usize = 0;
+
+/// Re-executes this bench under `prlimit` (and `taskset -c CPU` when `pin_to` names one),
+/// once. No new dependency, and nothing else inherits the limit.
+pub fn reexec_if_needed(pin_to: Option<usize>, fds_needed: u64) {
     if std::env::var_os(REEXEC_ENV).is_some() {
         return;
     }
     let nofile = nofile_target(fds_needed);
     let low_fds = proc_limits_nofile(std::process::id()).is_some_and(|(soft, _)| soft < fds_needed);
-    if !pin && !low_fds {
+    if pin_to.is_none() && !low_fds {
         return;
     }
     let exe = std::env::current_exe().expect("path of this bench executable");
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--nofile={nofile}:"));
-    if pin {
-        cmd.args(["taskset", "-c", "1"]);
+    if let Some(cpu) = pin_to {
+        cmd.args(["taskset", "-c", &cpu.to_string()]);
     }
     let err = cmd
         .arg(exe)
@@ -136,12 +140,8 @@ fn start_server(binary: &str, port: u16, nofile: u64, launch: &Launch) -> Server
     std::fs::create_dir_all(&data_dir)
         .unwrap_or_else(|e| panic!("create the server's DATA_DIR {}: {e}", data_dir.display()));
     // prlimit and taskset exec the binary: the child's pid is the server's.
-    let mut cmd = Command::new("prlimit");
-    cmd.arg(format!("--nofile={nofile}:"));
-    if cpu_count() >= 2 {
-        cmd.args(["taskset", "-c", "0"]);
-    }
-    let child = cmd
+    let child = on_server_cpu("prlimit")
+        .arg(format!("--nofile={nofile}:"))
         .arg(binary)
         .env("JWT_SECRET", JWT_SECRET)
         .env("SERVER_HOST", "127.0.0.1")
@@ -157,6 +157,22 @@ fn start_server(binary: &str, port: u16, nofile: u64, launch: &Launch) -> Server
         .spawn()
         .expect("spawn the server under prlimit/taskset");
     Server { child, data_dir }
+}
+
+/// `program` on the server's CPU when there are two: see `on_cpu`.
+pub fn on_server_cpu(program: &str) -> Command {
+    on_cpu(SERVER_CPU, program)
+}
+
+/// `program` pinned to `cpu` when there are two CPUs (one CPU: unpinned), under
+/// `taskset`, which execs it, so the child's pid is the program's.
+pub fn on_cpu(cpu: usize, program: &str) -> Command {
+    if cpu_count() < 2 {
+        return Command::new(program);
+    }
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &cpu.to_string(), program]);
+    cmd
 }
 
 fn free_port() -> u16 {
