@@ -312,7 +312,7 @@ impl Harness {
                 Effect::Spawn(job) => {
                     assert!(self.seen_jobs.insert(job.id), "job id {} reused", job.id);
                     match job.work {
-                        Work::Store(_) | Work::Notify(_) => {
+                        Work::Store(_) | Work::Notify(_) | Work::CheckUrl(_) => {
                             self.store_jobs.push((job.id, job.then))
                         }
                         Work::Llm(_) => self.llm_jobs.push((job.id, job.then)),
@@ -413,6 +413,10 @@ fn describe(event: &Event) -> String {
         Event::SessionEnded { session_id } => format!("ended {session_id}"),
         Event::Tick => "tick".into(),
         Event::Shutdown => "shutdown".into(),
+        // Takeovers and what other pods tell: this harness never sends them.
+        Event::Takeover(_) | Event::News(_) | Event::Replayed { .. } | Event::Leased { .. } => {
+            unreachable!("an event the harness does not send")
+        }
     }
 }
 

@@ -138,8 +138,8 @@ fn run(sizes: &[u8], close_at: u8, echo: bool, client: &[u8]) {
                 Event::Message(message) if echo && socket.is_open() => {
                     // Conn::ws_send: a Wire over no input, the frame appended to `out`.
                     let (opcode, payload, reply) = match message {
-                        Incoming::Text(t) => (OP_TEXT, t.clone().into_bytes(), Message::text(t)),
-                        Incoming::Binary(b) => (OP_BINARY, b.clone(), Message::binary(b)),
+                        Incoming::Text(t) => (OP_TEXT, t.as_bytes().to_vec(), Message::text(t)),
+                        Incoming::Binary(b) => (OP_BINARY, b.to_vec(), Message::binary(b)),
                     };
                     let mut wire = Wire::new(&[], &mut out);
                     assert!(
