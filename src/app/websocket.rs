@@ -2,11 +2,14 @@
 //! limit), and the socket events of an open one. This is where a frame becomes a chat
 //! event; echo sockets (`CHATBOX_ECHO`) never reach the chat core.
 
+use std::rc::Rc;
+
 use super::socket::socket_of;
 use super::App;
 use crate::auth::Identity;
 use crate::chat::engine::{Audience, Event};
 use crate::chat::hub::{Resume, User};
+use crate::chat::id::Id;
 use crate::chat::protocol::{code, Kind, Outbound};
 use crate::http::router::Route;
 use crate::http::upgrade;
@@ -161,10 +164,14 @@ impl App {
     }
 }
 
+/// The user as the chat core keeps it: a name that is the id (no `name` claim) shares
+/// its allocation.
 fn user_of(identity: Identity) -> User {
-    User {
-        admin: identity.is_admin(),
-        id: identity.user_id,
-        name: identity.name,
-    }
+    let admin = identity.is_admin();
+    let id = Id::from(identity.user_id);
+    let name = match identity.name == *id {
+        true => Rc::clone(&id),
+        false => identity.name.into(),
+    };
+    User { id, name, admin }
 }

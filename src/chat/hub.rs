@@ -5,14 +5,16 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::socket::SocketId;
+use super::id::Id;
+use super::socket::{SocketId, Sockets};
 use super::stream::Delivery;
 
-/// The authenticated user behind a socket.
+/// The authenticated user behind a socket. The name is most often the id itself (a
+/// token without one): then both are one allocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
-    pub id: String,
-    pub name: String,
+    pub id: Id,
+    pub name: Id,
     pub admin: bool,
 }
 
@@ -27,18 +29,41 @@ pub struct Resume {
 /// that does not wait for answers.
 pub const HELD_FRAMES_MAX: usize = 32;
 
+/// One socket's state. What a socket holds only now and then (frames held during a
+/// lookup, its place in a streaming reply, where it asked to resume, an alias) is boxed
+/// apart, so that an idle socket pays a pointer for each (issue 18).
 pub struct SocketState {
     pub user: User,
-    pub session: Option<String>,
+    pub session: Option<Id>,
     /// Frames that arrived while a store lookup for this socket was running; they are
     /// handled in order when it finishes.
-    pub held: Option<VecDeque<String>>,
-    pub delivery: Option<Delivery>,
-    pub resume: Resume,
+    pub held: Option<Box<VecDeque<String>>>,
+    pub delivery: Option<Box<Delivery>>,
+    /// `None`: nothing to resume.
+    resume: Option<Box<Resume>>,
     /// A frame named an unknown session id and got a fresh session instead: later frames
-    /// naming the old id go to the new one.
-    pub alias: Option<(String, String)>,
-    pub frames_seen: u64,
+    /// naming the old id (`.0`) go to the new one (`.1`).
+    pub alias: Option<Box<(String, String)>>,
+}
+
+impl SocketState {
+    /// Where the socket left off, forgotten here.
+    pub fn take_resume(&mut self) -> Resume {
+        self.resume
+            .take()
+            .map_or_else(Resume::default, |resume| *resume)
+    }
+
+    /// Keeps where the socket left off, for later.
+    pub fn keep_resume(&mut self, resume: Resume) {
+        self.resume = (resume != Resume::default()).then(|| Box::new(resume));
+    }
+
+    /// A frame said which chunk the socket saw last; the first one to say so counts.
+    pub fn saw_seq(&mut self, last_seq: u64) {
+        let resume = self.resume.get_or_insert_with(Box::default);
+        resume.last_seq.get_or_insert(last_seq);
+    }
 }
 
 #[derive(Default)]
@@ -46,20 +71,21 @@ pub struct Hub {
     /// Boxed: the map's spare slots (up to half of them) then cost a pointer each, not
     /// a whole state (issue 18).
     sockets: HashMap<SocketId, Box<SocketState>>,
-    by_user: HashMap<String, Vec<SocketId>>,
+    /// Keyed by the id the sockets' users share.
+    by_user: HashMap<Id, Sockets>,
     admins: Vec<SocketId>,
 }
 
 impl Hub {
     pub fn sockets_of(&self, user_id: &str) -> &[SocketId] {
-        self.by_user.get(user_id).map_or(&[], Vec::as_slice)
+        self.by_user.get(user_id).map_or(&[], |sockets| sockets)
     }
 
     /// Each user with a socket here, and how many.
     pub fn socket_counts(&self) -> impl Iterator<Item = (&str, usize)> {
         self.by_user
             .iter()
-            .map(|(user, sockets)| (user.as_str(), sockets.len()))
+            .map(|(user, sockets)| (&**user, sockets.len()))
     }
 
     /// Every socket whose token made it an admin.
@@ -75,15 +101,15 @@ impl Hub {
             .entry(user.id.clone())
             .or_default()
             .push(socket);
-        let state = SocketState {
+        let mut state = SocketState {
             user,
             session: None,
             held: None,
             delivery: None,
-            resume,
+            resume: None,
             alias: None,
-            frames_seen: 0,
         };
+        state.keep_resume(resume);
         self.sockets.insert(socket, Box::new(state));
     }
 
@@ -94,7 +120,7 @@ impl Hub {
             self.admins.retain(|&s| s != socket);
         }
         if let Some(sockets) = self.by_user.get_mut(&state.user.id) {
-            sockets.retain(|&s| s != socket);
+            sockets.remove(socket);
             if sockets.is_empty() {
                 self.by_user.remove(&state.user.id);
             }
@@ -111,7 +137,7 @@ impl Hub {
     pub fn held_max(&self) -> usize {
         self.sockets
             .values()
-            .filter_map(|state| state.held.as_ref().map(VecDeque::len))
+            .filter_map(|state| state.held.as_ref().map(|held| held.len()))
             .max()
             .unwrap_or(0)
     }

@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod helpdesk;
 pub mod hub;
+pub mod id;
 pub mod jobs;
 pub mod protocol;
 pub mod ratelimit;

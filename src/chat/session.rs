@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::id::Id;
 use super::jobs::{AfterWrite, JobId, StoreOp};
-use super::socket::SocketId;
+use super::socket::{SocketId, Sockets};
 use super::stream::Reply;
 use crate::llm::{Role, Turn};
 use crate::store::{AssistingAdmin, Sender, Transcript};
@@ -72,72 +73,130 @@ pub enum Leasing {
     RetryAt(Instant),
 }
 
+/// A session in memory. What every session uses is inline; what few use, or use only
+/// while something is under way, is in [`Rare`], allocated when first needed and given
+/// back when it holds nothing again: a session with only an idle socket bound costs a
+/// small box (issue 18).
 pub struct Live {
-    pub id: String,
-    pub owner: String,
-    /// `""` until chosen: the default model answers.
-    pub model_id: String,
+    pub id: Id,
+    pub owner: Id,
+    /// `""` until chosen: the default model answers. (Not a `String`: its spare
+    /// capacity word is not worth its place in every session.)
+    pub model_id: Box<str>,
     /// Exists in the store (a fresh session is stored with its first message).
     pub stored: bool,
+    /// Ended: frames naming it start a fresh session instead.
+    pub ended: bool,
     /// Messages stored plus user messages accepted but not yet stored: the cap counts both.
     pub message_count: u64,
     /// The last turns, oldest first, bounded by `LLM_CONTEXT_MESSAGES`.
     pub history: VecDeque<Turn>,
-    pub sockets: Vec<SocketId>,
+    pub sockets: Sockets,
     /// Boxed: most sessions in memory are idle, and a reply is the largest part of one.
     pub reply: Option<Box<Reply>>,
+    /// Since when no socket is bound: a reply nobody can see is stopped after
+    /// `RECONNECT_TIMEOUT`.
+    pub orphaned_since: Option<Instant>,
+    /// `None` while all of it is empty.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a session that are empty most of the time.
+#[derive(Default)]
+pub struct Rare {
     pub finished: Option<Finished>,
     /// A user message (from this socket) was stored while a reply was streaming:
     /// answer it next.
     pub turn_waiting: Option<SocketId>,
     /// The session's lease, while a turn waits for it (several processes only).
     pub leasing: Option<Leasing>,
-    /// Ended: frames naming it start a fresh session instead.
-    pub ended: bool,
     pub writes: VecDeque<Write>,
     /// The store job of the write in progress; writes of one session run one at a time.
     pub writing: Option<JobId>,
     /// A reply waiting to be tried again; later writes wait behind it.
     pub parked: Option<Parked>,
+    /// The LLM provider's conversation (Dify), once it named one.
     pub conversation_id: Option<String>,
-    /// Since when no socket is bound: a reply nobody can see is stopped after
-    /// `RECONNECT_TIMEOUT`.
-    pub orphaned_since: Option<Instant>,
     /// The admin answering in the assistant's place; the LLM is not asked meanwhile.
     pub assisting: Option<AssistingAdmin>,
 }
 
+/// What a session without a [`Rare`] reads.
+const NOTHING_RARE: &Rare = &Rare {
+    finished: None,
+    turn_waiting: None,
+    leasing: None,
+    writes: VecDeque::new(),
+    writing: None,
+    parked: None,
+    conversation_id: None,
+    assisting: None,
+};
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.finished.is_none()
+            && self.turn_waiting.is_none()
+            && self.leasing.is_none()
+            && self.writes.is_empty()
+            && self.writing.is_none()
+            && self.parked.is_none()
+            && self.conversation_id.is_none()
+            && self.assisting.is_none()
+    }
+}
+
 impl Live {
-    pub fn fresh(id: String, owner: String) -> Live {
+    pub fn fresh(id: Id, owner: Id) -> Live {
         Live {
             id,
             owner,
-            model_id: String::new(),
+            model_id: Box::default(),
             stored: false,
+            ended: false,
             message_count: 0,
             history: VecDeque::new(),
-            sockets: Vec::new(),
+            sockets: Sockets::None,
             reply: None,
-            finished: None,
-            turn_waiting: None,
-            leasing: None,
-            ended: false,
-            writes: VecDeque::new(),
-            writing: None,
-            parked: None,
-            conversation_id: None,
             orphaned_since: None,
-            assisting: None,
+            rare: None,
+        }
+    }
+
+    pub fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(NOTHING_RARE)
+    }
+
+    /// To set something rare: allocates the parts on first use.
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// To clear or take something rare without allocating for it.
+    pub fn rare_held(&mut self) -> Option<&mut Rare> {
+        self.rare.as_deref_mut()
+    }
+
+    pub fn holds_rare(&self) -> bool {
+        self.rare.is_some()
+    }
+
+    /// Gives the rare parts back to the allocator once they hold nothing.
+    pub fn tidy(&mut self) {
+        if self.rare.as_deref().is_some_and(Rare::is_empty) {
+            self.rare = None;
         }
     }
 
     pub fn from_store(transcript: Transcript, context: usize) -> Live {
         let session = transcript.session;
-        let mut live = Live::fresh(session.id, session.user_id);
-        live.model_id = session.model_id;
+        let mut live = Live::fresh(session.id.into(), session.user_id.into());
+        live.model_id = session.model_id.into();
         live.stored = true;
         live.message_count = session.message_count;
-        live.assisting = session.assisting_admin;
+        if let Some(admin) = session.assisting_admin {
+            live.rare_mut().assisting = Some(admin);
+        }
         for message in transcript.messages {
             live.remember(message.sender, message.content, context);
         }
@@ -163,13 +222,14 @@ impl Live {
 
     /// Nothing needs this session in memory any more.
     pub fn is_idle(&self) -> bool {
+        let rare = self.rare();
         self.sockets.is_empty()
             && self.reply.is_none()
-            && self.finished.is_none()
-            && self.writing.is_none()
-            && self.writes.is_empty()
-            && self.parked.is_none()
-            && self.leasing.is_none()
+            && rare.finished.is_none()
+            && rare.writing.is_none()
+            && rare.writes.is_empty()
+            && rare.parked.is_none()
+            && rare.leasing.is_none()
     }
 }
 

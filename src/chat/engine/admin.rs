@@ -15,7 +15,7 @@ impl Chat {
     /// An admin asks to take a session over or hand it back: at once when the session
     /// is in memory, else once the store has it.
     pub(super) fn takeover(&mut self, takeover: Takeover, now: Now) {
-        if self.sessions.contains_key(&takeover.session_id) {
+        if self.sessions.contains_key(takeover.session_id.as_str()) {
             self.assist(takeover, now);
             return;
         }
@@ -58,13 +58,13 @@ impl Chat {
     /// Changes who assists, in memory at once (a second admin is refused from now on)
     /// and then in the store; the session hears of it once it is stored.
     fn assist(&mut self, takeover: Takeover, now: Now) {
-        let Some(live) = self.sessions.get_mut(&takeover.session_id) else {
+        let Some(live) = self.sessions.get_mut(takeover.session_id.as_str()) else {
             return self.answer(&takeover, Answer::NotFound, now);
         };
         if live.ended {
             return self.answer(&takeover, Answer::Ended, now);
         }
-        match &live.assisting {
+        match &live.rare().assisting {
             Some(holder) if holder.id != takeover.admin.id => {
                 let holder = holder.name.clone();
                 return self.answer(&takeover, Answer::Held(holder), now);
@@ -74,13 +74,13 @@ impl Chat {
             None if !takeover.join => return self.answer(&takeover, Answer::Done, now),
             _ => {}
         }
-        live.assisting = takeover.join.then(|| takeover.admin.clone());
+        live.rare_mut().assisting = takeover.join.then(|| takeover.admin.clone());
         if takeover.join {
             self.help.answered(&takeover.session_id);
         }
         let op = StoreOp::SetAssist {
             session_id: takeover.session_id.clone(),
-            admin: live.assisting.clone(),
+            admin: live.rare().assisting.clone(),
             at: now.ms,
         };
         let session_id = takeover.session_id.clone();
@@ -116,10 +116,12 @@ impl Chat {
         };
         if let Some(answer) = refused {
             // Undone unless someone changed it since.
-            if let Some(live) = self.sessions.get_mut(session_id) {
-                match (&live.assisting, join) {
-                    (Some(holder), true) if holder.id == admin.id => live.assisting = None,
-                    (None, false) => live.assisting = Some(admin.clone()),
+            if let Some(live) = self.sessions.get_mut(session_id.as_str()) {
+                match (&live.rare().assisting, join) {
+                    (Some(holder), true) if holder.id == admin.id => {
+                        live.rare_mut().assisting = None
+                    }
+                    (None, false) => live.rare_mut().assisting = Some(admin.clone()),
                     _ => {}
                 }
             }
@@ -193,8 +195,8 @@ impl Chat {
     ) -> Option<Inbound> {
         let admin = match self.hub.get(socket) {
             Some(state) if state.user.admin => AssistingAdmin {
-                id: state.user.id.clone(),
-                name: state.user.name.clone(),
+                id: state.user.id.to_string(),
+                name: state.user.name.to_string(),
             },
             _ => return Some(inbound),
         };
@@ -222,15 +224,15 @@ impl Chat {
         }
         // A session not in memory goes the usual way: its lookup lets the assisting
         // admin in (`loaded`), and the frame comes back here.
-        let Some(live) = self.sessions.get(&session_id) else {
+        let Some(live) = self.sessions.get(session_id.as_str()) else {
             return Some(inbound);
         };
-        if live.owner == admin.id
+        if *live.owner == *admin.id
             || !matches!(inbound.kind, Kind::UserMessage | Kind::TypingIndicator)
         {
             return Some(inbound);
         }
-        match &live.assisting {
+        match &live.rare().assisting {
             Some(holder) if holder.id == admin.id => {}
             Some(holder) => {
                 let message = format!(
@@ -288,7 +290,7 @@ impl Chat {
         let Some(admin) = self
             .sessions
             .get(session_id)
-            .and_then(|l| l.assisting.clone())
+            .and_then(|l| l.rare().assisting.clone())
         else {
             return;
         };

@@ -51,11 +51,10 @@ impl Chat {
                 return;
             }
         };
-        if state.resume.last_seq.is_none() {
-            state.resume.last_seq = inbound
-                .metadata
-                .get("last_seq")
-                .and_then(|seq| seq.parse().ok());
+        if let Some(seq) = inbound.metadata.get("last_seq") {
+            if let Ok(seq) = seq.parse() {
+                state.saw_seq(seq);
+            }
         }
         let refused = match inbound.kind {
             Kind::Ping => {
@@ -128,20 +127,21 @@ impl Chat {
             return Target::Refused;
         };
         let bound = state.session.clone();
-        let named = match (named, &state.alias) {
+        let named = match (named, state.alias.as_deref()) {
             (Some(named), Some((from, to))) if named == from => Some(to.clone()),
             (named, _) => named.map(str::to_owned),
         };
-        let Some(named) = named.filter(|n| Some(n) != bound.as_ref()) else {
+        let Some(named) = named.filter(|n| Some(n.as_str()) != bound.as_deref()) else {
             // No session: it ended and the socket is being closed (1000, or 1011 when no
             // fresh id could be made); the close frame is the answer.
             return bound.map_or(Target::Refused, Target::Ready);
         };
         let user_id = state.user.id.clone();
-        match self.sessions.get(&named) {
+        match self.sessions.get(named.as_str()) {
             Some(live) if live.owner == user_id && !live.ended => {
-                self.bind(socket, &named, now);
-                Target::Ready(named)
+                let id = live.id.clone();
+                self.bind(socket, &id, now);
+                Target::Ready(id)
             }
             Some(live) if live.owner != user_id => {
                 self.unauthorized(socket, bound.as_deref(), now);
@@ -150,7 +150,7 @@ impl Chat {
             // Ended: like an unknown id, the frame starts a fresh session.
             Some(_) => match self.bind_fresh(socket, now) {
                 Some(fresh) => {
-                    self.alias(socket, named, fresh.clone());
+                    self.alias(socket, named, fresh.to_string());
                     Target::Ready(fresh)
                 }
                 None => Target::Refused,
@@ -160,7 +160,7 @@ impl Chat {
                     return Target::Refused;
                 }
                 if let Some(state) = self.hub.get_mut(socket) {
-                    state.held = Some(VecDeque::from([text.to_owned()]));
+                    state.held = Some(Box::new(VecDeque::from([text.to_owned()])));
                 }
                 let load = StoreOp::Load {
                     session_id: named.clone(),
@@ -214,7 +214,7 @@ impl Chat {
 
     pub(super) fn alias(&mut self, socket: SocketId, from: String, to: String) {
         if let Some(state) = self.hub.get_mut(socket) {
-            state.alias = Some((from, to));
+            state.alias = Some(Box::new((from, to)));
         }
     }
 
@@ -303,9 +303,9 @@ impl Chat {
         live.message_count += 1;
         let op = StoreOp::Append(AppendOp {
             session_id: session_id.to_owned(),
-            user_id: live.owner.clone(),
+            user_id: live.owner.to_string(),
             name: name_for(&message.content),
-            model_id: live.model_id.clone(),
+            model_id: live.model_id.to_string(),
             message: Box::new(message.clone()),
             max_messages: self.settings.chat.max_messages,
         });
@@ -345,8 +345,8 @@ impl Chat {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        live.model_id = model_id.clone();
-        if live.stored || live.writing.is_some() {
+        live.model_id = model_id.as_str().into();
+        if live.stored || live.rare().writing.is_some() {
             let op = StoreOp::SetModel {
                 session_id: session_id.to_owned(),
                 model_id: model_id.clone(),

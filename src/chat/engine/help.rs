@@ -16,7 +16,7 @@ impl Chat {
         let Some(live) = self.sessions.get(session_id) else {
             return;
         };
-        if !live.stored && live.writing.is_none() {
+        if !live.stored && live.rare().writing.is_none() {
             // Nothing stored yet to flag; the request still reaches the admins.
             self.help_recorded(socket, session_id, now);
             return;
@@ -35,7 +35,7 @@ impl Chat {
             return;
         };
         let owner = live.owner.clone();
-        let assisted = live.assisting.is_some();
+        let assisted = live.rare().assisting.is_some();
         let sent = Outbound::system(Kind::ConnectionStatus, now.ms)
             .with_session(session_id)
             .with_content(HELP_SENT)
@@ -57,8 +57,8 @@ impl Chat {
         for (session_id, owner) in self.help.due(now.at) {
             let assisted = self
                 .sessions
-                .get(&session_id)
-                .and_then(|l| l.assisting.as_ref());
+                .get(session_id.as_str())
+                .and_then(|l| l.rare().assisting.as_ref());
             if assisted.is_none() {
                 self.alert(&session_id, &owner, true, now);
                 self.notify(&session_id, &owner, true, now);

@@ -53,9 +53,9 @@ impl Chat {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        live.turn_waiting = Some(origin);
-        if live.leasing != Some(Leasing::Asked) {
-            live.leasing = Some(Leasing::Asked);
+        live.rare_mut().turn_waiting = Some(origin);
+        if live.rare().leasing != Some(Leasing::Asked) {
+            live.rare_mut().leasing = Some(Leasing::Asked);
             self.ask_lease(session_id, true);
         }
     }
@@ -69,10 +69,12 @@ impl Chat {
             }
             return;
         };
-        if live.leasing != Some(Leasing::Asked) {
+        if live.rare().leasing != Some(Leasing::Asked) {
             return;
         }
-        live.leasing = None;
+        if let Some(rare) = live.rare_held() {
+            rare.leasing = None;
+        }
         // A mirror still heard from streams without the lease (its process went ahead
         // while Redis was away for it): left to end there.
         let heard = live.reply.as_ref().and_then(|r| r.mirror);
@@ -85,10 +87,10 @@ impl Chat {
         }
         let mirror = live.reply.is_some() && heard.is_some();
         let free = live.reply.is_none();
-        match (holds, answer, live.turn_waiting) {
+        match (holds, answer, live.rare().turn_waiting) {
             (true, _, _) if mirror && silent => self.adopt(session_id, now),
             (true, _, Some(origin)) | (false, LeaseAnswer::Unavailable, Some(origin)) if free => {
-                live.turn_waiting = None;
+                live.rare_mut().turn_waiting = None;
                 self.start_reply(session_id, origin, now);
             }
             // The turn is gone (an admin took over, the session ended) or a reply
@@ -97,11 +99,11 @@ impl Chat {
             // Asked again while the mirror stays silent: its process lives (held), or
             // Redis cannot say (unavailable) yet.
             (false, _, _) if mirror => {
-                live.leasing = Some(Leasing::RetryAt(now.at + PROBE_AFTER));
+                live.rare_mut().leasing = Some(Leasing::RetryAt(now.at + PROBE_AFTER));
                 self.out.push(Effect::Timer(now.at + PROBE_AFTER));
             }
             (false, LeaseAnswer::Held, Some(_)) if free => {
-                live.leasing = Some(Leasing::RetryAt(now.at + RETRY));
+                live.rare_mut().leasing = Some(Leasing::RetryAt(now.at + RETRY));
                 self.out.push(Effect::Timer(now.at + RETRY));
             }
             (false, _, _) => {}
@@ -118,7 +120,7 @@ impl Chat {
         let mut turns = Vec::new();
         let mut probes = Vec::new();
         for live in self.sessions.values_mut() {
-            let due = match live.leasing {
+            let due = match live.rare().leasing {
                 Some(Leasing::Asked) => false,
                 Some(Leasing::RetryAt(at)) => at <= now.at,
                 None => true,
@@ -128,15 +130,19 @@ impl Chat {
             }
             let heard = live.reply.as_ref().and_then(|r| r.mirror);
             if heard.is_some_and(|heard| heard + PROBE_AFTER <= now.at) {
-                live.leasing = Some(Leasing::Asked);
+                live.rare_mut().leasing = Some(Leasing::Asked);
                 probes.push(live.id.clone());
                 continue;
             }
-            if live.leasing.take().is_none() {
+            if live
+                .rare_held()
+                .and_then(|rare| rare.leasing.take())
+                .is_none()
+            {
                 continue;
             }
             // A turn that now waits behind a mirror is asked for when the mirror ends.
-            match live.turn_waiting {
+            match live.rare().turn_waiting {
                 Some(origin) if live.reply.is_none() => turns.push((live.id.clone(), origin)),
                 _ => {}
             }
@@ -156,7 +162,7 @@ impl Chat {
         }
         self.sessions
             .values()
-            .filter_map(|live| match live.leasing {
+            .filter_map(|live| match live.rare().leasing {
                 Some(Leasing::RetryAt(at)) => Some(at),
                 Some(Leasing::Asked) => None,
                 None => live.reply.as_ref()?.mirror.map(|heard| heard + PROBE_AFTER),

@@ -30,7 +30,7 @@ impl Chat {
             .with_content("Session ended")
             .with_meta("ended", "true")
             .to_json();
-        for socket in sockets {
+        for &socket in &sockets {
             if let Some(state) = self.hub.get_mut(socket) {
                 state.session = None;
                 state.delivery = None;
@@ -40,7 +40,9 @@ impl Chat {
             self.out.push(Effect::Close(socket, code, reason));
         }
         live.orphaned_since = Some(now.at);
-        live.finished = None;
+        if let Some(rare) = live.rare_held() {
+            rare.finished = None;
+        }
         self.evict_if_idle(session_id);
     }
 
@@ -61,7 +63,7 @@ impl Chat {
         }
         let keep = self.settings.chat.reconnect_timeout;
         let expired = |since: Option<Instant>| since.is_some_and(|t| t + keep <= now.at);
-        let orphans: Vec<String> = self
+        let orphans: Vec<Id> = self
             .sessions
             .values()
             .filter(|live| {
@@ -75,11 +77,14 @@ impl Chat {
             self.stop(&id, now);
         }
         for live in self.sessions.values_mut() {
-            if expired(live.finished.as_ref().map(|f| f.at)) {
-                live.finished = None;
+            if let Some(rare) = live.rare_held() {
+                if expired(rare.finished.as_ref().map(|f| f.at)) {
+                    rare.finished = None;
+                }
             }
+            live.tidy();
         }
-        let idle: Vec<String> = self
+        let idle: Vec<Id> = self
             .sessions
             .values()
             .filter(|live| self.evictable(live))
@@ -98,12 +103,16 @@ impl Chat {
             .values()
             .flat_map(|live| {
                 let orphan = live.reply.as_ref().and(live.orphaned_since);
-                let finished = live.finished.as_ref().map(|f| f.at);
+                let finished = live.rare().finished.as_ref().map(|f| f.at);
                 let expiries = [orphan, finished].into_iter().flatten().map(|t| t + keep);
                 let silent = live.reply.as_ref().and_then(|r| r.mirror);
                 let expiries = expiries.chain(silent.map(|heard| heard + stream_timeout));
                 // A parked reply being tried has no time of its own until it fails.
-                let retry = live.parked.as_ref().filter(|_| live.writing.is_none());
+                let retry = live
+                    .rare()
+                    .parked
+                    .as_ref()
+                    .filter(|_| live.rare().writing.is_none());
                 expiries.chain(retry.map(|parked| parked.retry_at))
             })
             .chain([self.next_sweep, self.next_cleanup])
@@ -115,7 +124,7 @@ impl Chat {
     }
 
     pub(super) fn shutdown(&mut self, now: Now) {
-        let streaming: Vec<String> = self
+        let streaming: Vec<Id> = self
             .sessions
             .values()
             .filter(|live| live.reply.as_ref().is_some_and(|r| r.mirror.is_none()))
@@ -124,10 +133,10 @@ impl Chat {
         for id in &streaming {
             self.stop(id, now);
         }
-        let waiting: Vec<String> = self
+        let waiting: Vec<Id> = self
             .sessions
             .values()
-            .filter(|live| live.parked.is_some() || !live.writes.is_empty())
+            .filter(|live| live.rare().parked.is_some() || !live.rare().writes.is_empty())
             .map(|live| live.id.clone())
             .collect();
         for id in &waiting {
@@ -151,21 +160,27 @@ impl Chat {
         };
         // A parked reply being tried has that attempt as its last: another, beside it,
         // could store it twice.
-        if let Some(parked) = live.parked.take().filter(|_| live.writing.is_none()) {
+        let rare = live.rare_mut();
+        if let Some(parked) = rare.parked.take_if(|_| rare.writing.is_none()) {
             let reply = Write {
                 op: parked.op,
                 then: AfterWrite::Reply,
             };
-            live.writes.push_front(reply);
+            rare.writes.push_front(reply);
         }
         self.next_write(session_id);
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        let (Some(job), false) = (live.writing, live.writes.is_empty()) else {
+        let (Some(job), false) = (live.rare().writing, live.rare().writes.is_empty()) else {
             return;
         };
-        let ops = live.writes.drain(..).map(|write| write.op).collect();
+        let ops = live
+            .rare_mut()
+            .writes
+            .drain(..)
+            .map(|write| write.op)
+            .collect();
         self.spawn(Work::After { job, ops }, Continuation::Nothing);
     }
 }

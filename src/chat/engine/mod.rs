@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::helpdesk::HelpDesk;
 use super::hub::{Hub, Resume, User, HELD_FRAMES_MAX};
+use super::id::Id;
 use super::jobs::{
     AfterWrite, AppendOp, Asker, Continuation, Job, JobDone, JobId, LlmCall, Outcome, StoreOp,
     StoreReply, Takeover, Work,
@@ -194,6 +195,9 @@ pub struct Footprint {
     pub frames_held: usize,
     /// Rate-limit buckets, both budgets together.
     pub rate_buckets: usize,
+    /// Sessions holding their rarely used parts (a write, a reply kept for a
+    /// reconnect, an assisting admin, ...): the rest cost only their small part.
+    pub sessions_busy: usize,
 }
 
 /// Why a store write did not happen.
@@ -204,7 +208,7 @@ enum WriteError {
 
 /// Where a frame's `session_id` leads.
 enum Target {
-    Ready(String),
+    Ready(Id),
     /// A store lookup runs first; the frame waits with the socket's held frames.
     Held,
     Refused,
@@ -215,7 +219,8 @@ pub struct Chat {
     hub: Hub,
     /// Boxed: a `Live` is large, most are idle, and a map's spare slots (up to half of
     /// them) would each cost a whole one (issue 18).
-    sessions: HashMap<String, Box<Live>>,
+    /// Keyed by the id the session holds, shared.
+    sessions: HashMap<Id, Box<Live>>,
     next_job: JobId,
     /// User messages per user.
     limiter: RateLimiter,
@@ -270,18 +275,18 @@ impl Chat {
 
     /// Whose socket it is.
     pub fn user_of(&self, socket: SocketId) -> Option<&str> {
-        self.hub.get(socket).map(|state| state.user.id.as_str())
+        self.hub.get(socket).map(|state| &*state.user.id)
     }
 
     /// The sockets of `to` connected here: the fan-out resolves a broadcast with it.
     pub fn audience(&self, to: &Audience) -> Vec<SocketId> {
         match to {
             Audience::Session(id) => {
-                let Some(live) = self.sessions.get(id) else {
+                let Some(live) = self.sessions.get(id.as_str()) else {
                     return Vec::new();
                 };
-                let mut sockets = live.sockets.clone();
-                if let Some(admin) = &live.assisting {
+                let mut sockets = live.sockets.to_vec();
+                if let Some(admin) = &live.rare().assisting {
                     let admin_sockets = self.hub.sockets_of(&admin.id).iter();
                     let admin_sockets = admin_sockets.filter(|s| !sockets.contains(s)).copied();
                     let admin_sockets: Vec<_> = admin_sockets
@@ -303,11 +308,12 @@ impl Chat {
             writes_queued: self
                 .sessions
                 .values()
-                .map(|live| live.writes.len())
+                .map(|live| live.rare().writes.len())
                 .max()
                 .unwrap_or(0),
             frames_held: self.hub.held_max(),
             rate_buckets: self.limiter.tracked() + self.controls.tracked(),
+            sessions_busy: self.sessions.values().filter(|l| l.holds_rare()).count(),
         }
     }
 
@@ -354,7 +360,8 @@ impl Chat {
     /// Puts a session in memory unless it is there already.
     fn hold(&mut self, id: &str, live: impl FnOnce() -> Live) {
         if !self.sessions.contains_key(id) {
-            self.sessions.insert(id.to_owned(), Box::new(live()));
+            let live = live();
+            self.sessions.insert(live.id.clone(), Box::new(live));
             self.listening
                 .push((Audience::Session(id.to_owned()), true));
         }
@@ -365,6 +372,7 @@ impl Chat {
     /// frames only while it is in memory).
     fn evictable(&self, live: &Live) -> bool {
         let assisted_here = live
+            .rare()
             .assisting
             .as_ref()
             .is_some_and(|admin| !self.hub.sockets_of(&admin.id).is_empty());

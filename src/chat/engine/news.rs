@@ -137,7 +137,7 @@ impl Chat {
     pub(super) fn heard(&mut self, news: News, now: Now) {
         let session_id = news.session_id().to_owned();
         let context = self.settings.chat.context_messages;
-        let Some(live) = self.sessions.get_mut(&session_id) else {
+        let Some(live) = self.sessions.get_mut(session_id.as_str()) else {
             return;
         };
         if let News::Ended { .. } = news {
@@ -157,11 +157,11 @@ impl Chat {
                 admin_name,
                 ..
             } => {
-                live.assisting = admin_id.map(|id| AssistingAdmin {
+                live.rare_mut().assisting = admin_id.map(|id| AssistingAdmin {
                     id,
                     name: admin_name.unwrap_or_default(),
                 });
-                if live.assisting.is_some() {
+                if live.rare().assisting.is_some() {
                     self.help.answered(&session_id);
                 }
             }
@@ -185,7 +185,9 @@ impl Chat {
                 }
                 let mut reply = Reply::new(0, message_id, model_id, NOBODY, now.at, now.ms, 0);
                 reply.mirror = Some(now.at);
-                live.finished = None;
+                if let Some(rare) = live.rare_held() {
+                    rare.finished = None;
+                }
                 live.reply = Some(Box::new(reply));
                 self.watch_mirror(now);
             }
@@ -249,7 +251,7 @@ impl Chat {
             send_final(&live.sockets, hub, out, session_id, &reply, outcome, now);
         }
         live.remember(Sender::Ai, reply.text.clone(), context);
-        live.finished = Some(Finished {
+        live.rare_mut().finished = Some(Finished {
             reply,
             outcome,
             at: now.at,

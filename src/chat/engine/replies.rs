@@ -23,10 +23,12 @@ impl Chat {
         let call = LlmCall {
             provider_id: model_id.clone(),
             turns,
-            user_id: live.owner.clone(),
-            conversation_id: live.conversation_id.clone(),
+            user_id: live.owner.to_string(),
+            conversation_id: live.rare().conversation_id.clone(),
         };
-        live.finished = None;
+        if let Some(rare) = live.rare_held() {
+            rare.finished = None;
+        }
         live.reply = Some(Box::new(Reply::new(
             id,
             message_id,
@@ -105,7 +107,7 @@ impl Chat {
         let (outcome, tokens, error) = match result {
             Ok(finish) => {
                 if finish.conversation_id.is_some() {
-                    live.conversation_id = finish.conversation_id;
+                    live.rare_mut().conversation_id = finish.conversation_id;
                 }
                 (None, finish.total_tokens, None)
             }
@@ -169,9 +171,9 @@ impl Chat {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        match live.turn_waiting.take() {
-            Some(origin) if live.reply.is_none() => self.begin_turn(session_id, origin, now),
-            waiting => live.turn_waiting = waiting,
+        if let (Some(origin), true) = (live.rare().turn_waiting, live.reply.is_none()) {
+            live.rare_mut().turn_waiting = None;
+            self.begin_turn(session_id, origin, now);
         }
         self.evict_if_idle(session_id);
     }
@@ -220,18 +222,18 @@ impl Chat {
             live.message_count += 1;
             let op = StoreOp::Append(AppendOp {
                 session_id: session_id.to_owned(),
-                user_id: live.owner.clone(),
+                user_id: live.owner.to_string(),
                 name: String::new(),
-                model_id: live.model_id.clone(),
+                model_id: live.model_id.to_string(),
                 message: Box::new(message),
                 max_messages,
             });
-            live.writes.push_back(Write {
+            live.rare_mut().writes.push_back(Write {
                 op,
                 then: AfterWrite::Reply,
             });
         }
-        live.finished = Some(Finished {
+        live.rare_mut().finished = Some(Finished {
             reply,
             outcome,
             at: now.at,
@@ -254,7 +256,7 @@ impl Chat {
             None => self
                 .sessions
                 .get(session_id)
-                .map(|live| live.sockets.clone())
+                .map(|live| live.sockets.to_vec())
                 .unwrap_or_default(),
         };
         for socket in targets {
@@ -278,11 +280,11 @@ pub(super) fn deliver(
     };
     let delivery = match &mut state.delivery {
         Some(d) if d.message_id == reply.message_id => d,
-        slot => slot.insert(Delivery {
+        slot => slot.insert(Box::new(Delivery {
             message_id: reply.message_id.clone(),
             sent_seq: 0,
             awaiting_flush: false,
-        }),
+        })),
     };
     if delivery.awaiting_flush || delivery.sent_seq >= reply.seq() {
         return;
@@ -329,14 +331,14 @@ pub(super) fn replay(
             out.push(Effect::Send(socket, frame));
             out.push(Effect::WatchFlush(socket));
         }
-        state.delivery = Some(Delivery {
+        state.delivery = Some(Box::new(Delivery {
             message_id: reply.message_id.clone(),
             sent_seq: reply.seq(),
             awaiting_flush: reply.seq() > 0,
-        });
+        }));
         return;
     }
-    let Some(finished) = &live.finished else {
+    let Some(finished) = &live.rare().finished else {
         return;
     };
     let (Some(wanted), Some(last_seq)) = (&resume.message_id, resume.last_seq) else {

@@ -15,12 +15,12 @@ impl Chat {
         };
         // Only a session with no reply of its own yet: one that started here meanwhile
         // is this process's (under the lease), and newer.
-        let rebuilt = live.reply.is_none() && live.finished.is_none();
+        let rebuilt = live.reply.is_none() && live.rare().finished.is_none();
         if rebuilt {
             match rebuild(entries, now) {
                 Some(Told::Streaming(reply)) => live.reply = Some(reply),
                 Some(Told::Ended(reply, outcome)) => {
-                    live.finished = Some(Finished {
+                    live.rare_mut().finished = Some(Finished {
                         reply,
                         outcome,
                         at: now.at,
@@ -33,7 +33,7 @@ impl Chat {
             let Some(state) = self.hub.get_mut(socket) else {
                 continue;
             };
-            let resume = std::mem::take(&mut state.resume);
+            let resume = state.take_resume();
             replay(&mut self.hub, &mut self.out, socket, live, &resume, now);
         }
         if rebuilt && live.reply.is_some() {

@@ -14,14 +14,15 @@ impl Chat {
     ) {
         let user_id = user.id.clone();
         if self.hub.sockets_of(&user_id).is_empty() {
-            self.listening.push((Audience::User(user_id.clone()), true));
+            self.listening
+                .push((Audience::User(user_id.to_string()), true));
         }
         if user.admin && self.hub.admins().is_empty() {
             self.listening.push((Audience::Admins, true));
         }
         self.hub.connect(socket, user, resume);
         if let Some(id) = &requested {
-            match self.sessions.get(id) {
+            match self.sessions.get(id.as_str()) {
                 Some(live) if live.owner == user_id && !live.ended => {
                     let id = id.clone();
                     self.bind(socket, &id, now);
@@ -36,10 +37,10 @@ impl Chat {
             }
         }
         if let Some(state) = self.hub.get_mut(socket) {
-            state.held = Some(VecDeque::new());
+            state.held = Some(Box::default());
         }
         let resolve = StoreOp::Resolve {
-            user_id,
+            user_id: user_id.to_string(),
             requested,
             history: self.settings.chat.context_messages,
         };
@@ -50,7 +51,7 @@ impl Chat {
         if let Some(state) = self.hub.disconnect(socket) {
             if self.hub.sockets_of(&state.user.id).is_empty() {
                 self.listening
-                    .push((Audience::User(state.user.id.clone()), false));
+                    .push((Audience::User(state.user.id.to_string()), false));
             }
             if state.user.admin && self.hub.admins().is_empty() {
                 self.listening.push((Audience::Admins, false));
@@ -84,12 +85,16 @@ impl Chat {
         let Some(state) = self.hub.get_mut(socket) else {
             return;
         };
-        let previous = state.session.replace(session_id.to_owned());
+        // The id the session in memory holds, shared rather than copied.
+        let shared = self.sessions.get(session_id).map(|live| live.id.clone());
+        let previous = state
+            .session
+            .replace(shared.unwrap_or_else(|| session_id.into()));
         if previous.as_deref() == Some(session_id) {
             return;
         }
         state.delivery = None;
-        let resume = std::mem::take(&mut state.resume);
+        let resume = state.take_resume();
         let user_id = state.user.id.clone();
         if let Some(previous) = previous {
             self.unbind(socket, &previous, now);
@@ -111,16 +116,16 @@ impl Chat {
         replay(&mut self.hub, &mut self.out, socket, live, &resume, now);
         // Nothing here to resume from yet: the reply stream may have it
         // (`engine/resume.rs`), and the socket keeps where it left off until then.
-        if self.shared && live.reply.is_none() && live.finished.is_none() {
+        if self.shared && live.reply.is_none() && live.rare().finished.is_none() {
             if let Some(state) = self.hub.get_mut(socket) {
-                state.resume = resume;
+                state.keep_resume(resume);
             }
         }
     }
 
-    pub(super) fn bind_fresh(&mut self, socket: SocketId, now: Now) -> Option<String> {
+    pub(super) fn bind_fresh(&mut self, socket: SocketId, now: Now) -> Option<Id> {
         let owner = self.hub.get(socket)?.user.id.clone();
-        let Ok(id) = ids::random_id() else {
+        let Ok(id) = ids::random_id().map(Id::from) else {
             log::error!("the OS random source failed: cannot make a session id");
             self.out.push(Effect::Close(socket, 1011, "Internal error"));
             return None;
@@ -132,7 +137,7 @@ impl Chat {
 
     pub(super) fn unbind(&mut self, socket: SocketId, session_id: &str, now: Now) {
         if let Some(live) = self.sessions.get_mut(session_id) {
-            live.sockets.retain(|&s| s != socket);
+            live.sockets.remove(socket);
             if live.sockets.is_empty() {
                 live.orphaned_since = Some(now.at);
             }
@@ -140,6 +145,8 @@ impl Chat {
         self.evict_if_idle(session_id);
     }
 
+    /// Takes a session out of memory when nothing needs it there, or else gives back
+    /// what of it is no longer in use.
     pub(super) fn evict_if_idle(&mut self, session_id: &str) {
         if self
             .sessions
@@ -147,6 +154,8 @@ impl Chat {
             .is_some_and(|l| self.evictable(l))
         {
             self.release(session_id);
+        } else if let Some(live) = self.sessions.get_mut(session_id) {
+            live.tidy();
         }
     }
 
@@ -193,7 +202,7 @@ impl Chat {
         if let Some(state) = self.hub.get_mut(socket) {
             state.held = None;
         }
-        match found.filter(|t| t.session.user_id == user_id && t.session.is_active()) {
+        match found.filter(|t| *t.session.user_id == *user_id && t.session.is_active()) {
             Some(transcript) => {
                 let id = transcript.session.id.clone();
                 let context = self.settings.chat.context_messages;
@@ -229,21 +238,24 @@ impl Chat {
             .hub
             .get_mut(socket)
             .and_then(|state| state.held.take())
+            .map(|held| *held)
             .unwrap_or_default();
         let bound = self.hub.get(socket).and_then(|s| s.session.clone());
         let assists = |t: &Transcript| {
             let holder = t.session.assisting_admin.as_ref();
-            user.admin && holder.is_some_and(|admin| admin.id == user_id)
+            user.admin && holder.is_some_and(|admin| *admin.id == *user_id)
         };
         match found {
             // The admin assisting someone else's session: in memory now, the frame goes
             // back to `admin_frame`; the socket stays where it is.
-            Ok(Some(t)) if t.session.user_id != user_id && assists(&t) && t.session.is_active() => {
+            Ok(Some(t))
+                if *t.session.user_id != *user_id && assists(&t) && t.session.is_active() =>
+            {
                 let context = self.settings.chat.context_messages;
                 self.hold(&session_id, || Live::from_store(*t, context));
                 self.requeue(socket, held, 0, now);
             }
-            Ok(Some(t)) if t.session.user_id != user_id => {
+            Ok(Some(t)) if *t.session.user_id != *user_id => {
                 self.unauthorized(socket, bound.as_deref(), now);
                 self.requeue(socket, held, 1, now);
             }
@@ -256,7 +268,7 @@ impl Chat {
             // the old id go there.
             Ok(_) => {
                 if let Some(fresh) = self.bind_fresh(socket, now) {
-                    self.alias(socket, session_id, fresh);
+                    self.alias(socket, session_id, fresh.to_string());
                 }
                 self.requeue(socket, held, 0, now);
             }
@@ -284,7 +296,7 @@ impl Chat {
     ) {
         held.drain(..answered.min(held.len()));
         if let Some(state) = self.hub.get_mut(socket) {
-            state.held = Some(held);
+            state.held = Some(Box::new(held));
         }
         self.release_held(socket, now);
     }

@@ -10,30 +10,35 @@ impl Chat {
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };
-        if live.parked.is_some() {
+        if live.rare().parked.is_some() {
             // The store just failed this session's reply: answer now, rather than hold
             // the user's message behind it for as long as the store is down.
             self.after_write(session_id, write.then, Err(waiting_reply()), None, now);
             return;
         }
-        if let Some(queued) = live.writes.back_mut().filter(|q| write.supersedes(q)) {
+        if let Some(queued) = live
+            .rare_mut()
+            .writes
+            .back_mut()
+            .filter(|q| write.supersedes(q))
+        {
             // The superseded choice is answered by this one's answer: every socket of the
             // session hears the model that was stored.
             *queued = write;
             return;
         }
-        if live.writes.len() >= WRITES_QUEUED_MAX {
+        if live.rare().writes.len() >= WRITES_QUEUED_MAX {
             self.after_write(session_id, write.then, Err(WriteError::Busy), None, now);
             return;
         }
-        live.writes.push_back(write);
+        live.rare_mut().writes.push_back(write);
         self.next_write(session_id);
     }
 
     pub(super) fn next_write(&mut self, session_id: &str) {
         let write = match self.sessions.get_mut(session_id) {
-            Some(live) if live.writing.is_none() && live.parked.is_none() => {
-                live.writes.pop_front()
+            Some(live) if live.rare().writing.is_none() && live.rare().parked.is_none() => {
+                live.rare_held().and_then(|rare| rare.writes.pop_front())
             }
             _ => None,
         };
@@ -52,7 +57,7 @@ impl Chat {
         };
         let id = self.spawn(Work::Store(op), then);
         if let Some(live) = self.sessions.get_mut(session_id) {
-            live.writing = Some(id);
+            live.rare_mut().writing = Some(id);
         }
     }
 
@@ -65,7 +70,9 @@ impl Chat {
         now: Now,
     ) {
         if let Some(live) = self.sessions.get_mut(session_id) {
-            live.writing = None;
+            if let Some(rare) = live.rare_held() {
+                rare.writing = None;
+            }
             if result.is_ok() {
                 live.stored = true;
             }
@@ -96,7 +103,8 @@ impl Chat {
             AfterWrite::Reply => match result {
                 Ok(_) => {
                     let live = self.sessions.get_mut(session_id);
-                    if live.and_then(|live| live.parked.take()).is_some() {
+                    let parked = live.and_then(|live| live.rare_held()?.parked.take());
+                    if parked.is_some() {
                         log::info!("session {session_id}: the reply that waited is stored");
                     }
                 }
@@ -135,7 +143,12 @@ impl Chat {
             );
             return;
         };
-        let failures = live.parked.as_ref().map_or(0, |parked| parked.failures) + 1;
+        let failures = live
+            .rare()
+            .parked
+            .as_ref()
+            .map_or(0, |parked| parked.failures)
+            + 1;
         let retry_at = now.at + Parked::wait(failures);
         if failures == 1 {
             log::warn!(
@@ -143,7 +156,7 @@ impl Chat {
                 describe(error)
             );
         }
-        live.parked = Some(Parked {
+        live.rare_mut().parked = Some(Parked {
             op: *op,
             failures,
             retry_at,
@@ -151,10 +164,11 @@ impl Chat {
         self.out.push(Effect::Timer(retry_at));
         // What queued behind the reply is answered now, as `write` answers what comes
         // later; other replies keep their place.
-        let (replies, refused) = std::mem::take(&mut live.writes)
+        let rare = live.rare_mut();
+        let (replies, refused) = std::mem::take(&mut rare.writes)
             .into_iter()
             .partition(|write| matches!(write.then, AfterWrite::Reply));
-        live.writes = replies;
+        rare.writes = replies;
         for write in refused {
             self.after_write(session_id, write.then, Err(waiting_reply()), None, now);
         }
@@ -162,11 +176,11 @@ impl Chat {
 
     /// Tries the parked replies whose wait is over.
     pub(super) fn retry_parked(&mut self, now: Now) {
-        let due: Vec<(String, StoreOp)> = self
+        let due: Vec<(Id, StoreOp)> = self
             .sessions
             .values()
-            .filter(|live| live.writing.is_none())
-            .filter_map(|live| live.parked.as_ref().map(|parked| (live, parked)))
+            .filter(|live| live.rare().writing.is_none())
+            .filter_map(|live| live.rare().parked.as_ref().map(|parked| (live, parked)))
             .filter(|(_, parked)| parked.retry_at <= now.at)
             .map(|(live, parked)| (live.id.clone(), parked.op.clone()))
             .collect();
@@ -212,7 +226,7 @@ impl Chat {
             }
             live.remember(message.sender, content, context);
         }
-        let assisted = live.assisting.is_some();
+        let assisted = live.rare().assisting.is_some();
         let message_id = message.id.as_deref().unwrap_or_default();
         let mut echo = Outbound::new(kind, message.sender, message.at)
             .with_session(session_id)
@@ -245,7 +259,7 @@ impl Chat {
             return;
         };
         if live.reply.is_some() {
-            live.turn_waiting = Some(socket);
+            live.rare_mut().turn_waiting = Some(socket);
         } else {
             self.begin_turn(session_id, socket, now);
         }

@@ -7,6 +7,7 @@ mod bounds;
 mod connect;
 mod docs;
 mod files;
+mod footprint;
 mod help;
 mod lease;
 mod lifecycle;
