@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::socket::SocketId;
 use super::stream::Delivery;
+use crate::hash::IdMap;
 
 /// The authenticated user behind a socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +46,7 @@ pub struct SocketState {
 pub struct Hub {
     /// Boxed: the map's spare slots (up to half of them) then cost a pointer each, not
     /// a whole state (issue 18).
-    sockets: HashMap<SocketId, Box<SocketState>>,
+    sockets: IdMap<SocketId, Box<SocketState>>,
     by_user: HashMap<String, Vec<SocketId>>,
     admins: Vec<SocketId>,
 }
