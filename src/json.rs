@@ -26,6 +26,20 @@ pub fn string(out: &mut String, value: &str) {
     }
 }
 
+/// An object of strings, in the order given (a `BTreeMap`'s, as serde_json writes it).
+pub fn string_map<'a>(out: &mut String, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    out.push('{');
+    for (n, (name, value)) in pairs.into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        string(out, name);
+        out.push(':');
+        string(out, value);
+    }
+    out.push('}');
+}
+
 pub fn int(out: &mut String, value: i64) {
     if value < 0 {
         out.push('-');
@@ -61,6 +75,8 @@ pub fn serialized<T: Serialize + ?Sized>(out: &mut String, value: &T) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -77,6 +93,16 @@ mod tests {
             let mut out = String::new();
             string(&mut out, text);
             assert_eq!(out, serde_json::to_string(text).unwrap());
+        }
+        let maps = [
+            BTreeMap::new(),
+            BTreeMap::from([("k", "v")]),
+            BTreeMap::from([("a\"", "\n"), ("b", ""), ("ü", "🚀")]),
+        ];
+        for map in maps {
+            let mut out = String::new();
+            string_map(&mut out, map.iter().map(|(k, v)| (*k, *v)));
+            assert_eq!(out, serde_json::to_string(&map).unwrap());
         }
     }
 }

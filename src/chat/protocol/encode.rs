@@ -3,7 +3,7 @@
 //! by side). Every exchange sends four frames of a dozen strings each.
 
 use super::Outbound;
-use crate::json::{key, serialized, string};
+use crate::json::{key, serialized, string, string_map};
 
 impl Outbound<'_> {
     pub fn to_json(&self) -> String {
@@ -37,15 +37,7 @@ impl Outbound<'_> {
         string(&mut out, self.sender);
         if !self.metadata.is_empty() {
             key(&mut out, "metadata");
-            let mut separator = '{';
-            for (name, value) in &self.metadata {
-                out.push(separator);
-                separator = ',';
-                string(&mut out, name);
-                out.push(':');
-                string(&mut out, value);
-            }
-            out.push('}');
+            string_map(&mut out, self.metadata.iter().map(|(k, v)| (*k, *v)));
         }
         if let Some(error) = &self.error {
             key(&mut out, "error");
