@@ -7,12 +7,15 @@
 
 use serde::Serialize;
 
-/// `,"key":`, the separator and key of every member but an object's first.
-pub fn key(out: &mut String, key: &str) {
-    out.push_str(",\"");
-    out.push_str(key);
-    out.push_str("\":");
+/// `,"name":`, the separator and key of every member but an object's first, made one
+/// constant at compile time: one copy where three (a function writing the comma, the
+/// name and the colon) cost ~160 instructions a member (callgrind).
+macro_rules! member {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
 }
+pub(crate) use member;
 
 /// A JSON string: copied between quotes when nothing in it needs escaping (serde_json
 /// escapes only `"`, `\` and control characters), else serde_json's own escaping.
@@ -135,6 +138,7 @@ mod tests {
                 );
             }
         }
+        assert_eq!(member!("respMs"), ",\"respMs\":");
         let maps = [
             BTreeMap::new(),
             BTreeMap::from([("k", "v")]),

@@ -112,59 +112,68 @@ impl SessionRecord {
         let mut out = String::with_capacity(320);
         out.push_str("{\"uid\":");
         json::string(&mut out, &self.uid);
-        let texts = [("nm", &self.nm), ("modelId", &self.model_id)];
+        let texts = [
+            (json::member!("nm"), &self.nm),
+            (json::member!("modelId"), &self.model_id),
+        ];
         let numbers = [
-            ("ts", Some(self.ts)),
-            ("endTs", self.end_ts),
-            ("dur", self.dur),
-            ("lastActivity", Some(self.last_activity)),
+            (json::member!("ts"), Some(self.ts)),
+            (json::member!("endTs"), self.end_ts),
+            (json::member!("dur"), self.dur),
+            (json::member!("lastActivity"), Some(self.last_activity)),
         ];
         for (name, value) in texts {
-            json::key(&mut out, name);
+            out.push_str(name);
             json::string(&mut out, value);
         }
         for (name, value) in numbers {
             if let Some(value) = value {
-                json::key(&mut out, name);
+                out.push_str(name);
                 json::int(&mut out, value);
             }
         }
-        json::key(&mut out, "adminAssisted");
+        out.push_str(json::member!("adminAssisted"));
         json::boolean(&mut out, self.admin_assisted);
         let admin = [
-            ("assistingAdminId", &self.assisting_admin_id),
-            ("assistingAdminName", &self.assisting_admin_name),
+            (json::member!("assistingAdminId"), &self.assisting_admin_id),
+            (
+                json::member!("assistingAdminName"),
+                &self.assisting_admin_name,
+            ),
         ];
         for (name, value) in admin {
             if let Some(value) = value {
-                json::key(&mut out, name);
+                out.push_str(name);
                 json::string(&mut out, value);
             }
         }
-        json::key(&mut out, "helpRequested");
+        out.push_str(json::member!("helpRequested"));
         json::boolean(&mut out, self.help_requested);
         let sums = [
-            ("totalTokens", self.total_tokens),
-            ("maxRespTime", self.max_resp_ms),
-            ("respSum", self.resp_sum),
-            ("respCount", self.resp_count),
+            (json::member!("totalTokens"), self.total_tokens),
+            (json::member!("maxRespTime"), self.max_resp_ms),
+            (json::member!("respSum"), self.resp_sum),
+            (json::member!("respCount"), self.resp_count),
         ];
         for (name, value) in sums {
-            json::key(&mut out, name);
+            out.push_str(name);
             json::int(&mut out, value);
         }
         if let Some(token) = &self.share_token {
-            json::key(&mut out, "shareToken");
+            out.push_str(json::member!("shareToken"));
             json::string(&mut out, token);
         }
-        for (name, value) in [("_ts", self.created_at), ("_mt", self.modified_at)] {
-            json::key(&mut out, name);
+        for (name, value) in [
+            (json::member!("_ts"), self.created_at),
+            (json::member!("_mt"), self.modified_at),
+        ] {
+            out.push_str(name);
             json::int(&mut out, value);
         }
-        json::key(&mut out, "msgCount");
+        out.push_str(json::member!("msgCount"));
         json::uint(&mut out, self.msg_count);
         if let Some(bytes) = self.msg_bytes {
-            json::key(&mut out, "msgBytes");
+            out.push_str(json::member!("msgBytes"));
             json::uint(&mut out, bytes);
         }
         out.push('}');
@@ -238,29 +247,35 @@ impl MessageRecord {
         }
         out.push_str("\"content\":");
         json::string(&mut out, &message.content);
-        json::key(&mut out, "ts");
+        out.push_str(json::member!("ts"));
         json::int(&mut out, message.at);
-        json::key(&mut out, "sender");
+        out.push_str(json::member!("sender"));
         json::string(&mut out, message.sender.as_str());
-        let files = [("fileId", &message.file_id), ("fileUrl", &message.file_url)];
+        let files = [
+            (json::member!("fileId"), &message.file_id),
+            (json::member!("fileUrl"), &message.file_url),
+        ];
         for (name, value) in files {
             if let Some(value) = value {
-                json::key(&mut out, name);
+                out.push_str(name);
                 json::string(&mut out, value);
             }
         }
         if !message.meta.is_empty() {
-            json::key(&mut out, "meta");
+            out.push_str(json::member!("meta"));
             let pairs = message.meta.iter().map(|(k, v)| (k.as_str(), v.as_str()));
             json::string_map(&mut out, pairs);
         }
         if let Some(model) = &message.model {
-            json::key(&mut out, "model");
+            out.push_str(json::member!("model"));
             json::string(&mut out, model);
         }
-        for (name, value) in [("tokens", message.tokens), ("respMs", message.resp_ms)] {
+        for (name, value) in [
+            (json::member!("tokens"), message.tokens),
+            (json::member!("respMs"), message.resp_ms),
+        ] {
             if let Some(value) = value {
-                json::key(&mut out, name);
+                out.push_str(name);
                 json::int(&mut out, value);
             }
         }
