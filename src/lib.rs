@@ -14,6 +14,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod hash;
 pub mod http;
 pub mod ids;
 pub mod json;

@@ -25,7 +25,6 @@
 mod order;
 mod store_op;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +36,7 @@ use crate::chat::jobs::{
     AppendOp, Continuation, Job, JobDone, JobId, LlmCall, Notice, Outcome, StoreOp, StoreReply,
     Work,
 };
+use crate::hash::IdMap;
 use crate::llm::{self, Abort, Catalog, LlmError, Request, Sink};
 use crate::metrics::instruments::Histogram;
 use crate::metrics::Metrics;
@@ -59,10 +59,10 @@ pub struct Executor {
     metrics: Arc<Metrics>,
     /// Every job submitted and not ended, queued appends included: what the chat core
     /// does with its outcome.
-    jobs: HashMap<JobId, Continuation>,
-    streams: HashMap<JobId, (CancelToken, Abort)>,
+    jobs: IdMap<JobId, Continuation>,
+    streams: IdMap<JobId, (CancelToken, Abort)>,
     /// The end of every store job in flight, for a job handed over at shutdown to wait on.
-    store_jobs: HashMap<JobId, Ended>,
+    store_jobs: IdMap<JobId, Ended>,
     appends_waiting: Vec<(JobId, AppendOp, Ending)>,
     appends_committing: bool,
     /// Jobs answered on the loop thread, in order, until the loop takes them: those that
@@ -86,9 +86,9 @@ impl Executor {
             stream_timeout,
             notifier,
             metrics,
-            jobs: HashMap::new(),
-            streams: HashMap::new(),
-            store_jobs: HashMap::new(),
+            jobs: IdMap::default(),
+            streams: IdMap::default(),
+            store_jobs: IdMap::default(),
             appends_waiting: Vec::new(),
             appends_committing: false,
             answered: Vec::new(),

@@ -28,7 +28,6 @@ mod takeover_routes;
 mod upload_routes;
 mod websocket;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +37,7 @@ use crate::chat::engine::{Chat, Settings};
 use crate::chat::protocol::ModelInfo;
 use crate::chat::ratelimit::RateLimiter;
 use crate::config::{Cidr, Config};
+use crate::hash::{IdMap, IdSet};
 use crate::http::cors::Cors;
 use crate::http::health::{Check, Healthz, Readiness};
 use crate::http::web::Web;
@@ -77,9 +77,9 @@ pub struct App {
     store: Arc<dyn Store>,
     models: Vec<ModelInfo>,
     default_model: String,
-    echo_sockets: HashSet<ConnId>,
+    echo_sockets: IdSet<ConnId>,
     /// Takeover requests waiting for the chat core's answer, by request number.
-    takeovers: HashMap<u64, Pending>,
+    takeovers: IdMap<u64, Pending>,
     next_takeover: u64,
     upgrading: Option<(ConnId, Upgrading)>,
     public_limiter: RateLimiter,
@@ -185,8 +185,8 @@ impl App {
             store,
             models,
             default_model,
-            echo_sockets: HashSet::new(),
-            takeovers: HashMap::new(),
+            echo_sockets: IdSet::default(),
+            takeovers: IdMap::default(),
             next_takeover: 0,
             upgrading: None,
             public_limiter: RateLimiter::new(PUBLIC_LIMIT, PUBLIC_WINDOW),

@@ -16,6 +16,7 @@ use super::requests::{lane_busy, too_many_requests};
 use super::{App, Done, Waiting};
 use crate::chat::ratelimit::RateLimiter;
 use crate::config::UploadsConfig;
+use crate::hash::IdMap;
 use crate::http::error;
 use crate::ids;
 use crate::metrics::Limiter;
@@ -42,7 +43,7 @@ pub(super) struct Uploads {
     max_concurrent: usize,
     limiter: RateLimiter,
     /// Bodies streaming to their job, by connection.
-    streams: HashMap<ConnId, InFlight>,
+    streams: IdMap<ConnId, InFlight>,
     /// Uploads in progress per user, until their job ends.
     per_user: HashMap<String, usize>,
 }
@@ -62,7 +63,7 @@ impl Uploads {
             url_ttl: config.url_ttl,
             max_concurrent: config.max_concurrent,
             limiter: RateLimiter::new(config.rate_limit, RATE_WINDOW),
-            streams: HashMap::new(),
+            streams: IdMap::default(),
             per_user: HashMap::new(),
         }
     }

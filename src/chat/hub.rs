@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use super::id::Id;
 use super::socket::{SocketId, Sockets};
 use super::stream::Delivery;
+use crate::hash::IdMap;
 
 /// The authenticated user behind a socket. The name is most often the id itself (a
 /// token without one): then both are one allocation.
@@ -70,7 +71,7 @@ impl SocketState {
 pub struct Hub {
     /// Boxed: the map's spare slots (up to half of them) then cost a pointer each, not
     /// a whole state (issue 18).
-    sockets: HashMap<SocketId, Box<SocketState>>,
+    sockets: IdMap<SocketId, Box<SocketState>>,
     /// Keyed by the id the sockets' users share.
     by_user: HashMap<Id, Sockets>,
     admins: Vec<SocketId>,

@@ -3,7 +3,7 @@
 //! by side). Every exchange sends four frames of a dozen strings each.
 
 use super::Outbound;
-use crate::json::{key, serialized, string};
+use crate::json::{member, serialized, string, string_map};
 
 impl Outbound<'_> {
     pub fn to_json(&self) -> String {
@@ -11,44 +11,36 @@ impl Outbound<'_> {
         out.push_str("{\"type\":");
         string(&mut out, self.kind);
         let texts = [
-            ("session_id", self.session_id),
-            ("content", self.content),
-            ("file_id", self.file_id),
-            ("file_url", self.file_url),
-            ("model_id", self.model_id),
+            (member!("session_id"), self.session_id),
+            (member!("content"), self.content),
+            (member!("file_id"), self.file_id),
+            (member!("file_url"), self.file_url),
+            (member!("model_id"), self.model_id),
         ];
         for (name, value) in texts {
             if let Some(value) = value {
-                key(&mut out, name);
+                out.push_str(name);
                 string(&mut out, value);
             }
         }
         if let Some(models) = self.models {
-            key(&mut out, "models");
+            out.push_str(member!("models"));
             serialized(&mut out, models);
         }
         if let Some(user_id) = self.user_id {
-            key(&mut out, "user_id");
+            out.push_str(member!("user_id"));
             string(&mut out, user_id);
         }
-        key(&mut out, "timestamp");
+        out.push_str(member!("timestamp"));
         string(&mut out, &self.timestamp);
-        key(&mut out, "sender");
+        out.push_str(member!("sender"));
         string(&mut out, self.sender);
         if !self.metadata.is_empty() {
-            key(&mut out, "metadata");
-            let mut separator = '{';
-            for (name, value) in &self.metadata {
-                out.push(separator);
-                separator = ',';
-                string(&mut out, name);
-                out.push(':');
-                string(&mut out, value);
-            }
-            out.push('}');
+            out.push_str(member!("metadata"));
+            string_map(&mut out, self.metadata.iter().map(|(k, v)| (*k, *v)));
         }
         if let Some(error) = &self.error {
-            key(&mut out, "error");
+            out.push_str(member!("error"));
             serialized(&mut out, error);
         }
         out.push('}');

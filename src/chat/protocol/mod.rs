@@ -3,8 +3,10 @@
 //! rest of the domain only ever sees well-formed values; outbound frames always carry a
 //! real UTC `timestamp` and omit empty optional fields.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use members::{Member, Members};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -12,6 +14,7 @@ use crate::store::{Millis, Sender};
 use crate::time;
 
 mod encode;
+mod members;
 
 /// `error.code` values of the error frame (spec/websocket.md §Error frame).
 pub mod code {
@@ -143,11 +146,11 @@ fn validation_failed() -> Rejection {
 
 /// Parses and validates one inbound text frame.
 pub fn parse_inbound(text: &str, now: Millis) -> Result<Inbound, Rejection> {
-    let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(text) else {
+    let Ok(members) = serde_json::from_str::<Members>(text) else {
         return Err(Rejection::invalid("Invalid message format"));
     };
-    let kind = match fields.get("type") {
-        Some(Value::String(name)) => {
+    let kind = match &members.kind {
+        Member::Text(name) => {
             let name = sanitize(name);
             Kind::parse(&name).ok_or_else(|| {
                 Rejection::invalid(format!(
@@ -155,30 +158,30 @@ pub fn parse_inbound(text: &str, now: Millis) -> Result<Inbound, Rejection> {
                 ))
             })?
         }
-        None | Some(Value::Null) => return Err(Rejection::missing("type")),
-        Some(_) => return Err(Rejection::invalid("Invalid message format")),
+        Member::Absent => return Err(Rejection::missing("type")),
+        Member::Other => return Err(Rejection::invalid("Invalid message format")),
     };
-    let mut text_field = |name: &str, limit: usize| -> Result<Option<String>, Rejection> {
-        match fields.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(raw)) => {
-                let clean = sanitize(&raw);
+    let text_field = |member: &Member, limit: usize| -> Result<Option<String>, Rejection> {
+        match member {
+            Member::Absent => Ok(None),
+            Member::Text(raw) => {
+                let clean = sanitize(raw);
                 if clean.len() > limit {
                     Err(validation_failed())
                 } else {
-                    Ok((!clean.is_empty()).then_some(clean))
+                    Ok((!clean.is_empty()).then(|| clean.into_owned()))
                 }
             }
-            Some(_) => Err(validation_failed()),
+            Member::Other => Err(validation_failed()),
         }
     };
-    let session_id = text_field("session_id", MAX_SESSION_ID)?;
-    let content = text_field("content", MAX_CONTENT)?;
-    let file_id = text_field("file_id", MAX_FILE_ID)?;
-    let file_url = text_field("file_url", MAX_FILE_URL)?;
-    let model_id = text_field("model_id", MAX_MODEL_ID)?;
-    let timestamp = text_field("timestamp", 64)?;
-    let sender = text_field("sender", 16)?;
+    let session_id = text_field(&members.session_id, MAX_SESSION_ID)?;
+    let content = text_field(&members.content, MAX_CONTENT)?;
+    let file_id = text_field(&members.file_id, MAX_FILE_ID)?;
+    let file_url = text_field(&members.file_url, MAX_FILE_URL)?;
+    let model_id = text_field(&members.model_id, MAX_MODEL_ID)?;
+    let timestamp = text_field(&members.timestamp, 64)?;
+    let sender = text_field(&members.sender, 16)?;
     let at = match timestamp {
         None => now,
         Some(stamp) => match time::parse_rfc3339(&stamp) {
@@ -190,10 +193,10 @@ pub fn parse_inbound(text: &str, now: Millis) -> Result<Inbound, Rejection> {
         None => Sender::User,
         Some(name) => Sender::parse(&name).ok_or_else(validation_failed)?,
     };
-    let metadata = match fields.remove("metadata") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(map)) => metadata(map)?,
-        Some(_) => return Err(validation_failed()),
+    let metadata = match members.metadata {
+        Value::Null => BTreeMap::new(),
+        Value::Object(map) => metadata(map)?,
+        _ => return Err(validation_failed()),
     };
     Ok(Inbound {
         kind,
@@ -220,10 +223,10 @@ fn metadata(map: Map<String, Value>) -> Result<BTreeMap<String, String>, Rejecti
     for (key, value) in map {
         let value = match value {
             Value::Null => continue,
-            Value::String(text) => sanitize(&text),
-            other => sanitize(&other.to_string()),
+            Value::String(text) => sanitize(&text).into_owned(),
+            other => sanitize(&other.to_string()).into_owned(),
         };
-        let key = sanitize(&key);
+        let key = sanitize(&key).into_owned();
         total += key.len() + value.len();
         if value.len() > MAX_METADATA_VALUE
             || key.is_empty()
@@ -237,12 +240,13 @@ fn metadata(map: Map<String, Value>) -> Result<BTreeMap<String, String>, Rejecti
     Ok(out)
 }
 
-fn sanitize(raw: &str) -> String {
+/// Trimmed, NUL bytes stripped; a copy only when there are NUL bytes to strip.
+fn sanitize(raw: &str) -> Cow<'_, str> {
     let trimmed = raw.trim();
     if trimmed.contains('\0') {
-        trimmed.replace('\0', "").trim().to_owned()
+        Cow::Owned(trimmed.replace('\0', "").trim().to_owned())
     } else {
-        trimmed.to_owned()
+        Cow::Borrowed(trimmed)
     }
 }
 

@@ -5,7 +5,7 @@
 use redb::{ReadTransaction, ReadableDatabase};
 
 use super::journal::{Journal, Shared};
-use super::records::{encode, MessageRecord, SessionRecord};
+use super::records::{MessageRecord, SessionRecord};
 use super::tables::load;
 use super::wal::Entry;
 use super::{db_err, SESSIONS};
@@ -64,7 +64,7 @@ impl Staged<'_> {
         if new.msg_count >= append.max_messages as u64 {
             return Err(StoreError::SessionFull);
         }
-        let row = encode(&MessageRecord::from_message(message))?;
+        let row = MessageRecord::json_of(message);
         let held = match new.msg_bytes {
             Some(bytes) => bytes,
             None => self.stored_bytes(id, new.msg_count)?,

@@ -8,11 +8,6 @@ use serde::{Deserialize, Serialize};
 use crate::json;
 use crate::store::{Append, AssistingAdmin, Message, Millis, Result, Sender, Session, StoreError};
 
-pub(super) fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
-    // Serialising these plain structs only fails on a bug, but a write can report it.
-    serde_json::to_vec(record).map_err(|err| StoreError::Unavailable(format!("encoding: {err}")))
-}
-
 pub(super) fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8], id: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt(format!("session {id}: {err}")))
 }
@@ -117,59 +112,68 @@ impl SessionRecord {
         let mut out = String::with_capacity(320);
         out.push_str("{\"uid\":");
         json::string(&mut out, &self.uid);
-        let texts = [("nm", &self.nm), ("modelId", &self.model_id)];
+        let texts = [
+            (json::member!("nm"), &self.nm),
+            (json::member!("modelId"), &self.model_id),
+        ];
         let numbers = [
-            ("ts", Some(self.ts)),
-            ("endTs", self.end_ts),
-            ("dur", self.dur),
-            ("lastActivity", Some(self.last_activity)),
+            (json::member!("ts"), Some(self.ts)),
+            (json::member!("endTs"), self.end_ts),
+            (json::member!("dur"), self.dur),
+            (json::member!("lastActivity"), Some(self.last_activity)),
         ];
         for (name, value) in texts {
-            json::key(&mut out, name);
+            out.push_str(name);
             json::string(&mut out, value);
         }
         for (name, value) in numbers {
             if let Some(value) = value {
-                json::key(&mut out, name);
+                out.push_str(name);
                 json::int(&mut out, value);
             }
         }
-        json::key(&mut out, "adminAssisted");
+        out.push_str(json::member!("adminAssisted"));
         json::boolean(&mut out, self.admin_assisted);
         let admin = [
-            ("assistingAdminId", &self.assisting_admin_id),
-            ("assistingAdminName", &self.assisting_admin_name),
+            (json::member!("assistingAdminId"), &self.assisting_admin_id),
+            (
+                json::member!("assistingAdminName"),
+                &self.assisting_admin_name,
+            ),
         ];
         for (name, value) in admin {
             if let Some(value) = value {
-                json::key(&mut out, name);
+                out.push_str(name);
                 json::string(&mut out, value);
             }
         }
-        json::key(&mut out, "helpRequested");
+        out.push_str(json::member!("helpRequested"));
         json::boolean(&mut out, self.help_requested);
         let sums = [
-            ("totalTokens", self.total_tokens),
-            ("maxRespTime", self.max_resp_ms),
-            ("respSum", self.resp_sum),
-            ("respCount", self.resp_count),
+            (json::member!("totalTokens"), self.total_tokens),
+            (json::member!("maxRespTime"), self.max_resp_ms),
+            (json::member!("respSum"), self.resp_sum),
+            (json::member!("respCount"), self.resp_count),
         ];
         for (name, value) in sums {
-            json::key(&mut out, name);
+            out.push_str(name);
             json::int(&mut out, value);
         }
         if let Some(token) = &self.share_token {
-            json::key(&mut out, "shareToken");
+            out.push_str(json::member!("shareToken"));
             json::string(&mut out, token);
         }
-        for (name, value) in [("_ts", self.created_at), ("_mt", self.modified_at)] {
-            json::key(&mut out, name);
+        for (name, value) in [
+            (json::member!("_ts"), self.created_at),
+            (json::member!("_mt"), self.modified_at),
+        ] {
+            out.push_str(name);
             json::int(&mut out, value);
         }
-        json::key(&mut out, "msgCount");
+        out.push_str(json::member!("msgCount"));
         json::uint(&mut out, self.msg_count);
         if let Some(bytes) = self.msg_bytes {
-            json::key(&mut out, "msgBytes");
+            out.push_str(json::member!("msgBytes"));
             json::uint(&mut out, bytes);
         }
         out.push('}');
@@ -229,19 +233,54 @@ pub(super) struct MessageRecord {
 }
 
 impl MessageRecord {
-    pub(super) fn from_message(message: &Message) -> MessageRecord {
-        MessageRecord {
-            id: message.id.clone(),
-            content: message.content.clone(),
-            ts: message.at,
-            sender: message.sender.as_str().to_owned(),
-            file_id: message.file_id.clone(),
-            file_url: message.file_url.clone(),
-            meta: message.meta.clone(),
-            model: message.model.clone(),
-            tokens: message.tokens,
-            resp_ms: message.resp_ms,
+    /// A message's row: this record as serde_json writes it (the tests hold the two
+    /// equal), by hand and straight from the message, without a copy of its fields.
+    /// Two are written per exchange, on the store lane, and serde_json's escaping of
+    /// every key was the larger part of them.
+    pub(super) fn json_of(message: &Message) -> Vec<u8> {
+        let mut out = String::with_capacity(160 + message.content.len());
+        out.push('{');
+        if let Some(id) = &message.id {
+            out.push_str("\"id\":");
+            json::string(&mut out, id);
+            out.push(',');
         }
+        out.push_str("\"content\":");
+        json::string(&mut out, &message.content);
+        out.push_str(json::member!("ts"));
+        json::int(&mut out, message.at);
+        out.push_str(json::member!("sender"));
+        json::string(&mut out, message.sender.as_str());
+        let files = [
+            (json::member!("fileId"), &message.file_id),
+            (json::member!("fileUrl"), &message.file_url),
+        ];
+        for (name, value) in files {
+            if let Some(value) = value {
+                out.push_str(name);
+                json::string(&mut out, value);
+            }
+        }
+        if !message.meta.is_empty() {
+            out.push_str(json::member!("meta"));
+            let pairs = message.meta.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            json::string_map(&mut out, pairs);
+        }
+        if let Some(model) = &message.model {
+            out.push_str(json::member!("model"));
+            json::string(&mut out, model);
+        }
+        for (name, value) in [
+            (json::member!("tokens"), message.tokens),
+            (json::member!("respMs"), message.resp_ms),
+        ] {
+            if let Some(value) = value {
+                out.push_str(name);
+                json::int(&mut out, value);
+            }
+        }
+        out.push('}');
+        out.into_bytes()
     }
 
     pub(super) fn into_message(self, session_id: &str) -> Result<Message> {
@@ -300,6 +339,48 @@ mod tests {
         full.msg_bytes = None;
         for record in [&fresh, &full] {
             assert_eq!(record.to_json(), serde_json::to_vec(record).unwrap());
+        }
+    }
+
+    /// The record serde_json wrote rows from, before they were written by hand.
+    fn derived(message: &Message) -> MessageRecord {
+        MessageRecord {
+            id: message.id.clone(),
+            content: message.content.clone(),
+            ts: message.at,
+            sender: message.sender.as_str().to_owned(),
+            file_id: message.file_id.clone(),
+            file_url: message.file_url.clone(),
+            meta: message.meta.clone(),
+            model: message.model.clone(),
+            tokens: message.tokens,
+            resp_ms: message.resp_ms,
+        }
+    }
+
+    #[test]
+    fn message_rows_are_written_as_serde_json_writes_them() {
+        let awkward = "quote \" back\\slash\ttab\nline\u{1}\u{7f} ünï 🚀 </script>";
+        let plain = Message::new("fedcba9876543210", Sender::User, "hello", 1_795_642_840_123);
+        let old = Message {
+            id: None,
+            ..Message::new("", Sender::Admin, "", -5)
+        };
+        let full = Message {
+            file_id: Some("f\"1".into()),
+            file_url: Some("https://x.test/a b?c=\"d\"".into()),
+            meta: BTreeMap::from([
+                ("streaming".into(), "true".into()),
+                (awkward.into(), awkward.into()),
+            ]),
+            model: Some("gpt \"4\"".into()),
+            tokens: Some(i64::MIN),
+            resp_ms: Some(i64::MAX),
+            ..Message::new(awkward, Sender::Ai, awkward, 0)
+        };
+        for message in [&plain, &old, &full] {
+            let row = MessageRecord::json_of(message);
+            assert_eq!(row, serde_json::to_vec(&derived(message)).unwrap());
         }
     }
 }

@@ -256,15 +256,27 @@ fn new_file(dir: &Path, generation: u64) -> io::Result<File> {
     Ok(file)
 }
 
-/// CRC-32 (IEEE), table-driven: catches a torn or damaged record.
+/// CRC-32 (IEEE): catches a torn or damaged record. Every append's payload (its row and
+/// session record, ~500 bytes) goes through it on the store lane, so it takes eight bytes
+/// a step (slice-by-8), a third of the instructions of a byte a step (callgrind).
 fn crc32(bytes: &[u8]) -> u32 {
-    !bytes.iter().fold(!0_u32, |crc, &byte| {
-        CRC_TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8)
+    let (words, tail) = bytes.as_chunks::<8>();
+    let mut crc = !0_u32;
+    for &word in words {
+        let x = (u64::from_le_bytes(word) ^ u64::from(crc)).to_le_bytes();
+        let t = |k: usize, byte: u8| CRC_TABLES[k][usize::from(byte)];
+        crc = t(7, x[0]) ^ t(6, x[1]) ^ t(5, x[2]) ^ t(4, x[3]);
+        crc ^= t(3, x[4]) ^ t(2, x[5]) ^ t(1, x[6]) ^ t(0, x[7]);
+    }
+    !tail.iter().fold(crc, |crc, &byte| {
+        CRC_TABLES[0][usize::from((crc as u8) ^ byte)] ^ (crc >> 8)
     })
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0_u32; 256];
+/// `CRC_TABLES[0]` is the byte-at-a-time table; `CRC_TABLES[k]` advances a byte's CRC
+/// past `k` more zero bytes, so that eight table reads take a whole 8-byte word.
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut tables = [[0_u32; 256]; 8];
     let mut n = 0;
     while n < 256 {
         let mut crc = n as u32;
@@ -277,10 +289,20 @@ const CRC_TABLE: [u32; 256] = {
             };
             bit += 1;
         }
-        table[n] = crc;
+        tables[0][n] = crc;
         n += 1;
     }
-    table
+    let mut k = 1;
+    while k < 8 {
+        let mut n = 0;
+        while n < 256 {
+            let previous = tables[k - 1][n];
+            tables[k][n] = (previous >> 8) ^ tables[0][(previous & 0xff) as usize];
+            n += 1;
+        }
+        k += 1;
+    }
+    tables
 };
 
 #[cfg(test)]
@@ -308,6 +330,18 @@ mod tests {
     #[test]
     fn crc_is_the_ieee_one() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        // A bit at a time, as the standard defines it, at every length around the words.
+        let bitwise = |bytes: &[u8]| {
+            !bytes.iter().fold(!0_u32, |crc, &byte| {
+                (0..8).fold(crc ^ u32::from(byte), |crc, _| {
+                    (crc >> 1) ^ (0xEDB8_8320 & 0_u32.wrapping_sub(crc & 1))
+                })
+            })
+        };
+        let bytes: Vec<u8> = (0..200_u32).map(|n| (n * 167 + 13) as u8).collect();
+        for len in 0..bytes.len() {
+            assert_eq!(crc32(&bytes[..len]), bitwise(&bytes[..len]), "{len} bytes");
+        }
     }
 
     #[test]
