@@ -109,6 +109,11 @@ fn sigkill_mid_reply_then_a_reconnect_to_another_pod_gets_what_streamed_and_it_i
     let (_mock, first, second) = setup(&cluster, &[]);
     let (laptop, frames, message_id) = start_reply(&first, 3);
     let session = laptop.session_id.clone();
+    // Killed once its three chunks are in the reply stream (the start and three), not
+    // merely on the laptop: a chunk still in the publisher's queue dies with the pod.
+    cluster
+        .redis
+        .wait_stream(&format!("chatbox:reply:{session}"), 4);
     first.kill();
 
     let text: String = frames.iter().map(|(_, text)| text.as_str()).collect();

@@ -62,21 +62,30 @@ impl RedisServer {
 
     /// Waits until `channel` has `count` subscribers (one per pod that needs it).
     pub fn wait_subscribers(&self, channel: &str, count: usize) {
-        let mut connection = self.connection();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        self.wait_for(&format!("{count} subscribers of {channel}"), |connection| {
             let found: Vec<(String, usize)> = redis::cmd("PUBSUB")
                 .arg("NUMSUB")
                 .arg(channel)
-                .query(&mut connection)
+                .query(connection)
                 .expect("PUBSUB NUMSUB");
-            if found.first().map(|(_, n)| *n) == Some(count) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{channel} has {found:?} subscribers, want {count}"
-            );
+            found.first().map(|(_, n)| *n) == Some(count)
+        });
+    }
+
+    /// Waits until the stream `key` holds at least `count` entries.
+    pub fn wait_stream(&self, key: &str, count: usize) {
+        self.wait_for(&format!("{count} entries in {key}"), |connection| {
+            let len: usize = redis::cmd("XLEN").arg(key).query(connection).expect("XLEN");
+            len >= count
+        });
+    }
+
+    /// Asks `done` every 10 ms for up to 20 s; fails the test naming `what` after that.
+    fn wait_for(&self, what: &str, mut done: impl FnMut(&mut redis::Connection) -> bool) {
+        let mut connection = self.connection();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&mut connection) {
+            assert!(Instant::now() < deadline, "no {what} after 20 s");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
