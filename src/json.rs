@@ -29,6 +29,33 @@ pub fn string(out: &mut String, value: &str) {
     }
 }
 
+/// Members that may be absent, in the order given: each present one as `,"name":value`,
+/// as serde_json writes an `Option` skipped when `None`. `name` is a [`member!`].
+pub fn optional_strings<'a>(
+    out: &mut String,
+    members: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
+) {
+    for (name, value) in members {
+        if let Some(value) = value {
+            out.push_str(name);
+            string(out, value);
+        }
+    }
+}
+
+/// As [`optional_strings`], for numbers.
+pub fn optional_ints(
+    out: &mut String,
+    members: impl IntoIterator<Item = (&'static str, Option<i64>)>,
+) {
+    for (name, value) in members {
+        if let Some(value) = value {
+            out.push_str(name);
+            int(out, value);
+        }
+    }
+}
+
 /// An object of strings, in the order given (a `BTreeMap`'s, as serde_json writes it).
 pub fn string_map<'a>(out: &mut String, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
     out.push('{');

@@ -3,7 +3,7 @@
 //! by side). Every exchange sends four frames of a dozen strings each.
 
 use super::Outbound;
-use crate::json::{member, serialized, string, string_map};
+use crate::json::{member, optional_strings, serialized, string, string_map};
 
 impl Outbound<'_> {
     pub fn to_json(&self) -> String {
@@ -17,12 +17,7 @@ impl Outbound<'_> {
             (member!("file_url"), self.file_url),
             (member!("model_id"), self.model_id),
         ];
-        for (name, value) in texts {
-            if let Some(value) = value {
-                out.push_str(name);
-                string(&mut out, value);
-            }
-        }
+        optional_strings(&mut out, texts);
         if let Some(models) = self.models {
             out.push_str(member!("models"));
             serialized(&mut out, models);

@@ -126,27 +126,20 @@ impl SessionRecord {
             out.push_str(name);
             json::string(&mut out, value);
         }
-        for (name, value) in numbers {
-            if let Some(value) = value {
-                out.push_str(name);
-                json::int(&mut out, value);
-            }
-        }
+        json::optional_ints(&mut out, numbers);
         out.push_str(json::member!("adminAssisted"));
         json::boolean(&mut out, self.admin_assisted);
         let admin = [
-            (json::member!("assistingAdminId"), &self.assisting_admin_id),
+            (
+                json::member!("assistingAdminId"),
+                self.assisting_admin_id.as_deref(),
+            ),
             (
                 json::member!("assistingAdminName"),
-                &self.assisting_admin_name,
+                self.assisting_admin_name.as_deref(),
             ),
         ];
-        for (name, value) in admin {
-            if let Some(value) = value {
-                out.push_str(name);
-                json::string(&mut out, value);
-            }
-        }
+        json::optional_strings(&mut out, admin);
         out.push_str(json::member!("helpRequested"));
         json::boolean(&mut out, self.help_requested);
         let sums = [
@@ -252,15 +245,10 @@ impl MessageRecord {
         out.push_str(json::member!("sender"));
         json::string(&mut out, message.sender.as_str());
         let files = [
-            (json::member!("fileId"), &message.file_id),
-            (json::member!("fileUrl"), &message.file_url),
+            (json::member!("fileId"), message.file_id.as_deref()),
+            (json::member!("fileUrl"), message.file_url.as_deref()),
         ];
-        for (name, value) in files {
-            if let Some(value) = value {
-                out.push_str(name);
-                json::string(&mut out, value);
-            }
-        }
+        json::optional_strings(&mut out, files);
         if !message.meta.is_empty() {
             out.push_str(json::member!("meta"));
             let pairs = message.meta.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -270,15 +258,11 @@ impl MessageRecord {
             out.push_str(json::member!("model"));
             json::string(&mut out, model);
         }
-        for (name, value) in [
+        let numbers = [
             (json::member!("tokens"), message.tokens),
             (json::member!("respMs"), message.resp_ms),
-        ] {
-            if let Some(value) = value {
-                out.push_str(name);
-                json::int(&mut out, value);
-            }
-        }
+        ];
+        json::optional_ints(&mut out, numbers);
         out.push('}');
         out.into_bytes()
     }
