@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod bench;
 pub mod bus;
 pub mod chat;

@@ -23,9 +23,9 @@ mod topic;
 use std::fmt;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
+use crate::background;
 use crate::ids;
 use crate::metrics::Metrics;
 pub use claim::{Claim, Claims};
@@ -140,10 +140,7 @@ impl Bus {
             metrics: Arc::clone(&metrics),
             report: Arc::clone(&report),
         };
-        thread::Builder::new()
-            .name("redis-pub".into())
-            .spawn(move || publisher.run())
-            .map_err(BusError::Thread)?;
+        background::spawn("redis-pub".into(), move || publisher.run()).map_err(BusError::Thread)?;
         let (leases, queue) = sync_channel(LEASE_QUEUE);
         let leaser = Leaser {
             client: client.clone(),
@@ -152,10 +149,7 @@ impl Bus {
             metrics: Arc::clone(&metrics),
             report: Arc::clone(&report),
         };
-        thread::Builder::new()
-            .name("redis-lease".into())
-            .spawn(move || leaser.run())
-            .map_err(BusError::Thread)?;
+        background::spawn("redis-lease".into(), move || leaser.run()).map_err(BusError::Thread)?;
         let claims = Arc::new(Claims::new(client.clone()));
         let subscriber = Subscriber {
             client,
@@ -164,9 +158,7 @@ impl Bus {
             metrics: Arc::clone(&metrics),
             deliver: Arc::clone(&report),
         };
-        thread::Builder::new()
-            .name("redis-sub".into())
-            .spawn(move || subscriber.run())
+        background::spawn("redis-sub".into(), move || subscriber.run())
             .map_err(BusError::Thread)?;
         log::info!("redis: cross-pod delivery on, this pod is {pod}");
         Ok(Bus {

@@ -5,7 +5,15 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-type Flag = Arc<(Mutex<bool>, Condvar)>;
+type Flag = Arc<(Mutex<State>, Condvar)>;
+
+#[derive(Default)]
+struct State {
+    ended: bool,
+    /// Threads in `Ended::wait`. Nearly every job ends with nobody waiting (waiting is for
+    /// shutdown), and a notification costs a system call even then: two per chat exchange.
+    waiters: usize,
+}
 
 /// Waits for a job's end; cheap to clone.
 #[derive(Clone)]
@@ -17,25 +25,32 @@ pub struct Ended(Flag);
 pub struct Ending(Flag);
 
 pub fn pair() -> (Ended, Ending) {
-    let flag = Arc::new((Mutex::new(false), Condvar::new()));
+    let flag = Arc::new((Mutex::new(State::default()), Condvar::new()));
     (Ended(Arc::clone(&flag)), Ending(flag))
 }
 
 impl Ended {
     pub fn wait(&self) {
-        let (ended, changed) = &*self.0;
-        let mut ended = ended.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*ended {
-            ended = changed.wait(ended).unwrap_or_else(PoisonError::into_inner);
+        let (state, changed) = &*self.0;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.waiters += 1;
+        while !state.ended {
+            state = changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
+        state.waiters -= 1;
     }
 }
 
 impl Drop for Ending {
     fn drop(&mut self) {
-        let (ended, changed) = &*self.0;
-        *ended.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        changed.notify_all();
+        let (state, changed) = &*self.0;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.ended = true;
+        let waited = state.waiters > 0;
+        drop(state);
+        if waited {
+            changed.notify_all();
+        }
     }
 }
 

@@ -12,17 +12,18 @@
 //! and so stops reading its upstream.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{
-    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
-};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Instant;
+
+use crate::background;
 
 /// The sending half of the completion channel; every lane worker holds a clone.
 ///
@@ -206,15 +207,65 @@ struct Stats {
     rejected: AtomicU64,
 }
 
+/// A lane's jobs and the workers waiting for them, under one lock.
+///
+/// Idle workers wait on one condition variable and are woken one at a time: a
+/// submission wakes a worker only when no wake-up is already on its way, and a woken
+/// worker that leaves jobs behind wakes the next. A burst of jobs submitted in one loop
+/// turn so costs one wake-up when one worker can run them all (a quick job, or a core
+/// taken by the loop), and still spreads over as many workers as are free when each
+/// job blocks. Every wake-up is a system call and, on a busy core, a context switch;
+/// waking a worker per job (or sharing a receiver behind a mutex, which wakes the next
+/// waiter each time one takes a job) costs those for workers that find nothing to do.
+struct Queue<T> {
+    state: Mutex<Waiting<T>>,
+    work: Condvar,
+}
+
+struct Waiting<T> {
+    jobs: VecDeque<Job<T>>,
+    /// Workers blocked on `work`, the woken ones until they run. Each may take a job
+    /// beyond the queue's capacity.
+    idle: usize,
+    /// Of those, woken and not yet running: at most one, so that a burst wakes workers
+    /// one after the other, each only if the one before left work behind.
+    woken: usize,
+    /// False once shutdown began: nothing more is taken, the queue is run to its end.
+    open: bool,
+}
+
+impl<T> Waiting<T> {
+    /// Whether a sleeping worker should be woken for the jobs queued: some are, nobody
+    /// is on the way, and somebody is asleep. Counts the wake-up it asks for.
+    fn wake_one(&mut self) -> bool {
+        let wake = !self.jobs.is_empty() && self.woken == 0 && self.idle > 0;
+        self.woken += usize::from(wake);
+        wake
+    }
+}
+
+impl<T> Queue<T> {
+    fn lock(&self) -> MutexGuard<'_, Waiting<T>> {
+        // Nothing panics while holding the lock, so a poisoned one still guards a sound queue.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops taking jobs and wakes every idle worker to run the rest and exit.
+    fn close(&self) {
+        self.lock().open = false;
+        self.work.notify_all();
+    }
+}
+
 /// N worker threads behind a bounded queue.
 ///
 /// Dropping a lane without [`Lane::shutdown`] still lets its workers finish the queued
 /// jobs, but nobody waits for them.
 pub struct Lane<T> {
     name: &'static str,
-    /// `None` once shutdown began; dropping the only sender is what tells idle workers
-    /// to exit after the queue is empty.
-    jobs: Option<SyncSender<Job<T>>>,
+    queue: Arc<Queue<T>>,
+    /// Jobs that may wait for a worker.
+    capacity: usize,
     workers: Vec<JoinHandle<()>>,
     /// Never carries a message: every worker holds a sender and drops it on exit, so
     /// "disconnected" means all workers are done. This gives shutdown a join with a
@@ -224,8 +275,9 @@ pub struct Lane<T> {
 }
 
 impl<T: Send + 'static> Lane<T> {
-    /// Starts `threads` workers named `lane-{name}-{i}`. `queue_capacity` counts jobs
-    /// waiting for a worker (0 means a job is accepted only when a worker is idle).
+    /// Starts `threads` workers named `lane-{name}-{i}` (see [`crate::background`]).
+    /// `queue_capacity` counts jobs waiting for a worker (0 means a job is accepted only
+    /// when a worker is idle).
     pub fn new(
         name: &'static str,
         threads: usize,
@@ -238,35 +290,42 @@ impl<T: Send + 'static> Lane<T> {
                 format!("lane {name}: needs at least one thread"),
             ));
         }
-        let (jobs, rx) = sync_channel(queue_capacity);
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(Queue {
+            state: Mutex::new(Waiting {
+                jobs: VecDeque::new(),
+                idle: 0,
+                woken: 0,
+                open: true,
+            }),
+            work: Condvar::new(),
+        });
         let (exit_tx, exited) = sync_channel(0);
         let stats = Arc::new(Stats::default());
-        // On a spawn error `jobs` is dropped on return, so workers already started exit.
-        let workers = (0..threads)
-            .map(|i| {
-                let worker = Worker {
-                    lane: name,
-                    jobs: Arc::clone(&rx),
-                    ctx: JobContext {
-                        completions: completions.clone(),
-                        cancel: CancelToken::default(),
-                    },
-                    stats: Arc::clone(&stats),
-                    _alive: exit_tx.clone(),
-                };
-                thread::Builder::new()
-                    .name(format!("lane-{name}-{i}"))
-                    .spawn(move || worker.run())
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        Ok(Lane {
+        let mut lane = Lane {
             name,
-            jobs: Some(jobs),
-            workers,
+            queue,
+            capacity: queue_capacity,
+            workers: Vec::with_capacity(threads),
             exited,
             stats,
-        })
+        };
+        // On a spawn error `lane` is dropped on return, which closes the queue, so the
+        // workers already started exit.
+        for i in 0..threads {
+            let worker = Worker {
+                lane: name,
+                queue: Arc::clone(&lane.queue),
+                ctx: JobContext {
+                    completions: completions.clone(),
+                    cancel: CancelToken::default(),
+                },
+                stats: Arc::clone(&lane.stats),
+                _alive: exit_tx.clone(),
+            };
+            let thread = background::spawn(format!("lane-{name}-{i}"), move || worker.run())?;
+            lane.workers.push(thread);
+        }
+        Ok(lane)
     }
 
     /// Queues `work` without ever blocking.
@@ -278,28 +337,29 @@ impl<T: Send + 'static> Lane<T> {
     where
         F: FnOnce(&JobContext<T>) + Send + 'static,
     {
-        let jobs = self.jobs.as_ref().ok_or(LaneError::Closed)?;
         let cancel = CancelToken::default();
-        let job = Job {
+        let mut waiting = self.queue.lock();
+        if !waiting.open {
+            return Err(LaneError::Closed);
+        }
+        if waiting.jobs.len() >= self.capacity + waiting.idle {
+            drop(waiting);
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(LaneError::Busy);
+        }
+        waiting.jobs.push_back(Job {
             work: Box::new(work),
             if_lost,
             cancel: cancel.clone(),
-        };
-        // Counted before sending: a worker may dequeue (and decrement) before we return.
+        });
+        // Counted under the lock: a worker decrements it only after taking the job.
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match jobs.try_send(job) {
-            Ok(()) => Ok(cancel),
-            Err(err) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                match err {
-                    TrySendError::Full(_) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        Err(LaneError::Busy)
-                    }
-                    TrySendError::Disconnected(_) => Err(LaneError::Closed),
-                }
-            }
+        let wake = waiting.wake_one();
+        drop(waiting);
+        if wake {
+            self.queue.work.notify_one();
         }
+        Ok(cancel)
     }
 
     /// Jobs accepted but not yet started; with the two below, what `/metrics` shows.
@@ -327,7 +387,7 @@ impl<T: Send + 'static> Lane<T> {
     /// between calls rather than block here for the whole drain period. Calling it again
     /// after `false` keeps waiting.
     pub fn shutdown(&mut self, deadline: Instant) -> bool {
-        self.jobs = None;
+        self.queue.close();
         let wait = deadline.saturating_duration_since(Instant::now());
         if let Err(RecvTimeoutError::Timeout) = self.exited.recv_timeout(wait) {
             return false;
@@ -342,9 +402,15 @@ impl<T: Send + 'static> Lane<T> {
     }
 }
 
+impl<T> Drop for Lane<T> {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
 struct Worker<T> {
     lane: &'static str,
-    jobs: Arc<Mutex<Receiver<Job<T>>>>,
+    queue: Arc<Queue<T>>,
     /// One context per worker, re-pointed at each job's cancel token.
     ctx: JobContext<T>,
     stats: Arc<Stats>,
@@ -354,24 +420,12 @@ struct Worker<T> {
 
 impl<T> Worker<T> {
     fn run(mut self) {
-        loop {
-            // The lock is held only while receiving; idle workers sleep on the mutex or
-            // in `recv`, never spin. Nothing panics while holding it, so a poisoned lock
-            // still guards a sound receiver.
-            let next = self
-                .jobs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .recv();
-            // Disconnected: shutdown began and the queue is empty.
-            let Ok(Job {
-                work,
-                if_lost,
-                cancel,
-            }) = next
-            else {
-                return;
-            };
+        while let Some(Job {
+            work,
+            if_lost,
+            cancel,
+        }) = self.next()
+        {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.busy.fetch_add(1, Ordering::Relaxed);
             self.ctx.cancel = cancel;
@@ -385,6 +439,36 @@ impl<T> Worker<T> {
                 let _ = self.ctx.complete(if_lost);
             }
             self.stats.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The next job, sleeping while there is none; `None` once the lane is shut down
+    /// and its queue is empty.
+    fn next(&self) -> Option<Job<T>> {
+        let mut waiting = self.queue.lock();
+        loop {
+            if let Some(job) = waiting.jobs.pop_front() {
+                // Jobs left behind go to a sleeping worker: this one may block on its job.
+                let wake = waiting.wake_one();
+                drop(waiting);
+                if wake {
+                    self.queue.work.notify_one();
+                }
+                return Some(job);
+            }
+            if !waiting.open {
+                return None;
+            }
+            waiting.idle += 1;
+            waiting = self
+                .queue
+                .work
+                .wait(waiting)
+                .unwrap_or_else(PoisonError::into_inner);
+            waiting.idle -= 1;
+            // A spurious wake-up may come first and take the count: the notified worker
+            // then wakes anyway and finds it at zero, which costs at most one extra wake.
+            waiting.woken = waiting.woken.saturating_sub(1);
         }
     }
 }

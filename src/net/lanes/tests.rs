@@ -3,6 +3,7 @@
 use super::*;
 use mio::{Events, Poll, Token};
 use std::sync::mpsc;
+use std::thread;
 use std::time::Duration;
 
 const WAKE: Token = Token(7);
@@ -209,5 +210,42 @@ fn complete_reports_loop_gone() {
     lane.try_submit(move |ctx| result_tx.send(ctx.complete(1)).unwrap(), -1)
         .unwrap();
     assert_eq!(result.recv_timeout(GUARD).unwrap(), Err(LoopGone));
+    assert!(lane.shutdown(Instant::now() + GUARD));
+}
+
+/// Workers are woken one after the other, each by the one before when it leaves jobs
+/// behind: jobs that block must still run side by side on every idle worker.
+#[test]
+fn a_burst_of_blocking_jobs_spreads_over_every_worker() {
+    const WORKERS: usize = 4;
+    let (mut test, completions) = test_loop(16);
+    let mut lane = Lane::new("spread", WORKERS, 0, completions).unwrap();
+    // Let every worker reach its wait: only then does capacity 0 take four jobs.
+    let deadline = Instant::now() + GUARD;
+    while lane.queue.lock().idle < WORKERS {
+        assert!(Instant::now() < deadline, "workers never went idle");
+        thread::yield_now();
+    }
+    let barrier = Arc::new(std::sync::Barrier::new(WORKERS));
+    for i in 0..WORKERS {
+        let barrier = Arc::clone(&barrier);
+        lane.try_submit(
+            move |ctx| {
+                // Returns only once all four jobs run at the same time.
+                barrier.wait();
+                ctx.complete(i32::try_from(i).unwrap()).unwrap();
+            },
+            -1,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        lane.try_submit(|_| unreachable!(), -1).unwrap_err(),
+        LaneError::Busy,
+        "capacity 0: a job only for an idle worker"
+    );
+    let mut got = test.collect(WORKERS);
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 1, 2, 3]);
     assert!(lane.shutdown(Instant::now() + GUARD));
 }

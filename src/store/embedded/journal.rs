@@ -193,9 +193,7 @@ pub(super) struct Checkpoints {
 impl Checkpoints {
     pub(super) fn start(shared: Arc<Shared>) -> Result<Checkpoints> {
         let worker = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("store-checkpoint".into())
-            .spawn(move || run(&worker))
+        let thread = crate::background::spawn("store-checkpoint".into(), move || run(&worker))
             .map_err(|err| StoreError::Unavailable(format!("checkpoint thread: {err}")))?;
         Ok(Checkpoints {
             shared,
