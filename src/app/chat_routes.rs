@@ -82,10 +82,7 @@ impl App {
                     (Route::SessionShare, _) => Call::Share {
                         user_id,
                         session_id,
-                        candidate: ids::random_id().map_err(|error| {
-                            log::error!("the OS random source failed: {error}");
-                            error::json_error(500, "An internal error occurred")
-                        })?,
+                        candidate: ids::random_id(),
                     },
                     _ => return Err(error::not_found()),
                 }

@@ -105,10 +105,7 @@ impl App {
             self.metrics.blocked(Limiter::Message);
             return Err(too_many_requests(wait));
         }
-        let file_id = ids::random_id().map_err(|error| {
-            log::error!("the OS random source failed: {error}");
-            error::json_error(500, "An internal error occurred")
-        })?;
+        let file_id = ids::random_id();
         let incoming = Incoming {
             key: upload::key(&uploads.prefix, &user, ctx.unix, &file_id),
             file_id,

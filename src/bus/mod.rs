@@ -82,8 +82,6 @@ pub enum BusError {
     Url(String),
     /// A bus thread could not be started.
     Thread(std::io::Error),
-    /// The OS random source failed: no pod id.
-    Random,
 }
 
 impl fmt::Display for BusError {
@@ -91,7 +89,6 @@ impl fmt::Display for BusError {
         match self {
             BusError::Url(problem) => write!(f, "REDIS_URL is not usable: {problem}"),
             BusError::Thread(error) => write!(f, "cannot start a Redis thread: {error}"),
-            BusError::Random => f.write_str("the OS random source failed"),
         }
     }
 }
@@ -130,7 +127,7 @@ impl Bus {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = redis::Client::open(url).map_err(|error| BusError::Url(error.to_string()))?;
-        let pod = ids::random_id().map_err(|_| BusError::Random)?[..16].to_owned();
+        let pod = ids::random_id()[..16].to_owned();
         let (outgoing, queue) = sync_channel(QUEUE);
         let wanted = Arc::new(Wanted::default());
         let report: Report = Arc::new(deliver);

@@ -279,11 +279,7 @@ impl Chat {
             );
             return None;
         }
-        let Ok(message_id) = ids::random_id() else {
-            self.error(socket, Some(session_id), code::SERVICE_ERROR, BUSY, now);
-            return None;
-        };
-        Some((content, message_id))
+        Some((content, ids::random_id()))
     }
 
     /// Counts a message [`Chat::admit_message`] let in and queues its append; it is

@@ -8,12 +8,7 @@ use crate::store::REPLY_BYTES_MAX;
 impl Chat {
     pub(super) fn start_reply(&mut self, session_id: &str, origin: SocketId, now: Now) {
         let id = self.job_id();
-        let Ok(message_id) = ids::random_id() else {
-            self.error(origin, Some(session_id), code::SERVICE_ERROR, BUSY, now);
-            // Taken for this reply, which will not stream.
-            self.end_lease(session_id);
-            return;
-        };
+        let message_id = ids::random_id();
         let Some(live) = self.sessions.get_mut(session_id) else {
             return;
         };

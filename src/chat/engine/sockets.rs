@@ -125,11 +125,7 @@ impl Chat {
 
     pub(super) fn bind_fresh(&mut self, socket: SocketId, now: Now) -> Option<Id> {
         let owner = self.hub.get(socket)?.user.id.clone();
-        let Ok(id) = ids::random_id().map(Id::from) else {
-            log::error!("the OS random source failed: cannot make a session id");
-            self.out.push(Effect::Close(socket, 1011, "Internal error"));
-            return None;
-        };
+        let id = Id::from(ids::random_id());
         self.hold(&id, || Live::fresh(id.clone(), owner));
         self.bind(socket, &id, now);
         Some(id)
