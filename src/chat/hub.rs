@@ -3,12 +3,12 @@
 //! upgrade succeeded. Sessions keep the reverse index (session → sockets) themselves;
 //! admin sockets are indexed here too, for the alerts that go to every admin.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::id::Id;
 use super::socket::{SocketId, Sockets};
 use super::stream::Delivery;
-use crate::hash::IdMap;
+use crate::hash::{IdMap, NameMap};
 
 /// The authenticated user behind a socket. The name is most often the id itself (a
 /// token without one): then both are one allocation.
@@ -73,7 +73,7 @@ pub struct Hub {
     /// a whole state (issue 18).
     sockets: IdMap<SocketId, Box<SocketState>>,
     /// Keyed by the id the sockets' users share.
-    by_user: HashMap<Id, Sockets>,
+    by_user: NameMap<Id, Sockets>,
     admins: Vec<SocketId>,
 }
 

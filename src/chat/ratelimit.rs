@@ -1,8 +1,9 @@
 //! Token buckets keyed by a string (a user id, an admin id, a client IP): `limit` events
 //! per `window`, refilled continuously so a client that paces itself is never blocked.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use crate::hash::NameMap;
 
 struct Bucket {
     tokens: f64,
@@ -19,7 +20,7 @@ pub struct RateLimiter {
     capacity: f64,
     /// Tokens regained per second.
     refill: f64,
-    buckets: HashMap<String, Bucket>,
+    buckets: NameMap<String, Bucket>,
 }
 
 impl RateLimiter {
@@ -28,7 +29,7 @@ impl RateLimiter {
         RateLimiter {
             capacity,
             refill: capacity / window.as_secs_f64().max(0.001),
-            buckets: HashMap::new(),
+            buckets: NameMap::default(),
         }
     }
 

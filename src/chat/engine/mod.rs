@@ -21,7 +21,7 @@ pub use news::News;
 use replies::{deliver, replay, send_final};
 use writes::describe;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::helpdesk::HelpDesk;
@@ -37,6 +37,7 @@ use super::session::{name_for, Finished, Live, Parked, Write, WRITES_QUEUED_MAX}
 use super::socket::SocketId;
 use super::stream::{Delivery, Reply};
 use crate::config::ChatConfig;
+use crate::hash::NameMap;
 use crate::ids;
 use crate::llm::{Finish, LlmError};
 use crate::store::{AssistingAdmin, Message, Millis, Sender, StoreError, Transcript};
@@ -220,7 +221,7 @@ pub struct Chat {
     /// Boxed: a `Live` is large, most are idle, and a map's spare slots (up to half of
     /// them) would each cost a whole one (issue 18).
     /// Keyed by the id the session holds, shared.
-    sessions: HashMap<Id, Box<Live>>,
+    sessions: NameMap<Id, Box<Live>>,
     next_job: JobId,
     /// User messages per user.
     limiter: RateLimiter,
@@ -253,7 +254,7 @@ impl Chat {
             help: HelpDesk::new(settings.help_escalation_after),
             settings,
             hub: Hub::default(),
-            sessions: HashMap::new(),
+            sessions: NameMap::default(),
             next_job: 1,
             out: Vec::new(),
             tally: Tally::default(),
