@@ -214,7 +214,10 @@ impl Live {
         if content.is_empty() || context == 0 {
             return;
         }
-        self.history.push_back(Turn { role, content });
+        self.history.push_back(Turn {
+            role,
+            content: content.into(),
+        });
         while self.history.len() > context {
             self.history.pop_front();
         }
@@ -301,11 +304,7 @@ mod tests {
         live.remember(Sender::System, "note".into(), 2);
         live.remember(Sender::Admin, "two".into(), 2);
         live.remember(Sender::User, "three".into(), 2);
-        let turns: Vec<(Role, &str)> = live
-            .history
-            .iter()
-            .map(|t| (t.role, t.content.as_str()))
-            .collect();
+        let turns: Vec<(Role, &str)> = live.history.iter().map(|t| (t.role, &*t.content)).collect();
         assert_eq!(turns, [(Role::Assistant, "two"), (Role::User, "three")]);
     }
 }

@@ -73,11 +73,11 @@ fn body(request: &Request) -> serde_json::Value {
     let mut messages = Vec::new();
     for turn in request.turns {
         match turn.role {
-            Role::System => system.push(turn.content.as_str()),
-            Role::User => messages.push(json!({ "role": "user", "content": turn.content })),
+            Role::System => system.push(&*turn.content),
+            Role::User => messages.push(json!({ "role": "user", "content": &*turn.content })),
             Role::Assistant if messages.is_empty() => {}
             Role::Assistant => {
-                messages.push(json!({ "role": "assistant", "content": turn.content }))
+                messages.push(json!({ "role": "assistant", "content": &*turn.content }))
             }
         }
     }

@@ -118,7 +118,7 @@ fn body(request: &Request) -> Option<serde_json::Value> {
         .find(|turn| turn.role == Role::User)?;
     let mut body = json!({
         "inputs": {},
-        "query": query.content,
+        "query": &*query.content,
         "response_mode": "streaming",
         "user": request.user_id,
     });

@@ -21,7 +21,7 @@ impl Provider for Echo {
             .iter()
             .rev()
             .find(|turn| turn.role == Role::User)
-            .map_or("", |turn| turn.content.as_str());
+            .map_or("", |turn| &*turn.content);
         for word in words(text) {
             if sink.cancelled() || !sink.chunk(word) {
                 return Err(LlmError::Cancelled);

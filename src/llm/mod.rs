@@ -36,7 +36,9 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Turn {
     pub role: Role,
-    pub content: String,
+    /// Shared: every reply hands the session's whole history to a lane, and copying it
+    /// (a string per turn) was ~20 allocations and copies per chat exchange.
+    pub content: Arc<str>,
 }
 
 /// One streamed completion request.

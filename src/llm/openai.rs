@@ -61,7 +61,7 @@ fn body(request: &Request) -> serde_json::Value {
     let messages: Vec<_> = request
         .turns
         .iter()
-        .map(|turn| json!({ "role": role(turn.role), "content": turn.content }))
+        .map(|turn| json!({ "role": role(turn.role), "content": &*turn.content }))
         .collect();
     json!({
         "model": request.model,

@@ -118,7 +118,7 @@ fn an_admin_takes_over_chats_in_place_of_the_llm_and_hands_back() {
     }
     let (_, out) = h.say(ann, &session, "thanks");
     let turns = llm_call(&out).turns;
-    let admin_turn = turns.iter().find(|t| t.content == "Hello, Ada here");
+    let admin_turn = turns.iter().find(|t| &*t.content == "Hello, Ada here");
     assert_eq!(admin_turn.map(|t| t.role), Some(Role::Assistant));
     assert_eq!(
         h.chat.take_tally().takeovers,

@@ -50,11 +50,7 @@ fn the_latest_active_session_is_resumed_with_its_history() {
     assert_eq!(out.only_frame(socket)["session_id"], "s-old");
     let (_, out) = h.say(socket, "s-old", "and now?");
     let call = llm_call(&out);
-    let turns: Vec<(Role, &str)> = call
-        .turns
-        .iter()
-        .map(|t| (t.role, t.content.as_str()))
-        .collect();
+    let turns: Vec<(Role, &str)> = call.turns.iter().map(|t| (t.role, &*t.content)).collect();
     assert_eq!(
         turns,
         [

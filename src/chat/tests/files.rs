@@ -52,7 +52,7 @@ fn a_voice_message_asks_the_assistant_about_the_bare_link() {
     let out = h.store(append.id, Ok(StoreReply::Appended(1)));
     assert_eq!(out.only_frame(phone)["type"], "loading");
     let call = llm_call(&out);
-    let asked = &call.turns.last().expect("a turn").content;
+    let asked = &*call.turns.last().expect("a turn").content;
     assert_eq!(
         asked,
         "Audio file: /chatbox/files/0123456789abcdef0123456789abcdef"

@@ -122,7 +122,7 @@ fn a_second_message_during_a_reply_is_answered_after_it() {
     let out = h.finish(first, Ok(Finish::default()));
     let call = llm_call(&out);
     let last = call.turns.last().expect("turns");
-    assert_eq!(last.content, "two");
+    assert_eq!(&*last.content, "two");
 }
 
 #[test]

@@ -93,7 +93,7 @@ fn a_reply_is_mirrored_where_the_session_is_held_and_a_message_there_waits_for_i
         _ => None,
     });
     let call = call.expect("the waiting message is answered there now");
-    let said: Vec<&str> = call.turns.iter().map(|t| t.content.as_str()).collect();
+    let said: Vec<&str> = call.turns.iter().map(|t| &*t.content).collect();
     assert_eq!(
         said,
         ["hi", "tell me", "and?", "Hello"],
