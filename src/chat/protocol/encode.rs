@@ -32,7 +32,7 @@ impl Outbound<'_> {
         string(&mut out, self.sender);
         if !self.metadata.is_empty() {
             out.push_str(member!("metadata"));
-            string_map(&mut out, self.metadata.iter().map(|(k, v)| (*k, *v)));
+            string_map(&mut out, self.metadata.iter());
         }
         if let Some(error) = &self.error {
             out.push_str(member!("error"));

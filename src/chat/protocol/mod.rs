@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use members::{Member, Members};
+use meta::Meta;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -15,6 +16,7 @@ use crate::time;
 
 mod encode;
 mod members;
+mod meta;
 
 /// `error.code` values of the error frame (spec/websocket.md §Error frame).
 pub mod code {
@@ -288,8 +290,8 @@ pub struct Outbound<'a> {
     user_id: Option<&'a str>,
     timestamp: String,
     sender: &'static str,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    metadata: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "Meta::is_empty")]
+    metadata: Meta<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody>,
 }
@@ -307,7 +309,7 @@ impl<'a> Outbound<'a> {
             user_id: None,
             timestamp: time::rfc3339_millis(at),
             sender: sender.as_str(),
-            metadata: BTreeMap::new(),
+            metadata: Meta::default(),
             error: None,
         }
     }
