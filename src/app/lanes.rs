@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::background::Waking::{AfterTheLoop, Preempting};
 use crate::bus::Inbound;
 use crate::chat::jobs::{self, JobId};
 use crate::config::{LlmConfig, StoreConfig};
@@ -75,10 +76,36 @@ impl Lanes {
         completions: &Completions<Done>,
     ) -> std::io::Result<Lanes> {
         Ok(Lanes {
-            store: Lane::new("store", store.workers, LANE_QUEUE, completions.clone())?,
-            rest: Lane::new("rest", REST_WORKERS, LANE_QUEUE, completions.clone())?,
-            llm: Lane::new("llm", llm.max_concurrent, LANE_QUEUE, completions.clone())?,
-            io: Lane::new("io", io_workers, LANE_QUEUE, completions.clone())?,
+            // What a client's `loading` waits for, woken once per group commit: it may
+            // preempt the loop (`crate::background`); the others wait for its turn.
+            store: Lane::new(
+                "store",
+                store.workers,
+                LANE_QUEUE,
+                Preempting,
+                completions.clone(),
+            )?,
+            rest: Lane::new(
+                "rest",
+                REST_WORKERS,
+                LANE_QUEUE,
+                AfterTheLoop,
+                completions.clone(),
+            )?,
+            llm: Lane::new(
+                "llm",
+                llm.max_concurrent,
+                LANE_QUEUE,
+                AfterTheLoop,
+                completions.clone(),
+            )?,
+            io: Lane::new(
+                "io",
+                io_workers,
+                LANE_QUEUE,
+                AfterTheLoop,
+                completions.clone(),
+            )?,
         })
     }
 

@@ -25,7 +25,7 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::background;
+use crate::background::{self, Waking};
 use crate::ids;
 use crate::metrics::Metrics;
 pub use claim::{Claim, Claims};
@@ -137,7 +137,10 @@ impl Bus {
             metrics: Arc::clone(&metrics),
             report: Arc::clone(&report),
         };
-        background::spawn("redis-pub".into(), move || publisher.run()).map_err(BusError::Thread)?;
+        background::spawn("redis-pub".into(), Waking::AfterTheLoop, move || {
+            publisher.run()
+        })
+        .map_err(BusError::Thread)?;
         let (leases, queue) = sync_channel(LEASE_QUEUE);
         let leaser = Leaser {
             client: client.clone(),
@@ -146,7 +149,10 @@ impl Bus {
             metrics: Arc::clone(&metrics),
             report: Arc::clone(&report),
         };
-        background::spawn("redis-lease".into(), move || leaser.run()).map_err(BusError::Thread)?;
+        background::spawn("redis-lease".into(), Waking::AfterTheLoop, move || {
+            leaser.run()
+        })
+        .map_err(BusError::Thread)?;
         let claims = Arc::new(Claims::new(client.clone()));
         let subscriber = Subscriber {
             client,
@@ -155,8 +161,10 @@ impl Bus {
             metrics: Arc::clone(&metrics),
             deliver: Arc::clone(&report),
         };
-        background::spawn("redis-sub".into(), move || subscriber.run())
-            .map_err(BusError::Thread)?;
+        background::spawn("redis-sub".into(), Waking::AfterTheLoop, move || {
+            subscriber.run()
+        })
+        .map_err(BusError::Thread)?;
         log::info!("redis: cross-pod delivery on, this pod is {pod}");
         Ok(Bus {
             pod,

@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::background;
+use crate::background::{self, Waking};
 
 /// The sending half of the completion channel; every lane worker holds a clone.
 ///
@@ -275,13 +275,14 @@ pub struct Lane<T> {
 }
 
 impl<T: Send + 'static> Lane<T> {
-    /// Starts `threads` workers named `lane-{name}-{i}` (see [`crate::background`]).
-    /// `queue_capacity` counts jobs waiting for a worker (0 means a job is accepted only
-    /// when a worker is idle).
+    /// Starts `threads` workers named `lane-{name}-{i}`, scheduled as `waking` says
+    /// (see [`crate::background`]). `queue_capacity` counts jobs waiting for a worker
+    /// (0 means a job is accepted only when a worker is idle).
     pub fn new(
         name: &'static str,
         threads: usize,
         queue_capacity: usize,
+        waking: Waking,
         completions: Completions<T>,
     ) -> io::Result<Lane<T>> {
         if threads == 0 {
@@ -322,7 +323,8 @@ impl<T: Send + 'static> Lane<T> {
                 stats: Arc::clone(&lane.stats),
                 _alive: exit_tx.clone(),
             };
-            let thread = background::spawn(format!("lane-{name}-{i}"), move || worker.run())?;
+            let thread =
+                background::spawn(format!("lane-{name}-{i}"), waking, move || worker.run())?;
             lane.workers.push(thread);
         }
         Ok(lane)

@@ -71,7 +71,7 @@ fn occupy_the_worker(lane: &Lane<i32>) -> mpsc::Sender<()> {
 #[test]
 fn full_lane_returns_busy() {
     let (mut test, completions) = test_loop(16);
-    let mut lane = Lane::new("busy", 1, 2, completions).unwrap();
+    let mut lane = Lane::new("busy", 1, 2, Waking::AfterTheLoop, completions).unwrap();
     let release = occupy_the_worker(&lane);
     for i in 1..=2 {
         lane.try_submit(move |ctx| ctx.complete(i).unwrap(), -1)
@@ -93,7 +93,7 @@ fn full_lane_returns_busy() {
 #[test]
 fn completion_wakes_the_poll() {
     let (mut test, completions) = test_loop(4);
-    let mut lane = Lane::new("wake", 2, 4, completions).unwrap();
+    let mut lane = Lane::new("wake", 2, 4, Waking::AfterTheLoop, completions).unwrap();
     assert_eq!(lane.name(), "wake");
     lane.try_submit(|ctx| ctx.complete(42).unwrap(), -1)
         .unwrap();
@@ -108,7 +108,7 @@ fn completion_wakes_the_poll() {
 #[test]
 fn burst_is_drained_after_one_wake() {
     let (mut test, completions) = test_loop(64);
-    let mut lane = Lane::new("burst", 1, 1, completions).unwrap();
+    let mut lane = Lane::new("burst", 1, 1, Waking::AfterTheLoop, completions).unwrap();
     let (done_tx, done) = mpsc::channel();
     lane.try_submit(
         move |ctx| {
@@ -130,7 +130,7 @@ fn burst_is_drained_after_one_wake() {
 #[test]
 fn full_completion_channel_slows_the_job_and_loses_nothing() {
     let (mut test, completions) = test_loop(4);
-    let mut lane = Lane::new("stream", 2, 2, completions).unwrap();
+    let mut lane = Lane::new("stream", 2, 2, Waking::AfterTheLoop, completions).unwrap();
     for base in [0, 1000] {
         lane.try_submit(
             move |ctx| (base..base + 500).for_each(|i| ctx.complete(i).unwrap()),
@@ -148,7 +148,7 @@ fn full_completion_channel_slows_the_job_and_loses_nothing() {
 #[test]
 fn panicking_job_delivers_if_lost_and_lane_keeps_working() {
     let (mut test, completions) = test_loop(4);
-    let mut lane = Lane::new("panic", 1, 4, completions).unwrap();
+    let mut lane = Lane::new("panic", 1, 4, Waking::AfterTheLoop, completions).unwrap();
     lane.try_submit(|_| panic!("deliberate test panic"), -1)
         .unwrap();
     lane.try_submit(|ctx| ctx.complete(7).unwrap(), -2).unwrap();
@@ -159,7 +159,7 @@ fn panicking_job_delivers_if_lost_and_lane_keeps_working() {
 #[test]
 fn running_job_observes_cancel() {
     let (mut test, completions) = test_loop(4);
-    let mut lane = Lane::new("cancel", 1, 1, completions).unwrap();
+    let mut lane = Lane::new("cancel", 1, 1, Waking::AfterTheLoop, completions).unwrap();
     let (started_tx, started) = mpsc::channel();
     let (release, gate) = mpsc::channel::<()>();
     let token = lane
@@ -183,7 +183,7 @@ fn running_job_observes_cancel() {
 #[test]
 fn shutdown_runs_every_queued_job() {
     let (mut test, completions) = test_loop(16);
-    let mut lane = Lane::new("drain", 1, 8, completions).unwrap();
+    let mut lane = Lane::new("drain", 1, 8, Waking::AfterTheLoop, completions).unwrap();
     let release = occupy_the_worker(&lane);
     for i in 1..=8 {
         lane.try_submit(move |ctx| ctx.complete(i).unwrap(), -1)
@@ -204,7 +204,7 @@ fn shutdown_runs_every_queued_job() {
 #[test]
 fn complete_reports_loop_gone() {
     let (test, completions) = test_loop(4);
-    let mut lane = Lane::new("gone", 1, 1, completions).unwrap();
+    let mut lane = Lane::new("gone", 1, 1, Waking::AfterTheLoop, completions).unwrap();
     drop(test);
     let (result_tx, result) = mpsc::channel();
     lane.try_submit(move |ctx| result_tx.send(ctx.complete(1)).unwrap(), -1)
@@ -219,7 +219,7 @@ fn complete_reports_loop_gone() {
 fn a_burst_of_blocking_jobs_spreads_over_every_worker() {
     const WORKERS: usize = 4;
     let (mut test, completions) = test_loop(16);
-    let mut lane = Lane::new("spread", WORKERS, 0, completions).unwrap();
+    let mut lane = Lane::new("spread", WORKERS, 0, Waking::AfterTheLoop, completions).unwrap();
     // Let every worker reach its wait: only then does capacity 0 take four jobs.
     let deadline = Instant::now() + GUARD;
     while lane.queue.lock().idle < WORKERS {

@@ -361,6 +361,7 @@ mod tests {
     use mio::Poll;
 
     use super::waker;
+    use crate::background::Waking;
     use crate::net::lanes::{completion_channel, Lane};
     use crate::net::slab::{ConnId, Slab};
 
@@ -370,7 +371,8 @@ mod tests {
     fn late_completion_for_a_reused_slot_is_dropped() {
         let poll = Poll::new().expect("poll");
         let (completions, queue) = completion_channel(waker(&poll).expect("waker"), 8);
-        let mut lane: Lane<ConnId> = Lane::new("test", 1, 4, completions).expect("lane");
+        let mut lane: Lane<ConnId> =
+            Lane::new("test", 1, 4, Waking::AfterTheLoop, completions).expect("lane");
         let mut slab = Slab::with_capacity(1);
         let old = slab.insert_with(|_| "old client").expect("slot");
 

@@ -23,6 +23,7 @@ use super::records::decode;
 use super::tables::{load, Tables};
 use super::wal::{self, Entry, Wal};
 use super::{db_err, META};
+use crate::background::Waking;
 use crate::store::{Result, StoreError};
 
 /// Pending appends that start a checkpoint before its interval is up: they bound the
@@ -193,7 +194,10 @@ pub(super) struct Checkpoints {
 impl Checkpoints {
     pub(super) fn start(shared: Arc<Shared>) -> Result<Checkpoints> {
         let worker = Arc::clone(&shared);
-        let thread = crate::background::spawn("store-checkpoint".into(), move || run(&worker))
+        let thread =
+            crate::background::spawn("store-checkpoint".into(), Waking::AfterTheLoop, move || {
+                run(&worker)
+            })
             .map_err(|err| StoreError::Unavailable(format!("checkpoint thread: {err}")))?;
         Ok(Checkpoints {
             shared,
