@@ -3,9 +3,9 @@
 //! map against keys chosen to collide (HashDoS), which only an outsider's keys need; for
 //! a counter or a slot number it was ~14k instructions of a chat exchange (callgrind).
 //! Keys a client names (session ids, user ids, rate-limit keys) go in a [`NameMap`]:
-//! aHash with keys drawn at random per map, which is built to resist chosen collisions,
-//! at a tenth of SipHash's instructions for a 32-character id (SipHash on the session
-//! and user maps was ~9 % of the loop's instructions per chat exchange, callgrind).
+//! aHash with keys drawn at random per map, which is built to resist chosen collisions.
+//! On SipHash, hashing was ~9 % of the loop's instructions per chat exchange (11.8k);
+//! with these maps on aHash it is 3.7k (callgrind).
 //!
 //! One multiply per word, the 128-bit product's halves folded together (foldhash's
 //! folded multiply): every bit of the result depends on every bit of the key, so both
