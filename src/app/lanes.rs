@@ -75,37 +75,16 @@ impl Lanes {
         io_workers: usize,
         completions: &Completions<Done>,
     ) -> std::io::Result<Lanes> {
+        let lane = |name, threads, waking| {
+            Lane::new(name, threads, LANE_QUEUE, waking, completions.clone())
+        };
         Ok(Lanes {
             // What a client's `loading` waits for, woken once per group commit: it may
             // preempt the loop (`crate::background`); the others wait for its turn.
-            store: Lane::new(
-                "store",
-                store.workers,
-                LANE_QUEUE,
-                Preempting,
-                completions.clone(),
-            )?,
-            rest: Lane::new(
-                "rest",
-                REST_WORKERS,
-                LANE_QUEUE,
-                AfterTheLoop,
-                completions.clone(),
-            )?,
-            llm: Lane::new(
-                "llm",
-                llm.max_concurrent,
-                LANE_QUEUE,
-                AfterTheLoop,
-                completions.clone(),
-            )?,
-            io: Lane::new(
-                "io",
-                io_workers,
-                LANE_QUEUE,
-                AfterTheLoop,
-                completions.clone(),
-            )?,
+            store: lane("store", store.workers, Preempting)?,
+            rest: lane("rest", REST_WORKERS, AfterTheLoop)?,
+            llm: lane("llm", llm.max_concurrent, AfterTheLoop)?,
+            io: lane("io", io_workers, AfterTheLoop)?,
         })
     }
 
