@@ -6,6 +6,7 @@ use redb::{ReadTransaction, ReadableDatabase};
 
 use super::journal::{Journal, Shared};
 use super::records::{MessageRecord, SessionRecord};
+use super::runs;
 use super::tables::load;
 use super::wal::Entry;
 use super::{db_err, SESSIONS};
@@ -122,10 +123,10 @@ impl Staged<'_> {
     fn stored_bytes(&mut self, id: &str, count: u64) -> Result<u64> {
         let sessions = self.reader()?.open_table(SESSIONS).map_err(db_err)?;
         let mut bytes = 0_u64;
-        for row in sessions.range((id, 0)..(id, count)).map_err(db_err)? {
-            let (_, value) = row.map_err(db_err)?;
-            bytes = bytes.saturating_add(value.value().len() as u64);
-        }
+        runs::rows_in(&sessions, id, 0..count, |row| {
+            bytes = bytes.saturating_add(row.len() as u64);
+            Ok(())
+        })?;
         Ok(bytes)
     }
 }

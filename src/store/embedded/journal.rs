@@ -20,6 +20,7 @@ use redb::{Database, ReadableDatabase};
 
 use super::pending::Pending;
 use super::records::decode;
+use super::runs;
 use super::tables::{load, Tables};
 use super::wal::{self, Entry, Wal};
 use super::{db_err, META};
@@ -163,13 +164,14 @@ impl Shared {
     }
 }
 
-/// Writes the entries' message rows and, once per session, the last record they carry:
-/// the indexes move once per checkpoint, not once per append.
+/// Writes the entries' message rows, a run per session ([`runs`]), and, once per
+/// session, the last record they carry: the indexes move once per checkpoint, not once
+/// per append.
 fn apply(tables: &mut Tables, entries: &[Entry]) -> Result<()> {
-    for entry in entries {
+    for run in runs::of(entries) {
         tables
             .sessions
-            .insert((entry.session_id.as_str(), entry.seq), entry.row.as_slice())
+            .insert((run.session_id, run.first), run.rows.as_slice())
             .map_err(db_err)?;
     }
     let mut done = HashSet::new();

@@ -29,7 +29,7 @@
 //! |---|---|---|
 //! | `meta` | `"format"` → layout version ([`FORMAT`]) | `open` refuses other layouts |
 //! | `sessions` | (id, `RECORD` = u64::MAX) → session record | every lookup by id |
-//! | `sessions` | (id, seq) → message record, seq from 0 | `transcript_page` (a window is a range of seqs) |
+//! | `sessions` | (id, seq) → a run of message records from seq on ([`runs`]), seq from 0 | `transcript_page` (a window is a range of seqs) |
 //! | `user_start` | (user id, start) ⇒ session ids | `user_sessions`, newest first |
 //! | `user_active` | user id ⇒ ids of active sessions | `latest_active` |
 //! | `active` | id of an active session → () | `end_idle`, `count_active` |
@@ -88,10 +88,10 @@ mod append;
 mod journal;
 mod pending;
 mod records;
+mod runs;
 mod tables;
 mod wal;
 
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -116,11 +116,14 @@ pub const FILE_NAME: &str = "chatbox.redb";
 /// changes its key or value type or its meaning; `open` refuses a file with another.
 /// (1 was the unversioned pre-release layout with `lastActivity`-keyed indexes, 2 kept
 /// messages in a table of their own, 3 had no admin tables: `open` builds them from the
-/// session records, once; 4 had no append log.)
-pub const FORMAT: u64 = 5;
-/// The older layouts `open` upgrades in place. 5 has the same tables as 4, but appends
-/// that may be in the log only (which a build of 4 would not see, so it refuses 5);
-/// 4 only added tables to 3.
+/// session records, once; 4 had no append log; 5 stored each message as a row of its
+/// own.)
+pub const FORMAT: u64 = 6;
+/// The older layouts `open` upgrades in place. 6 reads 5's rows as runs of one message,
+/// but a build of 5 would misread 6's runs, so it refuses 6. 5 has the same tables as 4,
+/// but appends that may be in the log only (which a build of 4 would not see, so it
+/// refuses 5); 4 only added tables to 3.
+const FORMAT_WITHOUT_RUNS: u64 = 5;
 const FORMAT_WITHOUT_LOG: u64 = 4;
 const FORMAT_WITHOUT_ADMIN: u64 = 3;
 const FORMAT_KEY: &str = "format";
@@ -187,14 +190,16 @@ fn prepare(db: &Database) -> Result<()> {
         let found = meta.get(FORMAT_KEY).map_err(db_err)?.map(|v| v.value());
         match found {
             Some(FORMAT) => {}
-            Some(FORMAT_WITHOUT_LOG) => {
+            Some(old @ (FORMAT_WITHOUT_RUNS | FORMAT_WITHOUT_LOG)) => {
                 meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
-                log::info!("store: layout 4 to 5 (appends go through the log)");
+                log::info!("store: layout {old} to {FORMAT} (appends go through the log, messages are stored in runs)");
             }
             Some(FORMAT_WITHOUT_ADMIN) => {
                 let indexed = admin::build(&txn)?;
                 meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
-                log::info!("store: admin indexes built for {indexed} sessions (layout 3 to 5)");
+                log::info!(
+                    "store: admin indexes built for {indexed} sessions (layout 3 to {FORMAT})"
+                );
             }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
@@ -390,15 +395,13 @@ fn read_transcript(txn: &ReadTransaction, id: &str, window: Window) -> Result<Op
     let Some(record) = load(&sessions, id)? else {
         return Ok(None);
     };
-    let Range { start, end } = window.range(record.msg_count);
-    let messages = sessions
-        .range((id, start)..(id, end))
-        .map_err(db_err)?
-        .map(|row| {
-            let (_, value) = row.map_err(db_err)?;
-            decode::<MessageRecord>(value.value(), id)?.into_message(id)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let positions = window.range(record.msg_count);
+    let mut messages =
+        Vec::with_capacity(usize::try_from(positions.end - positions.start).unwrap_or(0));
+    runs::rows_in(&sessions, id, positions, |row| {
+        messages.push(decode::<MessageRecord>(row, id)?.into_message(id)?);
+        Ok(())
+    })?;
     Ok(Some(Transcript {
         session: record.into_session(id),
         messages,

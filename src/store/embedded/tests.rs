@@ -134,22 +134,86 @@ fn a_file_without_admin_indexes_gets_them_on_open() {
 }
 
 #[test]
-fn a_layout_4_file_is_upgraded() {
-    let dir = Dir::new("layout4");
-    drop(Embedded::open(&dir.0).unwrap());
-    {
-        let db = Database::create(dir.0.join(FILE_NAME)).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(META)
+fn layout_4_and_5_files_are_upgraded_and_their_messages_read() {
+    for old in [FORMAT_WITHOUT_LOG, FORMAT_WITHOUT_RUNS] {
+        let dir = Dir::new(&format!("layout{old}"));
+        {
+            let store = Embedded::open(&dir.0).unwrap();
+            log_appends(store.shared(), 0..1);
+        }
+        {
+            // The older layouts' rows: one message each, beside the record.
+            let db = Database::create(dir.0.join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            let mut sessions = txn.open_table(SESSIONS).unwrap();
+            let mut record: records::SessionRecord = load(&sessions, "s1").unwrap().unwrap();
+            for n in 1..5 {
+                let row = MessageRecord::json_of(&user_message(n));
+                sessions.insert(("s1", n as u64), row.as_slice()).unwrap();
+            }
+            record.msg_count = 5;
+            record.msg_bytes = None;
+            let record = record.to_json();
+            sessions.insert(("s1", RECORD), record.as_slice()).unwrap();
+            drop(sessions);
+            txn.open_table(META)
+                .unwrap()
+                .insert(FORMAT_KEY, old)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Embedded::open(&dir.0).unwrap();
+        assert_eq!(stored_texts(&store), texts(0..5));
+        // The byte budget of a session stored before `msgBytes` is summed from its rows.
+        log_appends(store.shared(), 5..7);
+        assert_eq!(stored_texts(&store), texts(0..7));
+        let txn = store.shared().db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT);
+        let record = load(&txn.open_table(SESSIONS).unwrap(), "s1")
             .unwrap()
-            .insert(FORMAT_KEY, FORMAT_WITHOUT_LOG)
             .unwrap();
-        txn.commit().unwrap();
+        let rows: u64 = (0..7)
+            .map(|n| MessageRecord::json_of(&user_message(n)).len() as u64)
+            .sum();
+        assert_eq!(record.msg_bytes, Some(rows));
     }
+}
+
+#[test]
+fn every_window_of_a_transcript_stored_in_runs_reads_back() {
+    let dir = Dir::new("runs");
+    // Three checkpoints, no background one between them: runs of 10, 1 and 29 messages.
+    let shared = crashed_store(&dir.0);
+    for range in [0..10, 10..11, 11..40] {
+        log_appends(&shared, range);
+        shared.settle().unwrap();
+    }
+    let txn = shared.db.begin_read().unwrap();
+    let rows = txn.open_table(SESSIONS).unwrap().len().unwrap();
+    assert_eq!(rows, 3 + 1, "three runs and the record");
+    drop((txn, shared));
     let store = Embedded::open(&dir.0).unwrap();
-    let txn = store.shared().db.begin_read().unwrap();
-    let meta = txn.open_table(META).unwrap();
-    assert_eq!(meta.get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT);
+    let all = texts(0..40);
+    for before in [
+        None,
+        Some(0),
+        Some(5),
+        Some(10),
+        Some(11),
+        Some(25),
+        Some(40),
+        Some(99),
+    ] {
+        for limit in [0, 1, 3, 10, 29, 40, 1000] {
+            let window = Window { before, limit };
+            let page = store.transcript_page("s1", window).unwrap().unwrap();
+            let got: Vec<String> = page.messages.into_iter().map(|m| m.content).collect();
+            let range = window.range(40);
+            let wanted = &all[range.start as usize..range.end as usize];
+            assert_eq!(got, wanted, "before {before:?}, limit {limit}");
+        }
+    }
 }
 
 fn user_message(n: usize) -> crate::store::Message {
