@@ -18,11 +18,12 @@
 //! at a time and readers on snapshots; appends wait while a direct write commits, so
 //! none checks against a record that write is changing.
 //!
-//! Layout: a session's record and each of its messages are rows of their own, so an append
-//! writes one message row and rewrites only the small session record, never the
-//! transcript. Both live in one table, the record keyed after the messages: the row an
-//! append adds and the record it rewrites are neighbours, usually in the same B-tree leaf,
-//! so the append copies one leaf on commit rather than one in each of two trees. The
+//! Layout: a session's record and its messages are rows of their own, and the messages one
+//! checkpoint carries for a session are one row, a run (`runs.rs`), so a checkpoint
+//! inserts one row per session and rewrites only the small session record, never the
+//! transcript. Both live in one table, the record keyed after the messages: the run a
+//! checkpoint adds and the record it rewrites are neighbours, usually in the same B-tree
+//! leaf, so it copies one leaf on commit rather than one in each of two trees. The
 //! chat's index tables hold only keys; the admin desk's carry a few bytes of the session:
 //!
 //! | table | key → value | serves |
