@@ -47,8 +47,8 @@ impl App {
         }
     }
 
-    pub(super) fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Ctx) {
-        for effect in effects {
+    pub(super) fn apply(&mut self, mut effects: Vec<Effect>, ctx: &mut Ctx) {
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Send(socket, text) => ctx.send_text(conn_of(socket), text),
                 Effect::Broadcast { to, frame, except } => self.fan_out(&to, frame, except, ctx),
@@ -63,5 +63,6 @@ impl App {
                 Effect::Lease { session_id, take } => self.lease(&session_id, take),
             }
         }
+        self.chat.give_back(effects);
     }
 }

@@ -331,6 +331,15 @@ impl Chat {
         std::mem::take(&mut self.tally)
     }
 
+    /// An emptied list of effects, handed back so that the next event's effects reuse its
+    /// allocation rather than growing a new list from nothing.
+    pub fn give_back(&mut self, mut effects: Vec<Effect>) {
+        if self.out.is_empty() && effects.capacity() > self.out.capacity() {
+            effects.clear();
+            self.out = effects;
+        }
+    }
+
     /// Handles one event; the effects are to be applied in order.
     pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
         match event {
