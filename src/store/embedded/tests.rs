@@ -34,12 +34,17 @@ fn foreign_file(dir: &Path, stamp: Option<u64>) {
         .insert(1_000, "s1")
         .unwrap();
     if let Some(version) = stamp {
-        txn.open_table(META)
-            .unwrap()
-            .insert(FORMAT_KEY, version)
-            .unwrap();
+        stamp_layout(&txn, version);
     }
     txn.commit().unwrap();
+}
+
+/// Writes `version` as the file's layout, as the build that wrote that layout did.
+fn stamp_layout(txn: &redb::WriteTransaction, version: u64) {
+    txn.open_table(META)
+        .unwrap()
+        .insert(FORMAT_KEY, version)
+        .unwrap();
 }
 
 fn corrupt_detail(dir: &Path) -> String {
@@ -111,10 +116,7 @@ fn a_file_without_admin_indexes_gets_them_on_open() {
         for table in admin {
             assert!(txn.delete_table(table).unwrap());
         }
-        txn.open_table(META)
-            .unwrap()
-            .insert(FORMAT_KEY, FORMAT_WITHOUT_ADMIN)
-            .unwrap();
+        stamp_layout(&txn, FORMAT_WITHOUT_ADMIN);
         txn.commit().unwrap();
     }
     let store = Embedded::open(&dir.0).unwrap();
@@ -156,10 +158,7 @@ fn layout_4_and_5_files_are_upgraded_and_their_messages_read() {
             let record = record.to_json();
             sessions.insert(("s1", RECORD), record.as_slice()).unwrap();
             drop(sessions);
-            txn.open_table(META)
-                .unwrap()
-                .insert(FORMAT_KEY, old)
-                .unwrap();
+            stamp_layout(&txn, old);
             txn.commit().unwrap();
         }
         let store = Embedded::open(&dir.0).unwrap();
