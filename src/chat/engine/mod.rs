@@ -332,10 +332,13 @@ impl Chat {
     }
 
     /// An emptied list of effects, handed back so that the next event's effects reuse its
-    /// allocation rather than growing a new list from nothing.
+    /// allocation rather than growing a new list from nothing. The effects of one event
+    /// are a handful; the list of a rare large one (a shutdown) is not kept.
     pub fn give_back(&mut self, mut effects: Vec<Effect>) {
+        const KEPT: usize = 64;
         if self.out.is_empty() && effects.capacity() > self.out.capacity() {
             effects.clear();
+            effects.shrink_to(KEPT);
             self.out = effects;
         }
     }

@@ -56,6 +56,9 @@ const RESERVED_TOKENS: usize = REJECT_PEN_FIRST + REJECT_PEN_SLOTS;
 const TIMER_TICK: Duration = Duration::from_millis(10);
 const TIMER_SLOTS: usize = 1024;
 
+/// Completions whose list a turn keeps for the next (see `deliver_completions`).
+const COMPLETIONS_KEPT: usize = 256;
+
 /// One read syscall's worth; shared by every connection, so idle ones hold no buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
 
@@ -352,6 +355,8 @@ impl<H: Handler> Reactor<H> {
         }
         // The emptied list goes back: a busy loop's turn would otherwise grow a new one
         // (a realloc and a consolidation of the allocator's free lists, 2 % of the loop).
+        // A burst's worth (up to the queue's capacity) is not kept for an idle server.
+        delivered.shrink_to(COMPLETIONS_KEPT);
         self.done = delivered;
         self.apply(ctx, None);
     }

@@ -193,7 +193,7 @@ fn prepare(db: &Database) -> Result<()> {
             Some(FORMAT) => {}
             Some(old @ (FORMAT_WITHOUT_RUNS | FORMAT_WITHOUT_LOG)) => {
                 meta.insert(FORMAT_KEY, FORMAT).map_err(db_err)?;
-                log::info!("store: layout {old} to {FORMAT} (appends go through the log, messages are stored in runs)");
+                log::info!("store: layout {old} stamped {FORMAT}, nothing rewritten");
             }
             Some(FORMAT_WITHOUT_ADMIN) => {
                 let indexed = admin::build(&txn)?;
