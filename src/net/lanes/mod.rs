@@ -234,20 +234,22 @@ struct Waiting<T> {
     open: bool,
 }
 
-impl<T> Waiting<T> {
-    /// Whether a sleeping worker should be woken for the jobs queued: some are, nobody
-    /// is on the way, and somebody is asleep. Counts the wake-up it asks for.
-    fn wake_one(&mut self) -> bool {
-        let wake = !self.jobs.is_empty() && self.woken == 0 && self.idle > 0;
-        self.woken += usize::from(wake);
-        wake
-    }
-}
-
 impl<T> Queue<T> {
     fn lock(&self) -> MutexGuard<'_, Waiting<T>> {
         // Nothing panics while holding the lock, so a poisoned one still guards a sound queue.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Unlocks, waking a sleeping worker if the jobs queued need one: some are, nobody
+    /// is on the way, and somebody is asleep. The wake-up is counted under the lock and
+    /// sent after it, so the woken worker does not block on it at once.
+    fn unlock_and_wake(&self, mut waiting: MutexGuard<'_, Waiting<T>>) {
+        let wake = !waiting.jobs.is_empty() && waiting.woken == 0 && waiting.idle > 0;
+        waiting.woken += usize::from(wake);
+        drop(waiting);
+        if wake {
+            self.work.notify_one();
+        }
     }
 
     /// Stops taking jobs and wakes every idle worker to run the rest and exit.
@@ -356,11 +358,7 @@ impl<T: Send + 'static> Lane<T> {
         });
         // Counted under the lock: a worker decrements it only after taking the job.
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        let wake = waiting.wake_one();
-        drop(waiting);
-        if wake {
-            self.queue.work.notify_one();
-        }
+        self.queue.unlock_and_wake(waiting);
         Ok(cancel)
     }
 
@@ -451,11 +449,7 @@ impl<T> Worker<T> {
         loop {
             if let Some(job) = waiting.jobs.pop_front() {
                 // Jobs left behind go to a sleeping worker: this one may block on its job.
-                let wake = waiting.wake_one();
-                drop(waiting);
-                if wake {
-                    self.queue.work.notify_one();
-                }
+                self.queue.unlock_and_wake(waiting);
                 return Some(job);
             }
             if !waiting.open {
