@@ -32,8 +32,11 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("bus", "http"),
 ];
 
-/// Modules that import nothing of ours at all.
-const LEAVES: &[&str] = &["metrics", "config", "time", "ids", "json", "hash"];
+/// Modules that import nothing of ours but other leaves (the digits of `decimal`, which
+/// `json` and `time` both write).
+const LEAVES: &[&str] = &[
+    "metrics", "config", "time", "ids", "json", "hash", "decimal",
+];
 
 /// A file longer than this says why at its top, with this marker.
 const MAX_LINES: usize = 550;
@@ -196,7 +199,7 @@ fn no_forbidden_import() {
     for (from, edges) in &graph {
         for (to, files) in edges {
             let forbidden = FORBIDDEN.contains(&(from.as_str(), to.as_str()))
-                || LEAVES.contains(&from.as_str());
+                || (LEAVES.contains(&from.as_str()) && !LEAVES.contains(&to.as_str()));
             if forbidden {
                 broken.push(format!("{from} → {to} (in {})", files.join(", ")));
             }
