@@ -98,23 +98,7 @@ pub fn int(out: &mut String, value: i64) {
     uint(out, value.unsigned_abs());
 }
 
-pub fn uint(out: &mut String, mut value: u64) {
-    let mut digits = [0_u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    // One copy rather than a push per digit (a call each, callgrind); ASCII digits are
-    // always UTF-8.
-    if let Ok(text) = std::str::from_utf8(&digits[start..]) {
-        out.push_str(text);
-    }
-}
+pub use crate::decimal::uint;
 
 pub fn boolean(out: &mut String, value: bool) {
     out.push_str(if value { "true" } else { "false" });

@@ -15,6 +15,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod decimal;
 pub mod hash;
 pub mod http;
 pub mod ids;

@@ -1,6 +1,7 @@
 //! Wall-clock formatting without a date crate: the service only ever prints UTC instants
 //! (RFC 3339 for JSON, IMF-fixdate for the HTTP `Date` header).
 
+use crate::decimal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch; a clock set before 1970 reads as the epoch.
@@ -78,11 +79,8 @@ pub fn rfc3339_millis(millis: i64) -> String {
         (17, 2, c.second),
         (20, 3, ms),
     ];
-    for (at, width, mut value) in fields {
-        for digit in out[at..at + width].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
+    for (at, width, value) in fields {
+        decimal::fixed_width(&mut out[at..at + width], u64::from(value));
     }
     // ASCII digits and separators: always UTF-8.
     std::str::from_utf8(&out)
