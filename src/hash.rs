@@ -22,6 +22,8 @@ pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 pub type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 /// A map keyed by a name a client may choose.
 pub type NameMap<K, V> = HashMap<K, V, ahash::RandomState>;
+/// A set of names a client may choose.
+pub type NameSet<K> = HashSet<K, ahash::RandomState>;
 
 /// An odd constant with its bits spread (rustc-hash 2's).
 const SPREAD: u64 = 0xf135_7aea_2e62_a9c5;

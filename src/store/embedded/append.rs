@@ -10,6 +10,7 @@ use super::runs;
 use super::tables::load;
 use super::wal::Entry;
 use super::{db_err, SESSIONS};
+use crate::hash::NameMap;
 use crate::store::{byte_budget, Append, Result, Sender, Session, StoreError};
 
 /// Logs every append of `appends` that its session admits, with one sync; each
@@ -23,7 +24,8 @@ pub(super) fn append_batch(shared: &Shared, appends: &[Append]) -> Vec<Result<Se
         journal: &journal,
         shared,
         reader: None,
-        logged: Vec::new(),
+        logged: Vec::with_capacity(appends.len()),
+        staged: NameMap::default(),
     };
     let results: Vec<Result<Session>> = appends.iter().map(|a| staged.append(a)).collect();
     let logged = staged.logged;
@@ -51,10 +53,14 @@ struct Staged<'a> {
     /// A snapshot for the sessions neither the batch nor the log has, opened once.
     reader: Option<ReadTransaction>,
     logged: Vec<(Entry, SessionRecord)>,
+    /// Per session of the batch, its latest entry in `logged`: a batch of a few hundred
+    /// appends looked for each one's session by comparing ids (`memcmp` was 4 % of the
+    /// store lane).
+    staged: NameMap<&'a str, usize>,
 }
 
-impl Staged<'_> {
-    fn append(&mut self, append: &Append) -> Result<Session> {
+impl<'a> Staged<'a> {
+    fn append(&mut self, append: &Append<'a>) -> Result<Session> {
         let id = append.session_id;
         let message = append.message;
         let mut new = match self.latest(id)? {
@@ -94,13 +100,14 @@ impl Staged<'_> {
             record: new.to_json(),
         };
         let session = new.clone().into_session(id);
+        self.staged.insert(id, self.logged.len());
         self.logged.push((entry, new));
         Ok(session)
     }
 
     /// The session's latest record: this batch's, else the log's, else redb's.
     fn latest(&mut self, id: &str) -> Result<Option<SessionRecord>> {
-        let staged = self.logged.iter().rev().find(|(e, _)| e.session_id == id);
+        let staged = self.staged.get(id).and_then(|&at| self.logged.get(at));
         if let Some(record) = staged
             .map(|(_, record)| record)
             .or_else(|| self.journal.pending.latest(id))

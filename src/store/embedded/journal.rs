@@ -9,7 +9,6 @@
 //! entries, so appends continue while it commits; a direct write holds both for its
 //! whole transaction, so that no append computes from a record it is changing.
 
-use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -25,6 +24,7 @@ use super::tables::{load, Tables};
 use super::wal::{self, Entry, Wal};
 use super::{db_err, META};
 use crate::background::Waking;
+use crate::hash::NameSet;
 use crate::store::{Result, StoreError};
 
 /// Pending appends that start a checkpoint before its interval is up: they bound the
@@ -174,7 +174,7 @@ fn apply(tables: &mut Tables, entries: &[Entry]) -> Result<()> {
             .insert((run.session_id, run.first), run.rows.as_slice())
             .map_err(db_err)?;
     }
-    let mut done = HashSet::new();
+    let mut done = NameSet::default();
     for entry in entries.iter().rev() {
         let id = entry.session_id.as_str();
         if done.insert(id) {

@@ -2,17 +2,16 @@
 //! each of their sessions' latest record, which the next append to that session starts
 //! from (redb's copy is older).
 
-use std::collections::HashMap;
-
 use super::records::SessionRecord;
 use super::wal::Entry;
+use crate::hash::NameMap;
 
 #[derive(Default)]
 pub(super) struct Pending {
     entries: Vec<Entry>,
     /// Per session with an entry here or in a checkpoint still committing: its latest
     /// record and the entry that wrote it.
-    latest: HashMap<String, (SessionRecord, u64)>,
+    latest: NameMap<String, (SessionRecord, u64)>,
 }
 
 impl Pending {
@@ -36,8 +35,14 @@ impl Pending {
     /// Entries now on the disk, each with the record it wrote, in log order.
     pub(super) fn add(&mut self, logged: Vec<(Entry, SessionRecord)>) {
         for (entry, record) in logged {
-            self.latest
-                .insert(entry.session_id.clone(), (record, entry.lsn));
+            let latest = (record, entry.lsn);
+            // Most appends are to a session already here: no copy of its id for those.
+            match self.latest.get_mut(&entry.session_id) {
+                Some(slot) => *slot = latest,
+                None => {
+                    self.latest.insert(entry.session_id.clone(), latest);
+                }
+            }
             self.entries.push(entry);
         }
     }
