@@ -6,7 +6,7 @@
 //! `wal.rs`); the batch is answered once the log is synced, so an acknowledged append
 //! survives `kill -9` and a power cut. Every second, or after 4,096 appends, a
 //! checkpoint carries what the log holds into redb in one transaction and deletes the
-//! log files it covered (`journal.rs`): the message rows, and each session's record and
+//! log files it covered, keeping one to write again in place (`journal.rs`, `wal.rs`): the message rows, and each session's record and
 //! index entries once, however many of its appends the checkpoint holds. `open` replays
 //! the log after a crash; `meta` keeps the last entry redb holds, so nothing is applied
 //! twice, and a record cut short by the crash (or whose CRC does not match) ends the
