@@ -68,7 +68,8 @@ fn append(store: &dyn Store, session: &str, message: &Message) -> chatbox::store
             message,
             max_messages: 100,
         })
-        .expect("append")
+        .expect("append");
+    store.session(session).expect("read").expect("stored")
 }
 
 fn with_attachment(id: &str, content: &str, at: i64) -> Message {

@@ -87,7 +87,8 @@ fn append(
             message,
             max_messages: 100,
         })
-        .expect("append")
+        .expect("append");
+    store.session(session).expect("read").expect("stored")
 }
 
 /// Inserts a session exactly as the old service stored it: no message ids, models or
@@ -579,8 +580,7 @@ fn an_old_document_is_counted_against_the_budget_before_it_grows() {
         Err(StoreError::SessionFull),
         "1 MiB more would pass the budget"
     );
-    let session = append_of("a short one still fits".into()).expect("append");
-    assert_eq!(session.message_count, 12);
+    assert_eq!(append_of("a short one still fits".into()), Ok(12));
     let stored: u64 = server
         .python(
             r#"print(DB.sessions.find_one({"_id": "old-big"})["msgBytes"])"#,

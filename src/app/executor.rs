@@ -253,7 +253,7 @@ impl Executor {
                                 "the store skipped an append".into(),
                             ))
                         })
-                        .map(|session| StoreReply::Appended(session.message_count));
+                        .map(StoreReply::Appended);
                     let _ = ctx.complete(Done::Job(*id, Outcome::Store(result)));
                 }
                 let _ = ctx.complete(Done::AppendBatch { lost: Vec::new() });

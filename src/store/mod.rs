@@ -317,8 +317,9 @@ pub trait Store: Send + Sync {
     /// Appends `append.message`, creating the session when it is new. Updates
     /// `lastActivity`, and for an AI message with `resp_ms` the token and response-time
     /// totals (`totalTokens += tokens`, `maxRespTime`, running `avgRespTime` over the
-    /// AI messages that carry `resp_ms`). Returns the session after the append.
-    fn append(&self, append: &Append) -> Result<Session>;
+    /// AI messages that carry `resp_ms`). Returns the session's message count after the
+    /// append: all the chat core needs, and no session to build (or decrypt) per message.
+    fn append(&self, append: &Append) -> Result<u64>;
 
     /// Appends to several sessions at once, one result per append, in order; the
     /// appends name distinct sessions. A backend that can commit them together (one
@@ -326,7 +327,7 @@ pub trait Store: Send + Sync {
     /// that queued up while the previous batch committed, so the cost of durability is
     /// paid once per batch instead of once per message. Each append succeeds or fails
     /// on its own, exactly as [`Store::append`] would.
-    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<u64>> {
         appends.iter().map(|append| self.append(append)).collect()
     }
 

@@ -85,17 +85,17 @@ impl<S: Store> Sealed<S> {
 }
 
 impl<S: Store> Store for Sealed<S> {
-    fn append(&self, append: &Append) -> Result<Session> {
+    fn append(&self, append: &Append) -> Result<u64> {
         let (name, message) = self.seal_append(append)?;
         let sealed = Append {
             name: &name,
             message: &message,
             ..*append
         };
-        self.inner.append(&sealed).map(|s| self.open_session(s))
+        self.inner.append(&sealed)
     }
 
-    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<u64>> {
         let sealed: Vec<Result<(String, Message)>> =
             appends.iter().map(|a| self.seal_append(a)).collect();
         // Only the appends that sealed go to the backend, still as one batch.
@@ -115,14 +115,11 @@ impl<S: Store> Store for Sealed<S> {
         sealed
             .into_iter()
             .map(|sealed| match sealed {
-                Ok(_) => stored
-                    .next()
-                    .unwrap_or_else(|| {
-                        Err(StoreError::Unavailable(
-                            "backend answered too few appends".into(),
-                        ))
-                    })
-                    .map(|s| self.open_session(s)),
+                Ok(_) => stored.next().unwrap_or_else(|| {
+                    Err(StoreError::Unavailable(
+                        "backend answered too few appends".into(),
+                    ))
+                }),
                 Err(error) => Err(error),
             })
             .collect()

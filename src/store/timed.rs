@@ -114,11 +114,11 @@ impl<S: Store> Timed<S> {
 }
 
 impl<S: Store> Store for Timed<S> {
-    fn append(&self, append: &Append) -> Result<Session> {
+    fn append(&self, append: &Append) -> Result<u64> {
         self.time(Operation::Append, |s| s.append(append))
     }
 
-    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<u64>> {
         self.time(Operation::AppendBatch, |s| s.append_batch(appends))
     }
 
@@ -199,7 +199,7 @@ mod tests {
     struct Stub;
 
     impl Store for Stub {
-        fn append(&self, _: &Append) -> Result<Session> {
+        fn append(&self, _: &Append) -> Result<u64> {
             Err(StoreError::Unavailable("stub".into()))
         }
         fn session(&self, _: &str) -> Result<Option<Session>> {

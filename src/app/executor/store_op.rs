@@ -75,9 +75,7 @@ pub fn run(
         StoreOp::EndIdle { idle_before, at } => {
             store.end_idle(*idle_before, *at).map(StoreReply::Ended)
         }
-        StoreOp::Append(op) => store
-            .append(&op.as_append())
-            .map(|session| StoreReply::Appended(session.message_count)),
+        StoreOp::Append(op) => store.append(&op.as_append()).map(StoreReply::Appended),
     }
 }
 

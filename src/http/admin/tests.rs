@@ -157,7 +157,7 @@ impl Fixed {
 }
 
 impl Store for Fixed {
-    fn append(&self, _: &crate::store::Append) -> crate::store::Result<Session> {
+    fn append(&self, _: &crate::store::Append) -> crate::store::Result<u64> {
         unreachable!()
     }
     fn session(&self, _: &str) -> crate::store::Result<Option<Session>> {

@@ -11,11 +11,11 @@ use super::tables::load;
 use super::wal::Entry;
 use super::{db_err, SESSIONS};
 use crate::hash::NameMap;
-use crate::store::{byte_budget, Append, Result, Sender, Session, StoreError};
+use crate::store::{byte_budget, Append, Result, Sender, StoreError};
 
 /// Logs every append of `appends` that its session admits, with one sync; each
 /// succeeds or fails on its own, and none is answered before the sync.
-pub(super) fn append_batch(shared: &Shared, appends: &[Append]) -> Vec<Result<Session>> {
+pub(super) fn append_batch(shared: &Shared, appends: &[Append]) -> Vec<Result<u64>> {
     let mut journal = match shared.journal() {
         Ok(journal) => journal,
         Err(error) => return appends.iter().map(|_| Err(error.clone())).collect(),
@@ -27,7 +27,7 @@ pub(super) fn append_batch(shared: &Shared, appends: &[Append]) -> Vec<Result<Se
         logged: Vec::with_capacity(appends.len()),
         staged: NameMap::default(),
     };
-    let results: Vec<Result<Session>> = appends.iter().map(|a| staged.append(a)).collect();
+    let results: Vec<Result<u64>> = appends.iter().map(|a| staged.append(a)).collect();
     let logged = staged.logged;
     if logged.is_empty() {
         return results;
@@ -60,7 +60,7 @@ struct Staged<'a> {
 }
 
 impl<'a> Staged<'a> {
-    fn append(&mut self, append: &Append<'a>) -> Result<Session> {
+    fn append(&mut self, append: &Append<'a>) -> Result<u64> {
         let id = append.session_id;
         let message = append.message;
         let mut new = match self.latest(id)? {
@@ -99,10 +99,10 @@ impl<'a> Staged<'a> {
             row,
             record: new.to_json(),
         };
-        let session = new.clone().into_session(id);
+        let count = new.msg_count;
         self.staged.insert(id, self.logged.len());
         self.logged.push((entry, new));
-        Ok(session)
+        Ok(count)
     }
 
     /// The session's latest record: this batch's, else the log's, else redb's.

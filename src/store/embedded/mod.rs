@@ -231,7 +231,7 @@ fn prepare(db: &Database) -> Result<()> {
 }
 
 impl Store for Embedded {
-    fn append(&self, append: &Append) -> Result<Session> {
+    fn append(&self, append: &Append) -> Result<u64> {
         let mut results = append::append_batch(self.shared(), std::slice::from_ref(append));
         results
             .pop()
@@ -239,7 +239,7 @@ impl Store for Embedded {
     }
 
     /// One log write and one sync for the whole batch (see the header).
-    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<u64>> {
         append::append_batch(self.shared(), appends)
     }
 

@@ -186,7 +186,7 @@ impl Mongo {
         Ok(Some(Transcript { session, messages }))
     }
 
-    fn try_append(&self, append: &Append) -> Attempt<Session> {
+    fn try_append(&self, append: &Append) -> Attempt<u64> {
         let size = codec::message_size(append.message)?;
         // A collision means another writer changed the session between our read and
         // our write; the second read sees that change, so twice is enough.
@@ -203,7 +203,7 @@ impl Mongo {
                 .upsert(true)
                 .run()
             {
-                Ok(_) => return Ok(plan.after),
+                Ok(_) => return Ok(plan.after.message_count),
                 Err(err) if is_duplicate_key(&err) => {
                     refusal(self.header(append.session_id)?.as_ref(), append, size)?;
                 }
@@ -248,9 +248,9 @@ impl Mongo {
         }
     }
 
-    /// The session, when it already holds this message: the attempt before a retry
-    /// may have been stored with only its answer lost.
-    fn holding(&self, append: &Append) -> Attempt<Option<Session>> {
+    /// The session's message count, when it already holds this message: the attempt
+    /// before a retry may have been stored with only its answer lost.
+    fn holding(&self, append: &Append) -> Attempt<Option<u64>> {
         let Some(id) = &append.message.id else {
             return Ok(None);
         };
@@ -258,7 +258,9 @@ impl Mongo {
         if self.sessions.count_documents(filter).run()? == 0 {
             return Ok(None);
         }
-        Ok(self.header(append.session_id)?.map(|h| h.session))
+        Ok(self
+            .header(append.session_id)?
+            .map(|h| h.session.message_count))
     }
 
     fn end_where(&self, id: &str, started_at: Millis, at: Millis) -> Attempt<bool> {
@@ -282,26 +284,26 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The session as it stands when `append`'s message is already its last one: an
+/// The session's message count when `append`'s message is already its last one: an
 /// earlier append of it was stored and only its answer lost (the server went away after
 /// the write), and the chat core tried it again. A session's writes are ordered and a
 /// reply waiting to be tried again holds back the ones behind it, so such a message is
 /// always the last; a retry within one call checks the whole session ([`Mongo::holding`]).
-fn already_stored(header: Option<&Header>, append: &Append) -> Option<Session> {
+fn already_stored(header: Option<&Header>, append: &Append) -> Option<u64> {
     let header = header?;
     let id = append.message.id.as_deref()?;
-    (header.last_message_id.as_deref() == Some(id)).then(|| header.session.clone())
+    (header.last_message_id.as_deref() == Some(id)).then_some(header.session.message_count)
 }
 
 impl Store for Mongo {
-    fn append_batch(&self, appends: &[Append]) -> Vec<Result<Session>> {
+    fn append_batch(&self, appends: &[Append]) -> Vec<Result<u64>> {
         let workers = appends.len().min(BATCH_PARALLELISM);
         if workers <= 1 {
             return appends.iter().map(|append| self.append(append)).collect();
         }
         let next = AtomicUsize::new(0);
-        let mut results: Vec<Option<Result<Session>>> = appends.iter().map(|_| None).collect();
-        let finished: Vec<(usize, Result<Session>)> = thread::scope(|scope| {
+        let mut results: Vec<Option<Result<u64>>> = appends.iter().map(|_| None).collect();
+        let finished: Vec<(usize, Result<u64>)> = thread::scope(|scope| {
             let workers: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| {
@@ -337,7 +339,7 @@ impl Store for Mongo {
             .collect()
     }
 
-    fn append(&self, append: &Append) -> Result<Session> {
+    fn append(&self, append: &Append) -> Result<u64> {
         let mut retrying = false;
         self.write("append", || {
             if std::mem::replace(&mut retrying, true) {
