@@ -59,17 +59,25 @@ fn civil(unix: u64) -> Civil {
 }
 
 /// `2026-11-25T21:40:40.123Z`; instants before 1970 print as the epoch.
-///
-/// Every outbound chat frame carries one: the digits are written by hand, since the
-/// `format!` machinery cost several times the rest of the work (callgrind, release).
 pub fn rfc3339_millis(millis: i64) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339_millis(&mut out, millis);
+    out
+}
+
+/// [`rfc3339_millis`] appended to `out`. Every outbound chat frame carries one, written
+/// straight into the frame: a `String` each was an allocation per frame, and the digits
+/// are written by hand, since the `format!` machinery cost several times the rest of
+/// the work (callgrind, release).
+pub fn push_rfc3339_millis(out: &mut String, millis: i64) {
     let millis = millis.max(0);
     let c = civil((millis / 1000) as u64);
     let ms = (millis % 1000) as u32;
     let Some(year) = u32::try_from(c.year).ok().filter(|year| *year <= 9999) else {
-        return formatted_millis(&c, ms);
+        out.push_str(&formatted_millis(&c, ms));
+        return;
     };
-    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut text = *b"0000-00-00T00:00:00.000Z";
     let fields = [
         (0, 4, year),
         (5, 2, c.month),
@@ -80,12 +88,12 @@ pub fn rfc3339_millis(millis: i64) -> String {
         (20, 3, ms),
     ];
     for (at, width, value) in fields {
-        decimal::fixed_width(&mut out[at..at + width], u64::from(value));
+        decimal::fixed_width(&mut text[at..at + width], u64::from(value));
     }
     // ASCII digits and separators: always UTF-8.
-    std::str::from_utf8(&out)
-        .map(str::to_owned)
-        .unwrap_or_default()
+    if let Ok(text) = std::str::from_utf8(&text) {
+        out.push_str(text);
+    }
 }
 
 /// The general form, which widens the year past four digits.

@@ -4,6 +4,7 @@
 
 use super::Outbound;
 use crate::json::{member, optional_strings, serialized, string, string_map};
+use crate::time;
 
 impl Outbound<'_> {
     pub fn to_json(&self) -> String {
@@ -27,7 +28,9 @@ impl Outbound<'_> {
             string(&mut out, user_id);
         }
         out.push_str(member!("timestamp"));
-        string(&mut out, &self.timestamp);
+        out.push('"');
+        time::push_rfc3339_millis(&mut out, self.at);
+        out.push('"');
         out.push_str(member!("sender"));
         string(&mut out, self.sender);
         if !self.metadata.is_empty() {

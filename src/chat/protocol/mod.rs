@@ -288,7 +288,9 @@ pub struct Outbound<'a> {
     models: Option<&'a [ModelInfo]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user_id: Option<&'a str>,
-    timestamp: String,
+    /// Written as RFC 3339 straight into the frame (`encode.rs`), not kept as a string.
+    #[serde(rename = "timestamp", serialize_with = "rfc3339")]
+    at: Millis,
     sender: &'static str,
     #[serde(skip_serializing_if = "Meta::is_empty")]
     metadata: Meta<'a>,
@@ -307,7 +309,7 @@ impl<'a> Outbound<'a> {
             model_id: None,
             models: None,
             user_id: None,
-            timestamp: time::rfc3339_millis(at),
+            at,
             sender: sender.as_str(),
             metadata: Meta::default(),
             error: None,
@@ -381,3 +383,7 @@ impl<'a> Outbound<'a> {
 
 #[cfg(test)]
 mod tests;
+
+fn rfc3339<S: serde::Serializer>(at: &Millis, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&time::rfc3339_millis(*at))
+}
