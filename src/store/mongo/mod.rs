@@ -203,7 +203,7 @@ impl Mongo {
                 .upsert(true)
                 .run()
             {
-                Ok(_) => return Ok(plan.after.message_count),
+                Ok(_) => return Ok(plan.message_count),
                 Err(err) if is_duplicate_key(&err) => {
                     refusal(self.header(append.session_id)?.as_ref(), append, size)?;
                 }
